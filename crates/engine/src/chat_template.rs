@@ -1,0 +1,101 @@
+//! Renders Hugging Face style Jinja chat templates (`tokenizer.chat_template` in GGUF files).
+
+use serde::Serialize;
+
+/// A message as chat templates see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TemplateMessage {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Text.
+    pub content: String,
+    /// Calls an assistant made, as `{"type":"function","function":{"name","arguments"}}` objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
+    /// On `tool` messages: the function that ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// On `tool` messages: the call answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// Everything a template reads.
+#[derive(Debug, Clone, Default)]
+pub struct ChatTemplateInput<'a> {
+    /// The conversation.
+    pub messages: &'a [TemplateMessage],
+    /// Tool schemas, when the caller offers tools.
+    pub tools: Option<&'a [serde_json::Value]>,
+    /// Append the assistant header so the model answers next.
+    pub add_generation_prompt: bool,
+    /// Beginning-of-sequence text.
+    pub bos_token: Option<&'a str>,
+    /// End-of-sequence text.
+    pub eos_token: Option<&'a str>,
+}
+
+/// The template does not parse or raised an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template error: {0}")]
+pub struct RenderError(pub String);
+
+/// Renders `template` with the given input.
+pub fn render_chat(template: &str, input: &ChatTemplateInput<'_>) -> Result<String, RenderError> {
+    let mut environment = minijinja::Environment::new();
+    environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    environment.set_lstrip_blocks(true);
+    environment.set_trim_blocks(true);
+    environment.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+    });
+    environment.add_function("strftime_now", |format: String| chrono::Local::now().format(&format).to_string());
+    // Python's `x[::-1]` reversal is common in templates and absent from Jinja.
+    let template_text = template.replace("[::-1]", "|reverse");
+    environment.add_template("chat", &template_text).map_err(|error| RenderError(error.to_string()))?;
+    let compiled = environment.get_template("chat").map_err(|error| RenderError(error.to_string()))?;
+    let context = minijinja::context! {
+        messages => minijinja::Value::from_serialize(input.messages),
+        tools => input.tools.map(minijinja::Value::from_serialize),
+        add_generation_prompt => input.add_generation_prompt,
+        bos_token => input.bos_token.unwrap_or_default(),
+        eos_token => input.eos_token.unwrap_or_default(),
+    };
+    compiled.render(context).map_err(|error| RenderError(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn message(role: &str, content: &str) -> TemplateMessage {
+        TemplateMessage { role: role.into(), content: content.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn renders_chatml_with_default_system() {
+        let messages = [message("user", "Hi")];
+        let rendered = render_chat(
+            CHATML,
+            &ChatTemplateInput { messages: &messages, add_generation_prompt: true, ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(
+            rendered,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn python_methods_and_exceptions() {
+        let messages = [message("user", "  padded  ")];
+        let template = "{% if messages|length > 1 %}{{ raise_exception('only one') }}{% endif %}[{{ messages[0].content.strip() }}]{% for m in messages[::-1] %}{{ m.role }}{% endfor %}";
+        let input = ChatTemplateInput { messages: &messages, ..Default::default() };
+        assert_eq!(render_chat(template, &input).unwrap(), "[padded]user");
+        let two = [message("user", "a"), message("user", "b")];
+        let error = render_chat(template, &ChatTemplateInput { messages: &two, ..Default::default() }).unwrap_err();
+        assert!(error.0.contains("only one"), "{error}");
+    }
+}

@@ -1,0 +1,20 @@
+//! The engine-facing domain: the `Engine` and `LoadedModel` traits, generation requests and
+//! events, chat-template rendering, and the scheduler that keeps models loaded.
+//!
+//! Front-ends (HTTP, LSP, MCP) and the tool loop depend on these traits, never on mistral.rs.
+//! `engine-mistralrs` implements them on real weights; [`scripted::ScriptedEngine`] implements
+//! them deterministically for protocol tests.
+
+mod chat_template;
+mod generation;
+mod scheduler;
+pub mod scripted;
+mod stop;
+
+pub use chat_template::{render_chat, ChatTemplateInput, RenderError, TemplateMessage};
+pub use generation::{
+    DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
+    ModelDescription, Sampling,
+};
+pub use stop::{StopFilter, StopStep};
+pub use scheduler::{Lease, LoadedModelStatus, Scheduler, SchedulerConfig, SchedulerError};

@@ -1,0 +1,274 @@
+//! `Scheduler`: keeps loaded models in memory, shares them between requests, and unloads them
+//! when their keep-alive runs out or room is needed (least recently used first).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{Engine, EngineError, LoadSpec, LoadedModel};
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Models resident at once (`OLLAMA_MAX_LOADED_MODELS`).
+    pub max_loaded_models: usize,
+    /// Keep-alive for a model loaded without one; `None` is forever (`OLLAMA_KEEP_ALIVE`).
+    pub default_keep_alive: Option<Duration>,
+}
+
+/// A scheduler error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchedulerError {
+    /// The engine failed to load the model.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What `/api/ps` shows of a loaded model.
+#[derive(Debug, Clone)]
+pub struct LoadedModelStatus {
+    /// The key it was loaded under (the model's full name).
+    pub key: String,
+    /// When it will be unloaded; `None` means never.
+    pub expires_at: Option<SystemTime>,
+    /// Context window it serves.
+    pub context_length: usize,
+    /// Resident memory in bytes.
+    pub memory_bytes: u64,
+    /// Requests using it now.
+    pub n_active_requests: usize,
+}
+
+/// Keeps models loaded.
+pub struct Scheduler {
+    engine: Arc<dyn Engine>,
+    config: SchedulerConfig,
+    slots: Mutex<HashMap<String, Slot>>,
+    load_lock: tokio::sync::Mutex<()>,
+}
+
+struct Slot {
+    model: Arc<dyn LoadedModel>,
+    spec: LoadSpec,
+    n_active_requests: usize,
+    keep_alive: Option<Duration>,
+    idle_deadline: Option<Instant>,
+    last_used: Instant,
+}
+
+/// A model in use by one request. Dropping it starts the model's keep-alive countdown.
+pub struct Lease {
+    scheduler: Weak<Scheduler>,
+    key: String,
+    model: Arc<dyn LoadedModel>,
+    load_duration: Duration,
+}
+
+impl Scheduler {
+    /// A scheduler over `engine`. Spawns a task that unloads expired models, so it must be
+    /// called inside a tokio runtime.
+    pub fn new(engine: Arc<dyn Engine>, config: SchedulerConfig) -> Arc<Scheduler> {
+        let scheduler = Arc::new(Scheduler {
+            engine,
+            config,
+            slots: Mutex::new(HashMap::new()),
+            load_lock: tokio::sync::Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&scheduler);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                interval.tick().await;
+                let Some(scheduler) = weak.upgrade() else { break };
+                scheduler.unload_expired(Instant::now());
+            }
+        });
+        scheduler
+    }
+
+    /// The loaded model under `key`, loading it with `spec` first if needed (or reloading it if
+    /// it was loaded with another spec). `keep_alive`: `None` keeps the model's setting,
+    /// `Some(None)` is forever, `Some(Some(d))` is `d`.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        key: &str,
+        spec: &LoadSpec,
+        keep_alive: Option<Option<Duration>>,
+    ) -> Result<Lease, SchedulerError> {
+        let started = Instant::now();
+        if let Some(lease) = self.try_reuse(key, spec, keep_alive, started) {
+            return Ok(lease);
+        }
+        let _loading = self.load_lock.lock().await;
+        if let Some(lease) = self.try_reuse(key, spec, keep_alive, started) {
+            return Ok(lease);
+        }
+        self.make_room(key);
+        tracing::info!(model = key, path = %spec.model_path.display(), num_ctx = spec.num_ctx, "loading model");
+        let model = self.engine.load(spec).await?;
+        let mut slots = self.slots.lock().unwrap();
+        slots.insert(
+            key.to_owned(),
+            Slot {
+                model: model.clone(),
+                spec: spec.clone(),
+                n_active_requests: 1,
+                keep_alive: keep_alive.unwrap_or(self.config.default_keep_alive),
+                idle_deadline: None,
+                last_used: Instant::now(),
+            },
+        );
+        Ok(Lease { scheduler: Arc::downgrade(self), key: key.to_owned(), model, load_duration: started.elapsed() })
+    }
+
+    fn try_reuse(
+        self: &Arc<Self>,
+        key: &str,
+        spec: &LoadSpec,
+        keep_alive: Option<Option<Duration>>,
+        started: Instant,
+    ) -> Option<Lease> {
+        let mut slots = self.slots.lock().unwrap();
+        let slot = slots.get_mut(key)?;
+        if slot.spec != *spec {
+            return None;
+        }
+        slot.n_active_requests += 1;
+        slot.idle_deadline = None;
+        slot.last_used = Instant::now();
+        if let Some(keep_alive) = keep_alive {
+            slot.keep_alive = keep_alive;
+        }
+        Some(Lease {
+            scheduler: Arc::downgrade(self),
+            key: key.to_owned(),
+            model: slot.model.clone(),
+            load_duration: started.elapsed(),
+        })
+    }
+
+    /// Drops a stale copy of `key` and, at the limit, the least recently used idle models.
+    fn make_room(&self, key: &str) {
+        let mut slots = self.slots.lock().unwrap();
+        slots.remove(key);
+        while slots.len() >= self.config.max_loaded_models.max(1) {
+            let victim = slots
+                .iter()
+                .filter(|(_, slot)| slot.n_active_requests == 0)
+                .min_by_key(|(_, slot)| slot.last_used)
+                .map(|(key, _)| key.clone());
+            let Some(victim) = victim else { break };
+            tracing::info!(model = victim, "unloading least recently used model");
+            slots.remove(&victim);
+        }
+    }
+
+    /// Unloads `key` now, or as soon as its running requests finish. Returns whether it was
+    /// loaded.
+    pub fn unload(&self, key: &str) -> bool {
+        let mut slots = self.slots.lock().unwrap();
+        let Some(slot) = slots.get_mut(key) else { return false };
+        if slot.n_active_requests == 0 {
+            slots.remove(key);
+            tracing::info!(model = key, "unloaded model");
+        } else {
+            slot.keep_alive = Some(Duration::ZERO);
+        }
+        true
+    }
+
+    /// Whether `key` is loaded.
+    pub fn is_loaded(&self, key: &str) -> bool {
+        self.slots.lock().unwrap().contains_key(key)
+    }
+
+    /// Unloads everything (at shutdown).
+    pub fn unload_all(&self) {
+        self.slots.lock().unwrap().clear();
+    }
+
+    /// Loaded models, latest deadline first.
+    pub fn status(&self) -> Vec<LoadedModelStatus> {
+        let now_instant = Instant::now();
+        let now_system = SystemTime::now();
+        let slots = self.slots.lock().unwrap();
+        let mut statuses: Vec<LoadedModelStatus> = slots
+            .iter()
+            .map(|(key, slot)| {
+                let expires_at = match (slot.idle_deadline, slot.keep_alive) {
+                    (Some(deadline), _) => Some(now_system + deadline.saturating_duration_since(now_instant)),
+                    (None, Some(keep_alive)) => Some(now_system + keep_alive),
+                    (None, None) => None,
+                };
+                LoadedModelStatus {
+                    key: key.clone(),
+                    expires_at,
+                    context_length: slot.spec.num_ctx,
+                    memory_bytes: slot.model.description().memory_bytes,
+                    n_active_requests: slot.n_active_requests,
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| match (a.expires_at, b.expires_at) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => b.cmp(&a),
+        });
+        statuses
+    }
+
+    fn release(&self, key: &str, model: &Arc<dyn LoadedModel>) {
+        let mut slots = self.slots.lock().unwrap();
+        let Some(slot) = slots.get_mut(key) else { return };
+        if !Arc::ptr_eq(&slot.model, model) {
+            return;
+        }
+        slot.n_active_requests = slot.n_active_requests.saturating_sub(1);
+        slot.last_used = Instant::now();
+        if slot.n_active_requests == 0 {
+            match slot.keep_alive {
+                Some(keep_alive) if keep_alive.is_zero() => {
+                    slots.remove(key);
+                    tracing::info!(model = key, "unloaded model (keep_alive 0)");
+                }
+                Some(keep_alive) => slot.idle_deadline = Some(Instant::now() + keep_alive),
+                None => slot.idle_deadline = None,
+            }
+        }
+    }
+
+    fn unload_expired(&self, now: Instant) {
+        let mut slots = self.slots.lock().unwrap();
+        slots.retain(|key, slot| {
+            let expired = slot.n_active_requests == 0 && slot.idle_deadline.is_some_and(|deadline| deadline <= now);
+            if expired {
+                tracing::info!(model = key, "keep-alive expired, unloading model");
+            }
+            !expired
+        });
+    }
+}
+
+impl Lease {
+    /// The model.
+    pub fn model(&self) -> &Arc<dyn LoadedModel> {
+        &self.model
+    }
+
+    /// How long this request waited for the model to be ready.
+    pub fn load_duration(&self) -> Duration {
+        self.load_duration
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(scheduler) = self.scheduler.upgrade() {
+            scheduler.release(&self.key, &self.model);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

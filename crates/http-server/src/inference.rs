@@ -1,0 +1,205 @@
+//! The pipeline shared by generate and chat: options and keep-alive parsing, context sizing,
+//! prompt fitting, and the stream of generation outcomes with measured figures.
+
+use std::time::{Duration, Instant};
+
+use engine::{GenerationEvent, GenerationRequest, Lease, LoadSpec, Sampling};
+use futures_util::Stream;
+use ollama_api::{KeepAlive, Metrics, Options};
+use serde_json::Value;
+
+use crate::{ApiError, AppState, ResolvedModel};
+
+/// Default `num_keep`: tokens kept from the start of an over-long prompt.
+const DEFAULT_NUM_KEEP: usize = 4;
+
+/// One step of a running generation, as the route modules see it.
+pub(crate) enum Outcome {
+    /// Generated text.
+    Text(String),
+    /// The end.
+    Done(Box<DoneInfo>),
+    /// A failure after the stream started.
+    Failed(String),
+}
+
+/// Figures of a finished generation.
+pub(crate) struct DoneInfo {
+    pub(crate) done_reason: &'static str,
+    pub(crate) metrics: Metrics,
+    pub(crate) prompt_tokens: Vec<u32>,
+    pub(crate) generated_tokens: Vec<u32>,
+}
+
+/// `keep_alive` of a request: `None` when absent, else `Some(None)` for forever or
+/// `Some(Some(duration))`.
+pub(crate) fn parse_keep_alive(value: &Option<Value>) -> Result<Option<Option<Duration>>, ApiError> {
+    let Some(value) = value.as_ref().filter(|value| !value.is_null()) else { return Ok(None) };
+    match KeepAlive::from_json(value) {
+        Ok(KeepAlive::Forever) => Ok(Some(None)),
+        Ok(KeepAlive::For(duration)) => Ok(Some(Some(duration))),
+        Err(error) => Err(ApiError::bad_request(error.to_string())),
+    }
+}
+
+/// Model parameters overlaid with the request's options. Type errors are 500s, as in Ollama.
+pub(crate) fn merged_options(
+    model: &ResolvedModel,
+    request_options: &Option<serde_json::Map<String, Value>>,
+) -> Result<Options, ApiError> {
+    let request_options = match request_options {
+        Some(map) => Options::from_map(map).map_err(|error| ApiError::internal(error.to_string()))?,
+        None => Options::default(),
+    };
+    Ok(model.options.merged_with(&request_options))
+}
+
+/// The context window to serve: the option, else the server default, capped at what the model
+/// was trained for, and at least 4 tokens.
+pub(crate) fn context_size(state: &AppState, model: &ResolvedModel, options: &Options) -> usize {
+    let wanted = options.num_ctx.filter(|n| *n > 0).map(|n| n as usize).unwrap_or(state.config().default_num_ctx);
+    let trained = model.trained_context_length().map(|n| n as usize).unwrap_or(usize::MAX);
+    wanted.min(trained).max(4)
+}
+
+/// Takes the model from the scheduler, loading it if needed.
+pub(crate) async fn acquire(
+    state: &AppState,
+    model: &ResolvedModel,
+    num_ctx: usize,
+    keep_alive: Option<Option<Duration>>,
+) -> Result<Lease, ApiError> {
+    let spec = LoadSpec { model_path: model.model_path.clone(), num_ctx };
+    state
+        .scheduler()
+        .acquire(&model.name.display_full(), &spec, keep_alive)
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))
+}
+
+/// Sampling settings with Ollama's defaults for unset options.
+pub(crate) fn sampling(options: &Options) -> Sampling {
+    Sampling {
+        temperature: options.temperature.unwrap_or(0.8),
+        top_k: options.top_k.unwrap_or(40).max(0) as usize,
+        top_p: options.top_p.unwrap_or(0.9),
+        min_p: options.min_p.unwrap_or(0.0),
+        seed: options.seed.filter(|seed| *seed >= 0).map(|seed| seed as u64),
+        repeat_penalty: options.repeat_penalty.unwrap_or(1.0),
+        repeat_last_n: options.repeat_last_n.unwrap_or(64).max(0) as usize,
+        presence_penalty: options.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: options.frequency_penalty.unwrap_or(0.0),
+    }
+}
+
+/// Fits a prompt into `num_ctx`: a prompt that leaves no room to generate keeps its first
+/// `num_keep` tokens and its most recent tokens, half a context in all, so the answer has
+/// room too.
+pub(crate) fn fit_prompt(tokens: Vec<u32>, num_ctx: usize, num_keep: usize) -> Vec<u32> {
+    if tokens.len() < num_ctx {
+        return tokens;
+    }
+    let target = (num_ctx / 2).max(1);
+    let keep = num_keep.min(target / 2);
+    let tail = target - keep;
+    let mut fitted = tokens[..keep].to_vec();
+    fitted.extend_from_slice(&tokens[tokens.len() - tail..]);
+    fitted
+}
+
+/// How many tokens may be generated: `num_predict` (negative is unbounded) within the room
+/// the context has left.
+pub(crate) fn max_new_tokens(num_predict: Option<i64>, num_ctx: usize, n_prompt_tokens: usize) -> usize {
+    let room = num_ctx.saturating_sub(n_prompt_tokens);
+    match num_predict {
+        Some(limit) if limit >= 0 => (limit as usize).min(room),
+        _ => room,
+    }
+}
+
+/// `num_keep` from options.
+pub(crate) fn num_keep(options: &Options) -> usize {
+    options.num_keep.filter(|n| *n >= 0).map(|n| n as usize).unwrap_or(DEFAULT_NUM_KEEP)
+}
+
+/// Starts generating and returns the stream of outcomes. The stream owns the lease, so the
+/// model stays loaded until the stream ends or is dropped; dropping it cancels generation.
+pub(crate) async fn run(
+    lease: Lease,
+    prompt_tokens: Vec<u32>,
+    options: &Options,
+    num_ctx: usize,
+    started: Instant,
+) -> Result<impl Stream<Item = Outcome> + Send + 'static, ApiError> {
+    let request = GenerationRequest {
+        max_new_tokens: max_new_tokens(options.num_predict, num_ctx, prompt_tokens.len()),
+        prompt_tokens: prompt_tokens.clone(),
+        sampling: sampling(options),
+        stop: options.stop.clone().unwrap_or_default(),
+    };
+    let receiver = lease.model().generate(request).await.map_err(|error| ApiError::internal(error.to_string()))?;
+    let load_duration = lease.load_duration();
+    struct RunState {
+        receiver: tokio::sync::mpsc::Receiver<GenerationEvent>,
+        lease: Option<Lease>,
+        prompt_tokens: Vec<u32>,
+    }
+    let run_state = RunState { receiver, lease: Some(lease), prompt_tokens };
+    Ok(futures_util::stream::unfold(run_state, move |mut run_state| async move {
+        run_state.lease.as_ref()?;
+        let outcome = match run_state.receiver.recv().await {
+            Some(GenerationEvent::Text(text)) => Outcome::Text(text),
+            Some(GenerationEvent::Done(summary)) => {
+                run_state.lease = None;
+                Outcome::Done(Box::new(DoneInfo {
+                    done_reason: summary.done_reason.as_str(),
+                    metrics: Metrics {
+                        total_duration: nanos(started.elapsed()),
+                        load_duration: nanos(load_duration),
+                        prompt_eval_count: summary.n_prompt_tokens as u64,
+                        prompt_eval_duration: nanos(summary.prompt_duration),
+                        eval_count: summary.n_generated_tokens as u64,
+                        eval_duration: nanos(summary.generation_duration),
+                    },
+                    prompt_tokens: std::mem::take(&mut run_state.prompt_tokens),
+                    generated_tokens: summary.generated_tokens,
+                }))
+            }
+            Some(GenerationEvent::Failed(error)) => {
+                run_state.lease = None;
+                Outcome::Failed(error)
+            }
+            None => {
+                run_state.lease = None;
+                Outcome::Failed("the engine stopped without finishing the response".into())
+            }
+        };
+        Some((outcome, run_state))
+    }))
+}
+
+fn nanos(duration: Duration) -> u64 {
+    duration.as_nanos().min(u64::MAX as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_fitting_keeps_start_and_end() {
+        let tokens: Vec<u32> = (0..10).collect();
+        assert_eq!(fit_prompt(tokens.clone(), 11, 4), tokens);
+        assert_eq!(fit_prompt(tokens.clone(), 10, 4), vec![0, 1, 7, 8, 9]);
+        assert_eq!(fit_prompt(tokens, 8, 0), vec![6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn generation_is_bounded_by_num_predict_and_context() {
+        assert_eq!(max_new_tokens(None, 100, 40), 60);
+        assert_eq!(max_new_tokens(Some(-1), 100, 40), 60);
+        assert_eq!(max_new_tokens(Some(10), 100, 40), 10);
+        assert_eq!(max_new_tokens(Some(500), 100, 40), 60);
+        assert_eq!(max_new_tokens(Some(0), 100, 40), 0);
+    }
+}

@@ -1,0 +1,164 @@
+//! `POST /api/chat`: multi-turn chat, load and unload.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::Response;
+use engine::{render_chat, ChatTemplateInput, LoadedModel, ModelDescription, TemplateMessage};
+use futures_util::StreamExt;
+use model_store::ModelName;
+use ollama_api::{ChatRequest, ChatResponse, Message};
+
+use super::common;
+use crate::inference::{self, Outcome};
+use crate::json::{json_response, OllamaJson};
+use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
+use crate::{ApiError, AppState};
+
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    if request.model.is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    let not_found = || ApiError::not_found(format!("model '{}' not found", request.model));
+    let name = ModelName::parse(&request.model).map_err(|_| not_found())?;
+    common::check_top_logprobs(request.top_logprobs)?;
+    let keep_alive = inference::parse_keep_alive(&request.keep_alive)?;
+    let model = state.resolve(&name).map_err(|error| if error.status == 404 { not_found() } else { error })?;
+    if !model.capabilities().contains(&"completion") {
+        return Err(ApiError::bad_request(format!("\"{}\" does not support chat", request.model)));
+    }
+    common::check_think(&request.think, &model, &request.model)?;
+    common::check_format(&request.format)?;
+    for message in &request.messages {
+        common::check_images(message.images.as_ref(), &model)?;
+    }
+    let tools = request.tools.clone().filter(|tools| !tools.is_empty());
+    if tools.is_some() && !model.capabilities().contains(&"tools") {
+        return Err(ApiError::bad_request(format!("{} does not support tools", model.name.display_full())));
+    }
+    let respond_done = |done_reason: &str| ChatResponse {
+        model: request.model.clone(),
+        created_at: now_rfc3339(),
+        message: Message { role: "assistant".into(), ..Default::default() },
+        done: true,
+        done_reason: Some(done_reason.to_owned()),
+        ..Default::default()
+    };
+
+    let options = inference::merged_options(&model, &request.options)?;
+    let num_ctx = inference::context_size(&state, &model, &options);
+    if request.messages.is_empty() {
+        if keep_alive == Some(Some(Duration::ZERO)) {
+            state.scheduler().unload(&model.name.display_full());
+            return Ok(json_response(&respond_done("unload")));
+        }
+        drop(inference::acquire(&state, &model, num_ctx, keep_alive).await?);
+        return Ok(json_response(&respond_done("load")));
+    }
+
+    let lease = inference::acquire(&state, &model, num_ctx, keep_alive).await?;
+    let description = lease.model().description();
+
+    let mut messages: Vec<TemplateMessage> = Vec::new();
+    if let Some(system) = &model.system {
+        if request.messages.first().is_none_or(|first| first.role != "system") {
+            messages.push(TemplateMessage { role: "system".into(), content: system.clone(), ..Default::default() });
+        }
+    }
+    messages.extend(model.messages.iter().map(common::template_message));
+    messages.extend(request.messages.iter().map(common::template_message));
+
+    let template = model.chat_template();
+    let render = |messages: &[TemplateMessage]| -> Result<String, ApiError> {
+        match &template {
+            Some(template) => render_chat(
+                template,
+                &ChatTemplateInput {
+                    messages,
+                    tools: tools.as_deref(),
+                    add_generation_prompt: true,
+                    bos_token: description.bos_token.as_deref(),
+                    eos_token: description.eos_token.as_deref(),
+                },
+            )
+            .map_err(|error| ApiError::internal(error.to_string())),
+            None => Ok(common::render_without_template(messages)),
+        }
+    };
+    let truncate = request.truncate != Some(false);
+    let prompt_tokens =
+        fitted_prompt(lease.model().as_ref(), &description, messages, render, num_ctx, truncate).await?;
+    let prompt_tokens = if truncate {
+        inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
+    } else {
+        prompt_tokens
+    };
+    let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+
+    let model_echo = request.model.clone();
+    let to_chunk = move |outcome: Outcome| -> StreamItem<ChatResponse> {
+        match outcome {
+            Outcome::Text(text) => StreamItem::Chunk(ChatResponse {
+                model: model_echo.clone(),
+                created_at: now_rfc3339(),
+                message: Message { role: "assistant".into(), content: text, ..Default::default() },
+                ..Default::default()
+            }),
+            Outcome::Done(done) => StreamItem::Chunk(ChatResponse {
+                model: model_echo.clone(),
+                created_at: now_rfc3339(),
+                message: Message { role: "assistant".into(), ..Default::default() },
+                done: true,
+                done_reason: Some(done.done_reason.to_owned()),
+                metrics: done.metrics,
+            }),
+            Outcome::Failed(error) => StreamItem::Error(error),
+        }
+    };
+
+    if request.stream.unwrap_or(true) {
+        return Ok(ndjson_response(outcomes.map(to_chunk)));
+    }
+    let mut content = String::new();
+    let mut outcomes = std::pin::pin!(outcomes);
+    while let Some(outcome) = outcomes.next().await {
+        match to_chunk(outcome) {
+            StreamItem::Chunk(chunk) if !chunk.done => content.push_str(&chunk.message.content),
+            StreamItem::Chunk(mut chunk) => {
+                chunk.message.content = content;
+                return Ok(json_response(&chunk));
+            }
+            StreamItem::Error(error) => return Err(ApiError::internal(error)),
+        }
+    }
+    Err(ApiError::internal("generation ended without a final response"))
+}
+
+/// Renders and tokenizes the conversation; when it does not fit the context, drops the oldest
+/// messages (never system messages, never the last one) until it does, as Ollama does.
+async fn fitted_prompt(
+    model: &dyn LoadedModel,
+    _description: &ModelDescription,
+    mut messages: Vec<TemplateMessage>,
+    render: impl Fn(&[TemplateMessage]) -> Result<String, ApiError>,
+    num_ctx: usize,
+    truncate: bool,
+) -> Result<Vec<u32>, ApiError> {
+    loop {
+        let text = render(&messages)?;
+        let tokens = model.tokenize(&text, false).await.map_err(|error| ApiError::internal(error.to_string()))?;
+        if !truncate || tokens.len() < num_ctx {
+            return Ok(tokens);
+        }
+        let last_index = messages.len().saturating_sub(1);
+        let Some(oldest) = messages.iter().position(|message| message.role != "system") else { return Ok(tokens) };
+        if oldest >= last_index {
+            return Ok(tokens);
+        }
+        messages.remove(oldest);
+    }
+}

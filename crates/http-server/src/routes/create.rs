@@ -1,0 +1,208 @@
+//! `POST /api/create`: a model from uploaded GGUF blobs or from an existing model, with
+//! template, system, parameters, messages and license layers.
+
+use axum::extract::State;
+use axum::response::Response;
+use model_store::{gguf, media_type, ConfigV2, Digest, Layer, Manifest, ModelName};
+use ollama_api::{CreateRequest, Options, ProgressResponse};
+use serde_json::Value;
+
+use crate::json::{json_response, OllamaJson};
+use crate::ndjson::{ndjson_response, StreamItem};
+use crate::{ApiError, AppState};
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<CreateRequest>,
+) -> Result<Response, ApiError> {
+    let stream = request.stream.unwrap_or(true);
+    let progress = tokio::task::spawn_blocking(move || create_model(&state, &request))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))??;
+    if stream {
+        Ok(ndjson_response(futures_util::stream::iter(progress.into_iter().map(StreamItem::Chunk))))
+    } else {
+        Ok(json_response(progress.last().expect("create always reports success")))
+    }
+}
+
+fn status(text: impl Into<String>) -> ProgressResponse {
+    ProgressResponse { status: text.into(), ..Default::default() }
+}
+
+fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<ProgressResponse>, ApiError> {
+    let store = state.store();
+    let requested = if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    if requested.is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    let name = ModelName::parse(&requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
+    if request.quantize.as_deref().or(request.quantization.as_deref()).is_some_and(|quantize| !quantize.is_empty()) {
+        return Err(ApiError::not_implemented("quantization is not supported by modeld yet"));
+    }
+    if request.adapters.as_ref().is_some_and(|adapters| !adapters.is_empty()) {
+        return Err(ApiError::not_implemented("adapters are not supported by modeld yet"));
+    }
+    let mut progress = Vec::new();
+    let (mut config, mut layers) = match (&request.from, &request.files) {
+        (_, Some(files)) if !files.is_empty() => {
+            progress.push(status("parsing GGUF"));
+            layers_from_files(state, files)?
+        }
+        (Some(from), _) if !from.is_empty() => {
+            let base = ModelName::parse(from).map_err(|_| ApiError::bad_request("invalid model name"))?;
+            let base_model = state.resolve(&base).map_err(|error| {
+                if error.status == 404 {
+                    ApiError::not_found(format!("model \"{from}\" not found"))
+                } else {
+                    error
+                }
+            })?;
+            let mut layers = base_model.entry.manifest.layers.clone();
+            for layer in &mut layers {
+                layer.from.get_or_insert_with(|| base.display_shortest());
+            }
+            (base_model.config.clone(), layers)
+        }
+        _ => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
+    };
+
+    if let Some(template) = &request.template {
+        replace_layer(state, &mut layers, media_type::TEMPLATE, Some(template.clone().into_bytes()), &mut progress)?;
+    }
+    if let Some(system) = &request.system {
+        replace_layer(state, &mut layers, media_type::SYSTEM, Some(system.clone().into_bytes()), &mut progress)?;
+    }
+    if let Some(parameters) = request.parameters.as_ref().filter(|parameters| !parameters.is_empty()) {
+        Options::from_map(parameters).map_err(|error| ApiError::bad_request(error.to_string()))?;
+        let mut merged = inherited_parameters(state, &layers);
+        for (key, value) in parameters {
+            merged.insert(key.clone(), value.clone());
+        }
+        replace_layer(state, &mut layers, media_type::PARAMS, Some(serde_json::to_vec(&merged).unwrap_or_default()), &mut progress)?;
+    }
+    if let Some(messages) = request.messages.as_ref().filter(|messages| !messages.is_empty()) {
+        replace_layer(state, &mut layers, media_type::MESSAGES, Some(serde_json::to_vec(messages).unwrap_or_default()), &mut progress)?;
+    }
+    if let Some(license) = &request.license {
+        let licenses: Vec<String> = match license {
+            Value::String(text) => vec![text.clone()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        replace_layer(state, &mut layers, media_type::LICENSE, None, &mut progress)?;
+        for license in licenses {
+            layers.push(write_layer(state, media_type::LICENSE, license.as_bytes(), &mut progress)?);
+        }
+    }
+
+    config.model_format = "gguf".into();
+    if config.architecture.is_empty() {
+        config.architecture = "amd64".into();
+        config.os = "linux".into();
+    }
+    let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
+    let (config_digest, config_size) = store.write_blob_bytes(&config_bytes)?;
+    let manifest = Manifest::new(
+        Layer { media_type: media_type::CONFIG.into(), digest: config_digest, size: config_size, from: None },
+        layers,
+    );
+    progress.push(status("writing manifest"));
+    let previous = store.get(&name).ok();
+    store.put(&name, &manifest)?;
+    if let Some(previous) = previous {
+        let candidates: Vec<Digest> = previous.manifest.all_digests().cloned().collect();
+        store.remove_unreferenced(candidates)?;
+    }
+    progress.push(status("success"));
+    Ok(progress)
+}
+
+fn layers_from_files(
+    state: &AppState,
+    files: &serde_json::Map<String, Value>,
+) -> Result<(ConfigV2, Vec<Layer>), ApiError> {
+    let store = state.store();
+    let mut model_layer = None;
+    let mut config = ConfigV2::default();
+    for (file_name, digest) in files {
+        if file_name.starts_with('/') || file_name.split(['/', '\\']).any(|part| part == "..") {
+            return Err(ApiError::bad_request("file path must be relative"));
+        }
+        let digest = digest
+            .as_str()
+            .and_then(|text| Digest::parse(text).ok())
+            .ok_or_else(|| ApiError::bad_request("invalid digest format"))?;
+        if !store.has_blob(&digest) {
+            return Err(ApiError::bad_request(format!("blob \"{digest}\" not found")));
+        }
+        let path = store.blob_path(&digest);
+        let header = match gguf::read_header(&path) {
+            Ok(header) => header,
+            Err(gguf::GgufError::BadMagic) => {
+                return Err(ApiError::not_implemented(format!(
+                    "{file_name}: only GGUF files can be imported by modeld (safetensors import is not supported yet)"
+                )))
+            }
+            Err(error) => return Err(ApiError::bad_request(format!("{file_name}: {error}"))),
+        };
+        if model_layer.is_some() {
+            return Err(ApiError::not_implemented("split or multiple GGUF files are not supported by modeld yet"));
+        }
+        let architecture = header.architecture();
+        config = ConfigV2 {
+            model_format: "gguf".into(),
+            model_family: architecture.clone(),
+            model_families: Some(vec![architecture]),
+            model_type: header.parameter_size(),
+            file_type: header.quantization_level(),
+            context_length: header.context_length(),
+            embedding_length: header.embedding_length(),
+            ..Default::default()
+        };
+        let size = std::fs::metadata(&path).map(|metadata| metadata.len()).unwrap_or_default();
+        model_layer = Some(Layer { media_type: media_type::MODEL.into(), digest, size, from: None });
+    }
+    let model_layer = model_layer.ok_or_else(|| ApiError::bad_request("no GGUF model file given"))?;
+    Ok((config, vec![model_layer]))
+}
+
+fn inherited_parameters(state: &AppState, layers: &[Layer]) -> serde_json::Map<String, Value> {
+    layers
+        .iter()
+        .find(|layer| layer.media_type == media_type::PARAMS)
+        .and_then(|layer| state.store().read_blob_string(&layer.digest).ok())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+fn write_layer(
+    state: &AppState,
+    media: &str,
+    bytes: &[u8],
+    progress: &mut Vec<ProgressResponse>,
+) -> Result<Layer, ApiError> {
+    let existed = state.store().has_blob(&Digest::of_bytes(bytes));
+    let (digest, size) = state.store().write_blob_bytes(bytes)?;
+    let verb = if existed { "using existing layer" } else { "creating new layer" };
+    progress.push(status(format!("{verb} {digest}")));
+    Ok(Layer { media_type: media.into(), digest, size, from: None })
+}
+
+/// Drops the layers of `media` (and the legacy template type with it) and adds `bytes` as the
+/// new layer of that type.
+fn replace_layer(
+    state: &AppState,
+    layers: &mut Vec<Layer>,
+    media: &str,
+    bytes: Option<Vec<u8>>,
+    progress: &mut Vec<ProgressResponse>,
+) -> Result<(), ApiError> {
+    layers.retain(|layer| {
+        layer.media_type != media && !(media == media_type::TEMPLATE && layer.media_type == media_type::PROMPT)
+    });
+    if let Some(bytes) = bytes {
+        layers.push(write_layer(state, media, &bytes, progress)?);
+    }
+    Ok(())
+}

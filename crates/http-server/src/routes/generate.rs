@@ -1,0 +1,157 @@
+//! `POST /api/generate`: completion from a prompt, load and unload.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::Response;
+use engine::{render_chat, ChatTemplateInput, TemplateMessage};
+use futures_util::StreamExt;
+use model_store::ModelName;
+use ollama_api::{GenerateRequest, GenerateResponse};
+
+use super::common;
+use crate::inference::{self, Outcome};
+use crate::json::{json_response, OllamaJson};
+use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
+use crate::{is_jinja, ApiError, AppState};
+
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<GenerateRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let not_found = || ApiError::not_found(format!("model '{}' not found", request.model));
+    let name = ModelName::parse(&request.model).map_err(|_| not_found())?;
+    if request.raw && (request.template.is_some() || request.system.is_some() || request.context.is_some()) {
+        return Err(ApiError::bad_request("raw mode does not support template, system, or context"));
+    }
+    common::check_top_logprobs(request.top_logprobs)?;
+    let keep_alive = inference::parse_keep_alive(&request.keep_alive)?;
+    let model = state.resolve(&name).map_err(|error| if error.status == 404 { not_found() } else { error })?;
+    if !model.capabilities().contains(&"completion") {
+        return Err(ApiError::bad_request(format!("\"{}\" does not support generate", request.model)));
+    }
+    common::check_think(&request.think, &model, &request.model)?;
+    common::check_format(&request.format)?;
+    common::check_images(request.images.as_ref(), &model)?;
+    if request.suffix.as_deref().is_some_and(|suffix| !suffix.is_empty()) {
+        return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())));
+    }
+    let respond_done = |done_reason: &str| GenerateResponse {
+        model: request.model.clone(),
+        created_at: now_rfc3339(),
+        done: true,
+        done_reason: Some(done_reason.to_owned()),
+        ..Default::default()
+    };
+
+    if request.prompt.is_empty() {
+        if keep_alive == Some(Some(Duration::ZERO)) {
+            state.scheduler().unload(&model.name.display_full());
+            return Ok(json_response(&respond_done("unload")));
+        }
+        let options = inference::merged_options(&model, &request.options)?;
+        let num_ctx = inference::context_size(&state, &model, &options);
+        drop(inference::acquire(&state, &model, num_ctx, keep_alive).await?);
+        return Ok(json_response(&respond_done("load")));
+    }
+
+    let options = inference::merged_options(&model, &request.options)?;
+    let num_ctx = inference::context_size(&state, &model, &options);
+    let lease = inference::acquire(&state, &model, num_ctx, keep_alive).await?;
+    let description = lease.model().description();
+
+    let prompt_text = if request.raw {
+        request.prompt.clone()
+    } else {
+        let template = match &request.template {
+            Some(template) if is_jinja(template) => Some(template.clone()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "template error: modeld runs Jinja chat templates; Go templates are not supported",
+                ))
+            }
+            None => model.chat_template(),
+        };
+        let mut messages = Vec::new();
+        if let Some(system) = request.system.clone().or_else(|| model.system.clone()) {
+            messages.push(TemplateMessage { role: "system".into(), content: system, ..Default::default() });
+        }
+        if request.context.is_none() {
+            messages.extend(model.messages.iter().map(common::template_message));
+        }
+        messages.push(TemplateMessage { role: "user".into(), content: request.prompt.clone(), ..Default::default() });
+        match template {
+            Some(template) => render_chat(
+                &template,
+                &ChatTemplateInput {
+                    messages: &messages,
+                    tools: None,
+                    add_generation_prompt: true,
+                    bos_token: description.bos_token.as_deref(),
+                    eos_token: description.eos_token.as_deref(),
+                },
+            )
+            .map_err(|error| ApiError::internal(error.to_string()))?,
+            None => request.prompt.clone(),
+        }
+    };
+    let mut prompt_tokens = request.context.clone().unwrap_or_default();
+    prompt_tokens.extend(
+        lease
+            .model()
+            .tokenize(&prompt_text, request.raw)
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?,
+    );
+    let prompt_tokens = if request.truncate == Some(false) {
+        prompt_tokens
+    } else {
+        inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
+    };
+    let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+
+    let model_echo = request.model.clone();
+    let return_context = !request.raw;
+    let to_chunk = move |outcome: Outcome| -> StreamItem<GenerateResponse> {
+        match outcome {
+            Outcome::Text(text) => StreamItem::Chunk(GenerateResponse {
+                model: model_echo.clone(),
+                created_at: now_rfc3339(),
+                response: text,
+                ..Default::default()
+            }),
+            Outcome::Done(done) => {
+                let mut context = done.prompt_tokens;
+                context.extend(done.generated_tokens);
+                StreamItem::Chunk(GenerateResponse {
+                    model: model_echo.clone(),
+                    created_at: now_rfc3339(),
+                    done: true,
+                    done_reason: Some(done.done_reason.to_owned()),
+                    context: return_context.then_some(context),
+                    metrics: done.metrics,
+                    ..Default::default()
+                })
+            }
+            Outcome::Failed(error) => StreamItem::Error(error),
+        }
+    };
+
+    if request.stream.unwrap_or(true) {
+        return Ok(ndjson_response(outcomes.map(to_chunk)));
+    }
+    let mut text = String::new();
+    let mut outcomes = std::pin::pin!(outcomes);
+    while let Some(outcome) = outcomes.next().await {
+        match to_chunk(outcome) {
+            StreamItem::Chunk(chunk) if !chunk.done => text.push_str(&chunk.response),
+            StreamItem::Chunk(mut chunk) => {
+                chunk.response = text;
+                return Ok(json_response(&chunk));
+            }
+            StreamItem::Error(error) => return Err(ApiError::internal(error)),
+        }
+    }
+    Err(ApiError::internal("generation ended without a final response"))
+}

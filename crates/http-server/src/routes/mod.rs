@@ -1,0 +1,33 @@
+//! The route table: one module per resource, merged here.
+
+mod blobs;
+mod chat;
+mod create;
+mod generate;
+mod models;
+mod unsupported;
+
+use axum::routing::{get, head, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(models::root).head(models::root))
+        .route("/api/version", get(models::version).head(models::version))
+        .route("/api/tags", get(models::tags).head(models::tags))
+        .route("/api/ps", get(models::ps))
+        .route("/api/show", post(models::show))
+        .route("/api/copy", post(models::copy))
+        .route("/api/delete", axum::routing::delete(models::delete))
+        .route("/api/generate", post(generate::generate))
+        .route("/api/chat", post(chat::chat))
+        .route("/api/create", post(create::create))
+        .route("/api/blobs/{digest}", head(blobs::head_blob).post(blobs::post_blob))
+        .route("/api/pull", post(unsupported::pull))
+        .route("/api/push", post(unsupported::push))
+        .route("/api/embed", post(unsupported::embed))
+        .route("/api/embeddings", post(unsupported::embed))
+}
+mod common;

@@ -1,0 +1,13 @@
+//! Serde types for Ollama's HTTP wire format: requests, responses and stream chunks.
+//!
+//! These types are a compatibility promise with every Ollama client, so they mirror Ollama's
+//! JSON field for field. Parsing of loosely typed fields (`keep_alive`, `options`, `think`)
+//! into checked values also lives here, next to the fields it reads.
+
+mod duration;
+mod options;
+mod types;
+
+pub use duration::{parse_go_duration, KeepAlive, KeepAliveError};
+pub use options::{Options, OptionsError};
+pub use types::*;
