@@ -1,1 +1,332 @@
-//! The engine on mistral.rs.
+//! The engine on mistral.rs: the only crate that links `mistralrs`.
+//!
+//! Models load from a local GGUF file on the CPU with F32 activations (faster than F16 on
+//! CPUs here) and never touch the network. modeld renders prompts and tokenizes itself and
+//! sends token ids; sampling runs in [`sampler::TokenSampler`], a logits processor, so that a
+//! per-request seed is honoured and every generated token id is known exactly (mistral.rs has
+//! one shared RNG and reports no usage on streamed completions). Text is decoded here from
+//! those ids, so nothing mistral.rs does to streamed text (trimming the first piece) leaks out.
+
+mod sampler;
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use engine::{
+    DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
+    ModelDescription, StopFilter, StopStep,
+};
+use mistralrs::core::{
+    AdapterPaths, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, Loader,
+    LocalModelPaths, MistralRs, MistralRsBuilder, ModelDType, ModelPaths, SchedulerConfig,
+};
+use mistralrs::{Constraint, Device, NormalRequest, Request, RequestMessage, Response, SamplingParams};
+use tokio::sync::mpsc;
+
+use crate::sampler::{SamplerRecord, TokenSampler};
+
+/// GGUF architectures mistral.rs 0.8.1 loads; others make it panic, so they are refused first.
+const SUPPORTED_ARCHITECTURES: &[&str] =
+    &["llama", "mistral3", "phi2", "phi3", "starcoder2", "qwen2", "qwen3", "qwen3moe"];
+
+/// Loads GGUF models with mistral.rs on the CPU.
+#[derive(Debug, Default)]
+pub struct MistralRsEngine;
+
+struct MistralRsModel {
+    runner: Arc<MistralRs>,
+    tokenizer: Arc<tokenizers::Tokenizer>,
+    eos_token_ids: Vec<u32>,
+    description: ModelDescription,
+}
+
+#[async_trait::async_trait]
+impl Engine for MistralRsEngine {
+    async fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn LoadedModel>, EngineError> {
+        let path = spec.model_path.clone();
+        let facts = tokio::task::spawn_blocking(move || read_gguf_facts(&path))
+            .await
+            .map_err(|error| EngineError::Load(error.to_string()))??;
+        if !SUPPORTED_ARCHITECTURES.contains(&facts.architecture.as_str()) {
+            return Err(EngineError::Load(format!(
+                "architecture '{}' is not supported by the mistral.rs engine (supported: {})",
+                facts.architecture,
+                SUPPORTED_ARCHITECTURES.join(", ")
+            )));
+        }
+        let path = spec.model_path.clone();
+        let pipeline = tokio::task::spawn_blocking(move || {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_string_lossy().into_owned();
+            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let loader: Box<dyn Loader> =
+                GGUFLoaderBuilder::new(None, None, dir, vec![file], GGUFSpecificConfig::default(), false, None).build();
+            let paths: Box<dyn ModelPaths> = Box::new(LocalModelPaths::<std::path::PathBuf> {
+                tokenizer_filename: Default::default(),
+                config_filename: Default::default(),
+                template_filename: None,
+                filenames: vec![path.clone()],
+                adapter_paths: AdapterPaths::None,
+                gen_conf: None,
+                preprocessor_config: None,
+                processor_config: None,
+                chat_template_json_filename: None,
+            });
+            loader.load_model_from_path(&paths, &activation_dtype(), &Device::Cpu, true, DeviceMapSetting::dummy(), None, None)
+        })
+        .await
+        .map_err(|error| EngineError::Load(error.to_string()))?
+        .map_err(|error| EngineError::Load(format!("{error:#}")))?;
+
+        let (tokenizer, metadata) = {
+            let pipeline = pipeline.lock().await;
+            (pipeline.tokenizer(), pipeline.get_metadata())
+        };
+        let tokenizer = tokenizer.ok_or_else(|| EngineError::Load("the GGUF file has no tokenizer".into()))?;
+        let runner = MistralRsBuilder::new(
+            pipeline,
+            SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(NonZeroUsize::new(4).unwrap()) },
+            false,
+            None,
+        )
+        .with_prefix_cache_n(4)
+        .build()
+        .await;
+        let token_text = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id));
+        let description = ModelDescription {
+            trained_context_length: Some(metadata.max_seq_len),
+            memory_bytes: facts.file_size,
+            bos_token: token_text(facts.bos_token_id),
+            eos_token: token_text(facts.eos_token_id.or(metadata.eos_tok.first().copied())),
+        };
+        tracing::info!(
+            architecture = facts.architecture,
+            max_seq_len = metadata.max_seq_len,
+            activation = ?metadata.activation_dtype,
+            "model loaded"
+        );
+        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids: metadata.eos_tok.clone(), description }))
+    }
+}
+
+/// F32 activations by default (faster than F16 on CPUs here); `MODELD_ACTIVATION_DTYPE`
+/// (`f32`, `f16`, `bf16`, `auto`) overrides it for measurements.
+fn activation_dtype() -> ModelDType {
+    match std::env::var("MODELD_ACTIVATION_DTYPE").as_deref() {
+        Ok("f16") => ModelDType::F16,
+        Ok("bf16") => ModelDType::BF16,
+        Ok("auto") => ModelDType::Auto,
+        _ => ModelDType::F32,
+    }
+}
+
+struct GgufFacts {
+    architecture: String,
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<u32>,
+    file_size: u64,
+}
+
+fn read_gguf_facts(path: &Path) -> Result<GgufFacts, EngineError> {
+    let load_error = |error: &dyn std::fmt::Display| EngineError::Load(format!("{}: {error}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|error| load_error(&error))?;
+    let file_size = file.metadata().map(|metadata| metadata.len()).unwrap_or_default();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| load_error(&error))?;
+    let string = |key: &str| content.metadata.get(key).and_then(|value| value.to_string().ok().cloned());
+    let id = |key: &str| content.metadata.get(key).and_then(|value| value.to_u32().ok());
+    Ok(GgufFacts {
+        architecture: string("general.architecture").unwrap_or_default(),
+        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        eos_token_id: id("tokenizer.ggml.eos_token_id"),
+        file_size,
+    })
+}
+
+#[async_trait::async_trait]
+impl LoadedModel for MistralRsModel {
+    fn description(&self) -> ModelDescription {
+        self.description.clone()
+    }
+
+    async fn tokenize(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EngineError> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, add_special_tokens)
+            .map_err(|error| EngineError::Request(format!("tokenizing: {error}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    async fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        self.tokenizer.decode(tokens, false).map_err(|error| EngineError::Request(format!("detokenizing: {error}")))
+    }
+
+    async fn generate(&self, request: GenerationRequest) -> Result<mpsc::Receiver<GenerationEvent>, EngineError> {
+        let (sender, receiver) = mpsc::channel(256);
+        let n_prompt_tokens = request.prompt_tokens.len();
+        let started = Instant::now();
+        if request.max_new_tokens == 0 || request.prompt_tokens.is_empty() {
+            let summary = GenerationSummary {
+                done_reason: DoneReason::Length,
+                n_prompt_tokens,
+                n_generated_tokens: 0,
+                prompt_duration: Default::default(),
+                generation_duration: Default::default(),
+                generated_tokens: Vec::new(),
+            };
+            let _ = sender.send(GenerationEvent::Done(summary)).await;
+            return Ok(receiver);
+        }
+        let record = Arc::new(Mutex::new(SamplerRecord::default()));
+        let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
+        let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
+        let sampling = &request.sampling;
+        let penalty = |value: f64, neutral: f64| ((value - neutral).abs() > f64::EPSILON).then_some(value as f32);
+        let normal_request = NormalRequest {
+            messages: RequestMessage::CompletionTokens(request.prompt_tokens.clone()),
+            sampling_params: SamplingParams {
+                // Greedy over the one token `TokenSampler` leaves standing.
+                temperature: Some(0.0),
+                top_k: None,
+                top_p: None,
+                min_p: None,
+                top_n_logprobs: 0,
+                frequency_penalty: penalty(sampling.frequency_penalty, 0.0),
+                presence_penalty: penalty(sampling.presence_penalty, 0.0),
+                repetition_penalty: penalty(sampling.repeat_penalty, 1.0),
+                stop_toks: None,
+                max_len: Some(request.max_new_tokens),
+                logits_bias: None,
+                n_choices: 1,
+                dry_params: None,
+            },
+            response: response_sender,
+            return_logprobs: false,
+            is_streaming: true,
+            id: self.runner.next_request_id(),
+            constraint: Constraint::None,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: Some(vec![Arc::new(sampler)]),
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        };
+        let engine_sender = self.runner.get_sender(None).map_err(|error| EngineError::Request(error.to_string()))?;
+        engine_sender
+            .send(Request::Normal(Box::new(normal_request)))
+            .await
+            .map_err(|error| EngineError::Request(format!("the engine is not running: {error}")))?;
+        let stream = DecodeStream {
+            tokenizer: self.tokenizer.clone(),
+            eos_token_ids: self.eos_token_ids.clone(),
+            record,
+            stop_filter: StopFilter::new(&request.stop),
+            emitted_text_len: 0,
+            n_prompt_tokens,
+            max_new_tokens: request.max_new_tokens,
+            started,
+        };
+        tokio::spawn(stream.run(response_receiver, sender));
+        Ok(receiver)
+    }
+}
+
+/// Turns mistral.rs progress into text events: decodes the sampled ids, applies stop
+/// sequences, and reports figures at the end. Dropping the mistral.rs receiver (by returning)
+/// cancels the sequence.
+struct DecodeStream {
+    tokenizer: Arc<tokenizers::Tokenizer>,
+    eos_token_ids: Vec<u32>,
+    record: Arc<Mutex<SamplerRecord>>,
+    stop_filter: StopFilter,
+    emitted_text_len: usize,
+    n_prompt_tokens: usize,
+    max_new_tokens: usize,
+    started: Instant,
+}
+
+impl DecodeStream {
+    async fn run(mut self, mut responses: mpsc::Receiver<Response>, sender: mpsc::Sender<GenerationEvent>) {
+        loop {
+            let response = responses.recv().await;
+            let finish_reason = match &response {
+                Some(Response::CompletionChunk(chunk)) => chunk.choices.first().and_then(|choice| choice.finish_reason.clone()),
+                Some(Response::CompletionDone(done)) => done.choices.first().map(|choice| choice.finish_reason.clone()),
+                Some(Response::CompletionModelError(error, _)) => {
+                    let _ = sender.send(GenerationEvent::Failed(error.clone())).await;
+                    return;
+                }
+                Some(Response::InternalError(error)) | Some(Response::ValidationError(error)) => {
+                    let _ = sender.send(GenerationEvent::Failed(error.to_string())).await;
+                    return;
+                }
+                Some(_) => None,
+                None => Some("closed".to_owned()),
+            };
+            let (text, stopped) = self.new_text(finish_reason.is_some());
+            if !text.is_empty() && sender.send(GenerationEvent::Text(text)).await.is_err() {
+                return;
+            }
+            if stopped || finish_reason.is_some() {
+                let summary = self.summary(stopped, finish_reason.as_deref());
+                let _ = sender.send(GenerationEvent::Done(summary)).await;
+                return;
+            }
+        }
+    }
+
+    fn generated_ids(&self) -> Vec<u32> {
+        let record = self.record.lock().unwrap();
+        record.token_ids.iter().copied().filter(|id| !self.eos_token_ids.contains(id)).collect()
+    }
+
+    /// Text decoded since the last call, held back while it ends in a partial character or
+    /// could be the start of a stop sequence. Returns whether a stop sequence matched.
+    fn new_text(&mut self, at_end: bool) -> (String, bool) {
+        let ids = self.generated_ids();
+        let Ok(full_text) = self.tokenizer.decode(&ids, false) else { return (String::new(), false) };
+        if !at_end && full_text.ends_with('\u{FFFD}') {
+            return (String::new(), false);
+        }
+        let start = self.emitted_text_len.min(full_text.len());
+        let start = (0..=start).rev().find(|index| full_text.is_char_boundary(*index)).unwrap_or(0);
+        let piece = &full_text[start..];
+        self.emitted_text_len = full_text.len();
+        match self.stop_filter.push(piece) {
+            StopStep::Continue(mut text) => {
+                if at_end {
+                    text.push_str(&self.stop_filter.finish());
+                }
+                (text, false)
+            }
+            StopStep::Stopped(text) => (text, true),
+        }
+    }
+
+    fn summary(&self, stopped: bool, finish_reason: Option<&str>) -> GenerationSummary {
+        let record = self.record.lock().unwrap();
+        let generated_tokens: Vec<u32> =
+            record.token_ids.iter().copied().filter(|id| !self.eos_token_ids.contains(id)).collect();
+        let first_token_at = record.first_token_at.unwrap_or(self.started);
+        let last_token_at = record.last_token_at.unwrap_or(first_token_at);
+        let hit_length = finish_reason == Some("length")
+            || (!stopped && finish_reason != Some("stop") && record.token_ids.len() >= self.max_new_tokens);
+        // The first sample ends the prompt; n tokens span n - 1 gaps after it.
+        let n_sampled = record.token_ids.len() as u32;
+        let mut generation_duration = last_token_at.duration_since(first_token_at);
+        if n_sampled > 1 {
+            generation_duration = generation_duration * n_sampled / (n_sampled - 1);
+        }
+        GenerationSummary {
+            done_reason: if hit_length && !stopped { DoneReason::Length } else { DoneReason::Stop },
+            n_prompt_tokens: self.n_prompt_tokens,
+            n_generated_tokens: generated_tokens.len(),
+            prompt_duration: first_token_at.duration_since(self.started),
+            generation_duration,
+            generated_tokens,
+        }
+    }
+}

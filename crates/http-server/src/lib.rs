@@ -72,5 +72,14 @@ pub fn app(state: AppState) -> Router {
     routes::router().with_state(state)
 }
 
+/// Serves the API on `listener` until `shutdown` completes; running requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
 #[cfg(test)]
 mod tests;

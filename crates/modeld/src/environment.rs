@@ -1,0 +1,103 @@
+//! Settings from Ollama's environment variables, parsed as Ollama parses them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ollama_api::KeepAlive;
+
+/// An environment variable, trimmed of spaces and quotes; `None` when unset or empty.
+pub(crate) fn variable(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    let value = value.trim().trim_matches(|c| c == '"' || c == '\'').trim().to_owned();
+    (!value.is_empty()).then_some(value)
+}
+
+/// `OLLAMA_HOST` as `host:port` (default `127.0.0.1:11434`). With an explicit `http://` or
+/// `https://` scheme the default port is 80 or 443, as in Ollama; a path is dropped.
+pub(crate) fn host_and_port() -> String {
+    parse_host(&variable("OLLAMA_HOST").unwrap_or_default())
+}
+
+fn parse_host(raw: &str) -> String {
+    let (default_port, rest) = match raw.split_once("://") {
+        Some(("https", rest)) => ("443", rest),
+        Some((_, rest)) => ("80", rest),
+        None => ("11434", raw),
+    };
+    let rest = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match rest.rfind(':') {
+        Some(colon) if !rest[colon..].contains(']') => (&rest[..colon], &rest[colon + 1..]),
+        _ => (rest, default_port),
+    };
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    let port = if port.is_empty() { default_port } else { port };
+    format!("{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ollama_host_forms() {
+        let cases = [
+            ("", "127.0.0.1:11434"),
+            ("0.0.0.0", "0.0.0.0:11434"),
+            ("127.0.0.1:9000", "127.0.0.1:9000"),
+            (":9000", "127.0.0.1:9000"),
+            ("http://example.com", "example.com:80"),
+            ("https://example.com/path", "example.com:443"),
+            ("http://[::1]:8080", "[::1]:8080"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(super::parse_host(raw), expected, "{raw}");
+        }
+    }
+}
+
+/// The address `serve` binds.
+pub(crate) fn bind_address() -> anyhow::Result<SocketAddr> {
+    let host_port = host_and_port();
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .with_context(|| format!("invalid OLLAMA_HOST {host_port}"))?
+        .next()
+        .with_context(|| format!("invalid OLLAMA_HOST {host_port}"))
+}
+
+/// The base URL clients use.
+pub(crate) fn base_url() -> String {
+    let host_port = host_and_port();
+    let host_port = host_port.replace("0.0.0.0", "127.0.0.1");
+    format!("http://{host_port}")
+}
+
+/// `OLLAMA_MODELS`, else `~/.ollama/models`.
+pub(crate) fn models_dir() -> PathBuf {
+    if let Some(dir) = variable("OLLAMA_MODELS") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".ollama").join("models")
+}
+
+/// `OLLAMA_KEEP_ALIVE` (default 5m); `None` is forever.
+pub(crate) fn default_keep_alive() -> anyhow::Result<Option<Duration>> {
+    let Some(text) = variable("OLLAMA_KEEP_ALIVE") else { return Ok(Some(Duration::from_secs(300))) };
+    match KeepAlive::parse(&text).with_context(|| format!("invalid OLLAMA_KEEP_ALIVE {text:?}"))? {
+        KeepAlive::Forever => Ok(None),
+        KeepAlive::For(duration) => Ok(Some(duration)),
+    }
+}
+
+/// An unsigned integer variable, or its default when unset or zero.
+pub(crate) fn unsigned(name: &str, default: usize) -> anyhow::Result<usize> {
+    match variable(name) {
+        None => Ok(default),
+        Some(text) => {
+            let value: usize = text.parse().with_context(|| format!("invalid {name} {text:?}"))?;
+            Ok(if value == 0 { default } else { value })
+        }
+    }
+}

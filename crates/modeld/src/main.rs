@@ -1,0 +1,149 @@
+//! `modeld`: the command line. `serve` runs the daemon; the other commands talk to it over
+//! the Ollama HTTP API, as Ollama's own CLI does.
+
+mod bench;
+mod client;
+mod create;
+mod environment;
+mod format;
+mod manage;
+mod modelfile;
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A local model daemon speaking the Ollama API.
+#[derive(Parser)]
+#[command(name = "modeld", version, disable_version_flag = true)]
+struct Cli {
+    /// Show the client and server versions.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the daemon (Ollama API on OLLAMA_HOST, default 127.0.0.1:11434).
+    #[command(alias = "start")]
+    Serve,
+    /// Run a model: one answer for PROMPT or piped stdin, else an interactive chat.
+    Run {
+        /// Model name.
+        model: String,
+        /// Prompt; without it (and without piped input) an interactive chat starts.
+        prompt: Vec<String>,
+        /// Print timings after each answer.
+        #[arg(long)]
+        verbose: bool,
+        /// How long to keep the model loaded (e.g. 5m, 1h, -1 for ever).
+        #[arg(long)]
+        keepalive: Option<String>,
+        /// Do not wrap words (accepted for compatibility; output is never wrapped).
+        #[arg(long)]
+        nowordwrap: bool,
+    },
+    /// List models.
+    #[command(alias = "ls")]
+    List,
+    /// List loaded models.
+    Ps,
+    /// Show information about a model.
+    Show {
+        /// Model name.
+        model: String,
+        /// Show the license.
+        #[arg(long)]
+        license: bool,
+        /// Show a Modelfile.
+        #[arg(long)]
+        modelfile: bool,
+        /// Show parameters.
+        #[arg(long)]
+        parameters: bool,
+        /// Show the template.
+        #[arg(long)]
+        template: bool,
+        /// Show the system prompt.
+        #[arg(long)]
+        system: bool,
+    },
+    /// Copy a model.
+    Cp {
+        /// Existing model.
+        source: String,
+        /// New name.
+        destination: String,
+    },
+    /// Remove models.
+    Rm {
+        /// Models to remove.
+        #[arg(required = true)]
+        models: Vec<String>,
+    },
+    /// Create a model from a Modelfile.
+    Create {
+        /// Name of the new model.
+        model: String,
+        /// Path to the Modelfile.
+        #[arg(short = 'f', long = "file", default_value = "Modelfile")]
+        file: PathBuf,
+    },
+    /// Unload a running model.
+    Stop {
+        /// Model name.
+        model: String,
+    },
+    /// Measure prompt and decode speed, time to first token and peak memory of the daemon.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if cli.version {
+            return manage::version().await;
+        }
+        match cli.command {
+            None => {
+                use clap::CommandFactory;
+                Cli::command().print_help()?;
+                Ok(())
+            }
+            Some(Command::Serve) => serve::serve().await,
+            Some(Command::Run { model, prompt, verbose, keepalive, nowordwrap: _ }) => {
+                run::run(run::RunConfig { model, prompt: prompt.join(" "), verbose, keep_alive: keepalive }).await
+            }
+            Some(Command::List) => manage::list().await,
+            Some(Command::Ps) => manage::ps().await,
+            Some(Command::Show { model, license, modelfile, parameters, template, system }) => {
+                let field = manage::ShowField::from_flags(license, modelfile, parameters, template, system);
+                manage::show(&model, field).await
+            }
+            Some(Command::Cp { source, destination }) => manage::copy(&source, &destination).await,
+            Some(Command::Rm { models }) => manage::remove(&models).await,
+            Some(Command::Create { model, file }) => create::create(&model, &file).await,
+            Some(Command::Stop { model }) => manage::stop(&model).await,
+            Some(Command::Bench(args)) => bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

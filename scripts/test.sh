@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit and in-process API tests on a scripted engine),
+# then the end-to-end tests in tests/python against the real daemon on real weights, driven
+# by the official Ollama Python client among others.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+bash "$MODELD_ROOT/scripts/install-test-deps.sh"
+source "$MODELD_CACHE/venv/bin/activate"
+
+cd "$MODELD_ROOT"
+cargo build --locked -p modeld
+cargo test --locked --workspace
+
+export MODELD_BIN SMOLLM2_GGUF
+python -m pytest -q tests/python
