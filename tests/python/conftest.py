@@ -1,0 +1,105 @@
+"""Starts the real modeld daemon on a free port with a fresh models directory, and imports
+SmolLM2-135M-Instruct into it with `modeld create`, once per test session."""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+MODEL = "smollm2:135m"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Daemon:
+    def __init__(self, binary, home):
+        self.binary = binary
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.env = dict(os.environ, OLLAMA_HOST=self.host, OLLAMA_MODELS=os.path.join(home, "models"), HOME=home)
+        self.log = open(os.path.join(home, "serve.log"), "wb")
+        self.process = subprocess.Popen([binary, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("modeld serve did not start")
+
+    def cli(self, *args, input=None, check=True):
+        return subprocess.run(
+            [self.binary, *args], env=self.env, input=input, capture_output=True, text=True, timeout=600, check=check
+        )
+
+    def request(self, method, path, body=None, raw=None):
+        """Returns (status, parsed JSON body or text)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, payload = error.code, error.read()
+        try:
+            return status, json.loads(payload) if payload else None
+        except ValueError:
+            return status, payload.decode()
+
+    def post(self, path, body):
+        status, payload = self.request("POST", path, body)
+        assert status == 200, payload
+        return payload
+
+    def stream(self, path, body):
+        """Yields each NDJSON object of a streamed response."""
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=600) as response:
+            assert response.headers["Content-Type"] == "application/x-ndjson"
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def daemon():
+    binary = os.environ.get("MODELD_BIN")
+    gguf = os.environ.get("SMOLLM2_GGUF")
+    assert binary and os.path.exists(binary), "set MODELD_BIN to the built modeld binary (scripts/test.sh does)"
+    assert gguf and os.path.exists(gguf), "set SMOLLM2_GGUF to the SmolLM2 weights (scripts/test.sh does)"
+    with tempfile.TemporaryDirectory() as home:
+        running = Daemon(binary, home)
+        try:
+            modelfile = os.path.join(home, "Modelfile")
+            with open(modelfile, "w") as file:
+                file.write(f"FROM {gguf}\n")
+            created = running.cli("create", MODEL, "-f", modelfile)
+            assert "success" in created.stderr, created.stderr
+            yield running
+        finally:
+            running.stop()
