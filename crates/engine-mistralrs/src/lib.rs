@@ -73,7 +73,15 @@ impl Engine for MistralRsEngine {
                 processor_config: None,
                 chat_template_json_filename: None,
             });
-            loader.load_model_from_path(&paths, &activation_dtype(), &Device::Cpu, true, DeviceMapSetting::dummy(), None, None)
+            loader.load_model_from_path(
+                &paths,
+                &activation_dtype(),
+                &Device::Cpu,
+                true,
+                DeviceMapSetting::dummy(),
+                None,
+                None,
+            )
         })
         .await
         .map_err(|error| EngineError::Load(error.to_string()))?
@@ -253,7 +261,9 @@ impl DecodeStream {
         loop {
             let response = responses.recv().await;
             let finish_reason = match &response {
-                Some(Response::CompletionChunk(chunk)) => chunk.choices.first().and_then(|choice| choice.finish_reason.clone()),
+                Some(Response::CompletionChunk(chunk)) => {
+                    chunk.choices.first().and_then(|choice| choice.finish_reason.clone())
+                }
                 Some(Response::CompletionDone(done)) => done.choices.first().map(|choice| choice.finish_reason.clone()),
                 Some(Response::CompletionModelError(error, _)) => {
                     let _ = sender.send(GenerationEvent::Failed(error.clone())).await;

@@ -29,7 +29,8 @@ impl TokenSampler {
     pub(crate) fn new(sampling: Sampling, record: Arc<Mutex<SamplerRecord>>) -> TokenSampler {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let seed = sampling.seed.unwrap_or_else(|| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
             nanos as u64 ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
         });
         TokenSampler { sampling, rng: Mutex::new(SplitMix64(seed)), record }

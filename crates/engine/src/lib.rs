@@ -16,5 +16,5 @@ pub use generation::{
     DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
     ModelDescription, Sampling,
 };
-pub use stop::{StopFilter, StopStep};
 pub use scheduler::{Lease, LoadedModelStatus, Scheduler, SchedulerConfig, SchedulerError};
+pub use stop::{StopFilter, StopStep};

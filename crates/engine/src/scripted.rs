@@ -2,7 +2,8 @@
 //!
 //! Tokens are Unicode scalar values, so prompt lengths are character counts. The reply is the
 //! text between `SCRIPT<<` and `>>` in the prompt when present, else [`DEFAULT_REPLY`]; it is
-//! sent one character per token, then the generation ends with `stop`.
+//! sent one character per token, then the generation ends with `stop`. A reply containing
+//! [`FAILURE_MARKER`] fails at that point, after sending the text before it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use crate::{
 
 /// What the scripted model says when the prompt names no script.
 pub const DEFAULT_REPLY: &str = "Hello from the scripted engine.";
+
+/// Where a scripted reply fails midway.
+pub const FAILURE_MARKER: &str = "!FAIL!";
 
 /// The scripted engine.
 #[derive(Debug, Default)]
@@ -97,7 +101,11 @@ impl LoadedModel for ScriptedModel {
     async fn generate(&self, request: GenerationRequest) -> Result<mpsc::Receiver<GenerationEvent>, EngineError> {
         let (sender, receiver) = mpsc::channel(16);
         let prompt: String = request.prompt_tokens.iter().filter_map(|token| char::from_u32(*token)).collect();
-        let reply = scripted_reply(&prompt);
+        let scripted = scripted_reply(&prompt);
+        let (reply, fails) = match scripted.split_once(FAILURE_MARKER) {
+            Some((before, _)) => (before.to_owned(), true),
+            None => (scripted, false),
+        };
         let token_delay = self.token_delay;
         let n_tokens_sent = self.n_tokens_sent.clone();
         tokio::spawn(async move {
@@ -127,6 +135,10 @@ impl LoadedModel for ScriptedModel {
                     stopped = true;
                     break;
                 }
+            }
+            if fails && !stopped {
+                let _ = sender.send(GenerationEvent::Failed("scripted failure".into())).await;
+                return;
             }
             if !stopped {
                 let rest = stop_filter.finish();

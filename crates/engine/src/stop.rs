@@ -31,12 +31,8 @@ impl StopFilter {
             self.pending.clear();
             return StopStep::Stopped(before);
         }
-        let held_back = self
-            .stops
-            .iter()
-            .map(|stop| longest_suffix_that_prefixes(&self.pending, stop))
-            .max()
-            .unwrap_or(0);
+        let held_back =
+            self.stops.iter().map(|stop| longest_suffix_that_prefixes(&self.pending, stop)).max().unwrap_or(0);
         let emit_len = self.pending.len() - held_back;
         let emitted = self.pending[..emit_len].to_owned();
         self.pending.drain(..emit_len);
@@ -94,7 +90,11 @@ mod tests {
         ];
         for (stops, pieces, (expected, stopped)) in cases {
             let (emitted, did_stop) = run(stops, pieces);
-            assert_eq!((emitted.iter().map(String::as_str).collect::<Vec<_>>(), did_stop), (expected.to_vec(), *stopped), "{stops:?} {pieces:?}");
+            assert_eq!(
+                (emitted.iter().map(String::as_str).collect::<Vec<_>>(), did_stop),
+                (expected.to_vec(), *stopped),
+                "{stops:?} {pieces:?}"
+            );
         }
     }
 }

@@ -58,7 +58,11 @@ async fn harness_with(engine: ScriptedEngine) -> Harness {
     let (status, _) = harness.raw(Method::POST, &format!("/api/blobs/{digest}"), Body::from(gguf)).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = harness
-        .call(Method::POST, "/api/create", json!({"model": "tiny", "files": {"tiny.gguf": digest.to_string()}, "stream": false}))
+        .call(
+            Method::POST,
+            "/api/create",
+            json!({"model": "tiny", "files": {"tiny.gguf": digest.to_string()}, "stream": false}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     harness
@@ -155,20 +159,32 @@ async fn generate_whole_and_streamed() {
 async fn num_predict_and_stop_end_generation() {
     let harness = harness().await;
     let (_, bounded) = harness
-        .call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi", "stream": false, "options": {"num_predict": 5}}))
+        .call(
+            Method::POST,
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "Hi", "stream": false, "options": {"num_predict": 5}}),
+        )
         .await;
     assert_eq!(bounded["eval_count"], 5);
     assert_eq!(bounded["done_reason"], "length");
     assert_eq!(bounded["response"], "Hello");
 
     let (_, stopped) = harness
-        .call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi", "stream": false, "options": {"stop": [" from"]}}))
+        .call(
+            Method::POST,
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "Hi", "stream": false, "options": {"stop": [" from"]}}),
+        )
         .await;
     assert_eq!(stopped["response"], "Hello");
     assert_eq!(stopped["done_reason"], "stop");
 
     let (_, small_context) = harness
-        .call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_ctx": 8}}))
+        .call(
+            Method::POST,
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_ctx": 8}}),
+        )
         .await;
     assert_eq!(small_context["done_reason"], "length");
     assert_eq!(small_context["eval_count"], 6, "8 tokens of context minus a 2-token prompt");
@@ -216,7 +232,9 @@ async fn load_and_unload_with_empty_input() {
     let (_, ps) = harness.call(Method::GET, "/api/ps", Value::Null).await;
     assert_eq!(ps, json!({"models": []}));
 
-    harness.call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "x", "keep_alive": 0, "stream": false})).await;
+    harness
+        .call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "x", "keep_alive": 0, "stream": false}))
+        .await;
     let (_, ps) = harness.call(Method::GET, "/api/ps", Value::Null).await;
     assert_eq!(ps, json!({"models": []}), "keep_alive 0 unloads after the request");
 }
@@ -225,22 +243,82 @@ async fn load_and_unload_with_empty_input() {
 async fn errors_match_ollama() {
     let harness = harness().await;
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
-        ("/api/generate", json!({"model": "missing", "prompt": "x"}), StatusCode::NOT_FOUND, "model 'missing' not found"),
+        (
+            "/api/generate",
+            json!({"model": "missing", "prompt": "x"}),
+            StatusCode::NOT_FOUND,
+            "model 'missing' not found",
+        ),
         ("/api/generate", json!({"prompt": "x"}), StatusCode::NOT_FOUND, "model '' not found"),
         ("/api/chat", json!({"messages": []}), StatusCode::BAD_REQUEST, "model is required"),
         ("/api/chat", json!({"model": "missing", "messages": []}), StatusCode::NOT_FOUND, "model 'missing' not found"),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "raw": true, "system": "s"}), StatusCode::BAD_REQUEST, "raw mode does not support template, system, or context"),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "suffix": "y"}), StatusCode::BAD_REQUEST, "registry.ollama.ai/library/tiny:latest does not support insert"),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "keep_alive": "soon"}), StatusCode::BAD_REQUEST, "time: invalid duration \"soon\""),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "options": {"stop": "x"}}), StatusCode::INTERNAL_SERVER_ERROR, "option \"stop\" must be of type array"),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "think": true}), StatusCode::BAD_REQUEST, "\"tiny\" does not support thinking"),
-        ("/api/generate", json!({"model": "tiny", "prompt": "x", "top_logprobs": 21}), StatusCode::BAD_REQUEST, "top_logprobs must be between 0 and 20"),
-        ("/api/chat", json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}), StatusCode::BAD_REQUEST, "registry.ollama.ai/library/tiny:latest does not support tools"),
-        ("/api/copy", json!({"source": "missing", "destination": "x"}), StatusCode::NOT_FOUND, "model \"missing\" not found"),
-        ("/api/copy", json!({"source": "tiny", "destination": "bad name"}), StatusCode::BAD_REQUEST, "destination \"bad name\" is invalid"),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "raw": true, "system": "s"}),
+            StatusCode::BAD_REQUEST,
+            "raw mode does not support template, system, or context",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "suffix": "y"}),
+            StatusCode::BAD_REQUEST,
+            "registry.ollama.ai/library/tiny:latest does not support insert",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "keep_alive": "soon"}),
+            StatusCode::BAD_REQUEST,
+            "time: invalid duration \"soon\"",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "options": {"stop": "x"}}),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "option \"stop\" must be of type array",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "think": true}),
+            StatusCode::BAD_REQUEST,
+            "\"tiny\" does not support thinking",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "tiny", "prompt": "x", "top_logprobs": 21}),
+            StatusCode::BAD_REQUEST,
+            "top_logprobs must be between 0 and 20",
+        ),
+        (
+            "/api/chat",
+            json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            StatusCode::BAD_REQUEST,
+            "registry.ollama.ai/library/tiny:latest does not support tools",
+        ),
+        (
+            "/api/copy",
+            json!({"source": "missing", "destination": "x"}),
+            StatusCode::NOT_FOUND,
+            "model \"missing\" not found",
+        ),
+        (
+            "/api/copy",
+            json!({"source": "tiny", "destination": "bad name"}),
+            StatusCode::BAD_REQUEST,
+            "destination \"bad name\" is invalid",
+        ),
         ("/api/create", json!({"model": "new"}), StatusCode::BAD_REQUEST, "neither 'from' or 'files' was specified"),
-        ("/api/create", json!({"model": "new", "files": {"/abs.gguf": "sha256:00"}}), StatusCode::BAD_REQUEST, "file path must be relative"),
-        ("/api/create", json!({"model": "new", "files": {"a.gguf": "sha256:00"}}), StatusCode::BAD_REQUEST, "invalid digest format"),
+        (
+            "/api/create",
+            json!({"model": "new", "files": {"/abs.gguf": "sha256:00"}}),
+            StatusCode::BAD_REQUEST,
+            "file path must be relative",
+        ),
+        (
+            "/api/create",
+            json!({"model": "new", "files": {"a.gguf": "sha256:00"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid digest format",
+        ),
     ];
     for (path, body, status, message) in cases {
         let (actual_status, actual_body) = harness.call(Method::POST, path, body.clone()).await;
@@ -284,9 +362,13 @@ async fn create_from_copy_and_delete_round_trip() {
     assert_eq!(show["system"], "Be brief.");
     assert!(show["parameters"].as_str().unwrap().contains("temperature"));
 
-    assert_eq!(harness.call(Method::POST, "/api/copy", json!({"source": "custom", "destination": "user/other:v2"})).await.0, StatusCode::OK);
+    assert_eq!(
+        harness.call(Method::POST, "/api/copy", json!({"source": "custom", "destination": "user/other:v2"})).await.0,
+        StatusCode::OK
+    );
     let (_, tags) = harness.call(Method::GET, "/api/tags", Value::Null).await;
-    let names: Vec<&str> = tags["models"].as_array().unwrap().iter().map(|model| model["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        tags["models"].as_array().unwrap().iter().map(|model| model["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"user/other:v2") && names.contains(&"custom:latest") && names.contains(&"tiny:latest"));
 
     for name in ["custom", "user/other:v2", "tiny"] {
@@ -299,7 +381,8 @@ async fn create_from_copy_and_delete_round_trip() {
 impl Harness {
     async fn stream_status(&self, body: Value) -> (StatusCode, Vec<Value>) {
         let (status, bytes) = self.raw(Method::POST, "/api/create", Body::from(body.to_string())).await;
-        let lines = std::str::from_utf8(&bytes).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let lines =
+            std::str::from_utf8(&bytes).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         (status, lines)
     }
 }
@@ -323,4 +406,29 @@ async fn dropped_stream_stops_generation() {
     assert!(sent <= 3, "generation went on after the client left: {sent} tokens");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(n_tokens_sent.load(Ordering::SeqCst), sent);
+}
+
+#[tokio::test]
+async fn failure_midway_ends_the_stream_with_an_error_line() {
+    let harness = harness().await;
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "SCRIPT<<Par!FAIL!>>"}]});
+    let chunks = harness.stream("/api/chat", body.clone()).await;
+    let (last, pieces) = chunks.split_last().unwrap();
+    let text: String = pieces.iter().map(|chunk| chunk["message"]["content"].as_str().unwrap()).collect();
+    assert_eq!(text, "Par");
+    assert_eq!(last, &json!({"error": "scripted failure"}));
+
+    let mut whole = body;
+    whole["stream"] = json!(false);
+    let (status, error) = harness.call(Method::POST, "/api/chat", whole).await;
+    assert_eq!((status, error), (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "scripted failure"})));
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods() {
+    let harness = harness().await;
+    let (status, body) = harness.raw(Method::GET, "/api/nothing", Body::empty()).await;
+    assert_eq!((status, &body[..]), (StatusCode::NOT_FOUND, &b"404 page not found"[..]));
+    let (status, _) = harness.raw(Method::GET, "/api/chat", Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }

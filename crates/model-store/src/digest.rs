@@ -17,10 +17,7 @@ pub struct DigestError;
 impl Digest {
     /// Parses `sha256:<hex>` or `sha256-<hex>` (the form used in blob file names).
     pub fn parse(text: &str) -> Result<Digest, DigestError> {
-        let hex_part = text
-            .strip_prefix("sha256:")
-            .or_else(|| text.strip_prefix("sha256-"))
-            .ok_or(DigestError)?;
+        let hex_part = text.strip_prefix("sha256:").or_else(|| text.strip_prefix("sha256-")).ok_or(DigestError)?;
         if hex_part.len() != 64 || !hex_part.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err(DigestError);
         }

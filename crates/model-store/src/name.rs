@@ -128,9 +128,7 @@ impl fmt::Display for ModelName {
 fn part_is_valid(part: &str, max_len: usize, allowed: impl Fn(char) -> bool) -> bool {
     let mut chars = part.chars();
     let Some(first) = chars.next() else { return false };
-    part.len() <= max_len
-        && (first.is_ascii_alphanumeric() || first == '_')
-        && chars.all(allowed)
+    part.len() <= max_len && (first.is_ascii_alphanumeric() || first == '_') && chars.all(allowed)
 }
 
 #[cfg(test)]

@@ -172,9 +172,8 @@ impl Store {
                 continue;
             }
             let entries = fs::read_dir(&path).ok()?;
-            let found = entries
-                .flatten()
-                .find(|entry| entry.file_name().to_string_lossy().eq_ignore_ascii_case(part))?;
+            let found =
+                entries.flatten().find(|entry| entry.file_name().to_string_lossy().eq_ignore_ascii_case(part))?;
             path = found.path();
         }
         path.is_file().then_some(path)
@@ -190,20 +189,17 @@ impl Store {
 
     /// Reads the manifest of a model.
     pub fn get(&self, name: &ModelName) -> Result<ModelEntry> {
-        let path =
-            self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
+        let path = self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
         self.read_entry(&path)
     }
 
     fn read_entry(&self, path: &Path) -> Result<ModelEntry> {
-        let name = self
-            .name_from_manifest_path(path)
-            .ok_or_else(|| Error::ModelNotFound(path.display().to_string()))?;
+        let name =
+            self.name_from_manifest_path(path).ok_or_else(|| Error::ModelNotFound(path.display().to_string()))?;
         let bytes = fs::read(path).map_err(io_context(format!("reading manifest {}", path.display())))?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
-        let modified_at =
-            fs::metadata(path).and_then(|metadata| metadata.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let modified_at = fs::metadata(path).and_then(|metadata| metadata.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         Ok(ModelEntry { name, manifest, manifest_digest: Digest::of_bytes(&bytes), modified_at })
     }
 
@@ -254,8 +250,7 @@ impl Store {
     /// Removes a model: its manifest, empty directories above it, and blobs that no other
     /// manifest references.
     pub fn delete(&self, name: &ModelName) -> Result<()> {
-        let path =
-            self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
+        let path = self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
         let removed = self.read_entry(&path).ok();
         fs::remove_file(&path).map_err(io_context(format!("removing {}", path.display())))?;
         let mut dir = path.parent().map(Path::to_path_buf);
@@ -273,11 +268,8 @@ impl Store {
 
     /// Deletes those of `candidates` that no manifest references any more.
     pub fn remove_unreferenced(&self, candidates: Vec<Digest>) -> Result<()> {
-        let in_use: std::collections::HashSet<Digest> = self
-            .list()
-            .iter()
-            .flat_map(|entry| entry.manifest.all_digests().cloned().collect::<Vec<_>>())
-            .collect();
+        let in_use: std::collections::HashSet<Digest> =
+            self.list().iter().flat_map(|entry| entry.manifest.all_digests().cloned().collect::<Vec<_>>()).collect();
         for digest in candidates {
             if !in_use.contains(&digest) {
                 let _ = fs::remove_file(self.blob_path(&digest));

@@ -31,7 +31,11 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn from_environment() -> Client {
-        Client { http: reqwest::Client::new(), base_url: environment::base_url() }
+        Client::new(environment::base_url())
+    }
+
+    pub(crate) fn new(base_url: String) -> Client {
+        Client { http: reqwest::Client::new(), base_url }
     }
 
     fn url(&self, path: &str) -> String {
@@ -126,7 +130,8 @@ impl Client {
         digest: &str,
         mut on_progress: impl FnMut(u64, u64),
     ) -> anyhow::Result<()> {
-        let mut file = tokio::fs::File::open(file_path).await.with_context(|| format!("opening {}", file_path.display()))?;
+        let mut file =
+            tokio::fs::File::open(file_path).await.with_context(|| format!("opening {}", file_path.display()))?;
         let total = file.metadata().await?.len();
         let host_port = self.base_url.trim_start_matches("http://").to_owned();
         let mut stream = tokio::net::TcpStream::connect(&host_port)

@@ -12,8 +12,8 @@ use crate::client::Client;
 use crate::modelfile;
 
 pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(modelfile_path)
-        .with_context(|| format!("reading {}", modelfile_path.display()))?;
+    let text =
+        std::fs::read_to_string(modelfile_path).with_context(|| format!("reading {}", modelfile_path.display()))?;
     let modelfile = modelfile::parse(&text)?;
     if modelfile.adapter.is_some() {
         bail!("ADAPTER is not supported by modeld yet");

@@ -68,11 +68,8 @@ pub(crate) fn table(rows: &[Vec<String>]) -> String {
         .collect();
     let mut text = String::new();
     for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(column, cell)| format!("{cell:<width$}", width = widths[column]))
-            .collect();
+        let cells: Vec<String> =
+            row.iter().enumerate().map(|(column, cell)| format!("{cell:<width$}", width = widths[column])).collect();
         text.push_str(cells.join("    ").trim_end());
         text.push('\n');
     }

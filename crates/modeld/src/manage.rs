@@ -45,14 +45,8 @@ pub(crate) async fn list() -> anyhow::Result<()> {
 
 pub(crate) async fn ps() -> anyhow::Result<()> {
     let running = Client::from_environment().get("/api/ps").await?;
-    let mut rows = vec![vec![
-        "NAME".into(),
-        "ID".into(),
-        "SIZE".into(),
-        "PROCESSOR".into(),
-        "CONTEXT".into(),
-        "UNTIL".into(),
-    ]];
+    let mut rows =
+        vec![vec!["NAME".into(), "ID".into(), "SIZE".into(), "PROCESSOR".into(), "CONTEXT".into(), "UNTIL".into()]];
     for model in running["models"].as_array().into_iter().flatten() {
         rows.push(vec![
             text(&model["name"]),
@@ -78,7 +72,13 @@ pub(crate) enum ShowField {
 }
 
 impl ShowField {
-    pub(crate) fn from_flags(license: bool, modelfile: bool, parameters: bool, template: bool, system: bool) -> ShowField {
+    pub(crate) fn from_flags(
+        license: bool,
+        modelfile: bool,
+        parameters: bool,
+        template: bool,
+        system: bool,
+    ) -> ShowField {
         match (license, modelfile, parameters, template, system) {
             (true, ..) => ShowField::License,
             (_, true, ..) => ShowField::Modelfile,

@@ -51,8 +51,12 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Modelfile> {
                 }
                 let typed = match Options::key_kind(&key) {
                     "int" => Value::from(raw.parse::<i64>().map_err(|_| anyhow::anyhow!("invalid int value [{raw}]"))?),
-                    "float" => Value::from(raw.parse::<f64>().map_err(|_| anyhow::anyhow!("invalid float value [{raw}]"))?),
-                    "bool" => Value::from(raw.parse::<bool>().map_err(|_| anyhow::anyhow!("invalid bool value [{raw}]"))?),
+                    "float" => {
+                        Value::from(raw.parse::<f64>().map_err(|_| anyhow::anyhow!("invalid float value [{raw}]"))?)
+                    }
+                    "bool" => {
+                        Value::from(raw.parse::<bool>().map_err(|_| anyhow::anyhow!("invalid bool value [{raw}]"))?)
+                    }
                     _ => Value::from(raw.to_owned()),
                 };
                 if key == "stop" {

@@ -147,7 +147,11 @@ fn print_timings(chunk: &Value) {
     let seconds = |key: &str| std::time::Duration::from_nanos(nanos(key));
     let rate = |count: &str, duration: &str| {
         let duration = nanos(duration) as f64 / 1e9;
-        if duration > 0.0 { nanos(count) as f64 / duration } else { 0.0 }
+        if duration > 0.0 {
+            nanos(count) as f64 / duration
+        } else {
+            0.0
+        }
     };
     eprintln!("total duration:       {:?}", seconds("total_duration"));
     eprintln!("load duration:        {:?}", seconds("load_duration"));

@@ -39,8 +39,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         default_keep_alive,
     };
     let address = environment::bind_address()?;
-    let listener =
-        tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     let local_address = listener.local_addr()?;
     tracing::info!(models = %models_dir.display(), "Listening on {local_address} (version {})", config.version);
     let state = AppState::new(store, scheduler.clone(), config);

@@ -79,10 +79,12 @@ impl Options {
                 continue;
             }
             let integer = || {
-                value.as_f64().map(|float| float as i64).ok_or(OptionsError { key: key.clone(), expected: "type integer" })
+                value
+                    .as_f64()
+                    .map(|float| float as i64)
+                    .ok_or(OptionsError { key: key.clone(), expected: "type integer" })
             };
-            let float =
-                || value.as_f64().ok_or(OptionsError { key: key.clone(), expected: "type float32" });
+            let float = || value.as_f64().ok_or(OptionsError { key: key.clone(), expected: "type float32" });
             match key.as_str() {
                 "num_ctx" => options.num_ctx = Some(integer()?),
                 "num_batch" => options.num_batch = Some(integer()?),
@@ -189,8 +191,8 @@ mod tests {
 
     #[test]
     fn types_are_checked_like_ollama() {
-        let options = parse(json!({"temperature": 0, "num_predict": 8, "stop": ["\n"], "mirostat": 1, "whatever": 2}))
-            .unwrap();
+        let options =
+            parse(json!({"temperature": 0, "num_predict": 8, "stop": ["\n"], "mirostat": 1, "whatever": 2})).unwrap();
         assert_eq!(options.temperature, Some(0.0));
         assert_eq!(options.num_predict, Some(8));
         assert_eq!(options.stop, Some(vec!["\n".to_owned()]));

@@ -96,5 +96,10 @@ pub(crate) fn template_message(message: &Message) -> TemplateMessage {
 /// The prompt when a model has no chat template: Ollama's default `{{ .Prompt }}` shows the
 /// last user message only.
 pub(crate) fn render_without_template(messages: &[TemplateMessage]) -> String {
-    messages.iter().rev().find(|message| message.role == "user").map(|message| message.content.clone()).unwrap_or_default()
+    messages
+        .iter()
+        .rev()
+        .find(|message| message.role == "user")
+        .map(|message| message.content.clone())
+        .unwrap_or_default()
 }

@@ -32,7 +32,8 @@ fn status(text: impl Into<String>) -> ProgressResponse {
 
 fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<ProgressResponse>, ApiError> {
     let store = state.store();
-    let requested = if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let requested =
+        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
     if requested.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
@@ -79,10 +80,22 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         for (key, value) in parameters {
             merged.insert(key.clone(), value.clone());
         }
-        replace_layer(state, &mut layers, media_type::PARAMS, Some(serde_json::to_vec(&merged).unwrap_or_default()), &mut progress)?;
+        replace_layer(
+            state,
+            &mut layers,
+            media_type::PARAMS,
+            Some(serde_json::to_vec(&merged).unwrap_or_default()),
+            &mut progress,
+        )?;
     }
     if let Some(messages) = request.messages.as_ref().filter(|messages| !messages.is_empty()) {
-        replace_layer(state, &mut layers, media_type::MESSAGES, Some(serde_json::to_vec(messages).unwrap_or_default()), &mut progress)?;
+        replace_layer(
+            state,
+            &mut layers,
+            media_type::MESSAGES,
+            Some(serde_json::to_vec(messages).unwrap_or_default()),
+            &mut progress,
+        )?;
     }
     if let Some(license) = &request.license {
         let licenses: Vec<String> = match license {

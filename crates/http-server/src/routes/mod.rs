@@ -29,5 +29,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/push", post(unsupported::push))
         .route("/api/embed", post(unsupported::embed))
         .route("/api/embeddings", post(unsupported::embed))
+        .fallback(not_found)
+}
+
+/// Unknown paths answer as Go's router does.
+async fn not_found() -> (axum::http::StatusCode, &'static str) {
+    (axum::http::StatusCode::NOT_FOUND, "404 page not found")
 }
 mod common;

@@ -82,7 +82,8 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<ShowRequest>,
 ) -> Result<Response, ApiError> {
-    let requested = if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let requested =
+        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
     if requested.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
@@ -177,9 +178,7 @@ pub(crate) async fn copy(
     let destination = ModelName::parse(&request.destination)
         .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", request.destination)))?;
     state.store().copy(&source, &destination).map_err(|error| match error {
-        model_store::Error::ModelNotFound(_) => {
-            ApiError::not_found(format!("model \"{}\" not found", request.source))
-        }
+        model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model \"{}\" not found", request.source)),
         other => other.into(),
     })?;
     Ok(().into_response())
@@ -189,9 +188,10 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<DeleteRequest>,
 ) -> Result<Response, ApiError> {
-    let requested = if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
-    let name = ModelName::parse(&requested)
-        .map_err(|_| ApiError::bad_request(format!("name \"{requested}\" is invalid")))?;
+    let requested =
+        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let name =
+        ModelName::parse(&requested).map_err(|_| ApiError::bad_request(format!("name \"{requested}\" is invalid")))?;
     state.scheduler().unload(&name.display_full());
     state.store().delete(&name).map_err(|error| match error {
         model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model '{requested}' not found")),

@@ -4,7 +4,9 @@
 use crate::ApiError;
 
 pub(crate) async fn pull() -> ApiError {
-    ApiError::not_implemented("pulling from a registry is not supported by modeld yet; use `modeld create` with a local GGUF file")
+    ApiError::not_implemented(
+        "pulling from a registry is not supported by modeld yet; use `modeld create` with a local GGUF file",
+    )
 }
 
 pub(crate) async fn push() -> ApiError {
