@@ -44,13 +44,49 @@ fn base_request(config: &RunConfig) -> Map<String, Value> {
     request
 }
 
+/// A spinner on stderr (when it is a terminal) until the first token arrives or it is dropped.
+struct Spinner {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start() -> Spinner {
+        if !std::io::stderr().is_terminal() {
+            return Spinner { task: None };
+        }
+        let task = tokio::spawn(async {
+            let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            for frame in frames.iter().cycle() {
+                eprint!("\r{frame} ");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        Spinner { task: Some(task) }
+    }
+
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            eprint!("\r  \r");
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 async fn generate_once(client: &Client, config: &RunConfig, prompt: &str) -> anyhow::Result<()> {
     let mut request = base_request(config);
     request.insert("prompt".into(), Value::from(prompt));
     let mut stdout = std::io::stdout();
     let mut final_chunk = Value::Null;
+    let mut spinner = Spinner::start();
     client
         .stream("/api/generate", &Value::Object(request), |chunk| {
+            spinner.stop();
             if let Some(text) = chunk["response"].as_str() {
                 stdout.write_all(text.as_bytes())?;
                 stdout.flush()?;
@@ -71,7 +107,9 @@ async fn generate_once(client: &Client, config: &RunConfig, prompt: &str) -> any
 async fn interactive(client: &Client, config: &RunConfig) -> anyhow::Result<()> {
     let mut load = base_request(config);
     load.insert("prompt".into(), Value::from(""));
+    let mut spinner = Spinner::start();
     client.post("/api/generate", &Value::Object(load)).await?;
+    spinner.stop();
     let mut editor = rustyline::DefaultEditor::new()?;
     let history_path = std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".modeld_history"));
     if let Some(path) = &history_path {
@@ -112,8 +150,10 @@ async fn interactive(client: &Client, config: &RunConfig) -> anyhow::Result<()> 
         let mut answer = String::new();
         let mut final_chunk = Value::Null;
         let mut stdout = std::io::stdout();
+        let mut spinner = Spinner::start();
         let result = client
             .stream("/api/chat", &Value::Object(request), |chunk| {
+                spinner.stop();
                 if let Some(text) = chunk["message"]["content"].as_str() {
                     answer.push_str(text);
                     stdout.write_all(text.as_bytes())?;

@@ -126,17 +126,16 @@ pub(crate) async fn show(
 /// One line per parameter: the key padded to 30 columns, then the value (strings quoted; list
 /// values one line each), as `ollama show --parameters` prints them.
 fn parameters_text(parameters: &serde_json::Map<String, Value>) -> String {
-    let mut lines = Vec::new();
-    for (key, value) in parameters {
-        let values = match value {
-            Value::Array(items) => items.clone(),
-            other => vec![other.clone()],
-        };
-        for value in values {
-            lines.push(format!("{key:<30} {value}"));
-        }
-    }
+    let lines: Vec<String> = parameter_pairs(parameters).map(|(key, value)| format!("{key:<30} {value}")).collect();
     lines.join("\n")
+}
+
+/// Each parameter as (key, value), a list parameter once per item.
+fn parameter_pairs(parameters: &serde_json::Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+    parameters.iter().flat_map(|(key, value)| match value {
+        Value::Array(items) => items.iter().map(|item| (key, item)).collect::<Vec<_>>(),
+        other => vec![(key, other)],
+    })
 }
 
 fn modelfile_text(model: &ResolvedModel, system: Option<&str>) -> String {
@@ -151,14 +150,8 @@ fn modelfile_text(model: &ResolvedModel, system: Option<&str>) -> String {
     if let Some(system) = system {
         text.push_str(&format!("SYSTEM \"\"\"{system}\"\"\"\n"));
     }
-    for (key, value) in &model.parameters {
-        let values = match value {
-            Value::Array(items) => items.clone(),
-            other => vec![other.clone()],
-        };
-        for value in values {
-            text.push_str(&format!("PARAMETER {key} {value}\n"));
-        }
+    for (key, value) in parameter_pairs(&model.parameters) {
+        text.push_str(&format!("PARAMETER {key} {value}\n"));
     }
     for license in &model.licenses {
         text.push_str(&format!("LICENSE \"\"\"{license}\"\"\"\n"));
