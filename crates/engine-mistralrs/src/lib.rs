@@ -7,10 +7,11 @@
 //! one shared RNG and reports no usage on streamed completions). Text is decoded here from
 //! those ids, so nothing mistral.rs does to streamed text (trimming the first piece) leaks out.
 
+mod requantize;
 mod sampler;
 
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,7 +34,17 @@ const SUPPORTED_ARCHITECTURES: &[&str] =
 
 /// Loads GGUF models with mistral.rs on the CPU.
 #[derive(Debug, Default)]
-pub struct MistralRsEngine;
+pub struct MistralRsEngine {
+    requantized_weights_dir: Option<PathBuf>,
+}
+
+impl MistralRsEngine {
+    /// An engine that keeps Q8_0 copies of weights without SIMD kernels (Q4_1, Q5_0, Q5_1) in
+    /// `requantized_weights_dir`, or loads every file as it is when `None`.
+    pub fn new(requantized_weights_dir: Option<PathBuf>) -> MistralRsEngine {
+        MistralRsEngine { requantized_weights_dir }
+    }
+}
 
 struct MistralRsModel {
     runner: Arc<MistralRs>,
@@ -56,7 +67,14 @@ impl Engine for MistralRsEngine {
                 SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
-        let path = spec.model_path.clone();
+        let original_path = spec.model_path.clone();
+        let cache_dir = self.requantized_weights_dir.clone();
+        let path =
+            tokio::task::spawn_blocking(move || requantize::weights_to_load(&original_path, cache_dir.as_deref()))
+                .await
+                .map_err(|error| EngineError::Load(error.to_string()))?
+                .map_err(EngineError::Load)?;
+        let loaded_path = path.clone();
         let pipeline = tokio::task::spawn_blocking(move || {
             let dir = path.parent().unwrap_or(Path::new(".")).to_string_lossy().into_owned();
             let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -104,7 +122,7 @@ impl Engine for MistralRsEngine {
         let token_text = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id));
         let description = ModelDescription {
             trained_context_length: Some(metadata.max_seq_len),
-            memory_bytes: facts.file_size,
+            memory_bytes: std::fs::metadata(&loaded_path).map(|metadata| metadata.len()).unwrap_or(facts.file_size),
             bos_token: token_text(facts.bos_token_id),
             eos_token: token_text(facts.eos_token_id.or(metadata.eos_tok.first().copied())),
         };

@@ -101,3 +101,19 @@ pub(crate) fn unsigned(name: &str, default: usize) -> anyhow::Result<usize> {
         }
     }
 }
+
+/// Where Q8_0 copies of weights without SIMD kernels go: `MODELD_REQUANTIZE_DIR`, else
+/// `$XDG_CACHE_HOME/modeld/requantized` or `~/.cache/modeld/requantized`. `MODELD_REQUANTIZE=0`
+/// turns requantizing off.
+pub(crate) fn requantized_weights_dir() -> Option<PathBuf> {
+    if variable("MODELD_REQUANTIZE").as_deref() == Some("0") {
+        return None;
+    }
+    if let Some(dir) = variable("MODELD_REQUANTIZE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = variable("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(cache.join("modeld").join("requantized"))
+}

@@ -21,7 +21,9 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     let store = model_store::Store::open(&models_dir)
         .with_context(|| format!("opening models directory {}", models_dir.display()))?;
     let engine: Arc<dyn Engine> = match environment::variable("MODELD_ENGINE").as_deref() {
-        None | Some("mistralrs") => Arc::new(engine_mistralrs::MistralRsEngine),
+        None | Some("mistralrs") => {
+            Arc::new(engine_mistralrs::MistralRsEngine::new(environment::requantized_weights_dir()))
+        }
         Some("scripted") => Arc::new(engine::scripted::ScriptedEngine::new()),
         Some(other) => anyhow::bail!("unknown MODELD_ENGINE {other:?} (expected mistralrs or scripted)"),
     };
