@@ -67,3 +67,89 @@ fn tempfile_in(dir: &Path) -> Result<PathBuf, String> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     Ok(dir.join(format!(".partial-{}-{nanos}", std::process::id())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Tensor;
+
+    fn write_model(path: &Path, dtype: GgmlDType) -> Vec<f32> {
+        let values: Vec<f32> = (0..128).map(|index| (index as f32 * 0.37).sin()).collect();
+        let tensor = Tensor::from_vec(values.clone(), (2, 64), &Device::Cpu).unwrap();
+        let weight = QTensor::quantize(&tensor, dtype).unwrap();
+        let norm = QTensor::quantize(&Tensor::ones(64, candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32)
+            .unwrap();
+        let architecture = gguf_file::Value::String("llama".into());
+        let mut file = File::create(path).unwrap();
+        gguf_file::write(
+            &mut file,
+            &[("general.architecture", &architecture)],
+            &[("weight", &weight), ("norm", &norm)],
+        )
+        .unwrap();
+        values
+    }
+
+    /// A fresh directory under the system's temporary directory, removed on drop.
+    struct TemporaryDir(PathBuf);
+
+    impl TemporaryDir {
+        fn new(name: &str) -> TemporaryDir {
+            let path = std::env::temp_dir().join(format!("modeld-requantize-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            TemporaryDir(path)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TemporaryDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read(path: &Path) -> (gguf_file::Content, BufReader<File>) {
+        let mut reader = BufReader::new(File::open(path).unwrap());
+        (gguf_file::Content::read(&mut reader).unwrap(), reader)
+    }
+
+    #[test]
+    fn slow_types_become_q8_0_once() {
+        let dir = TemporaryDir::new("slow");
+        let original = dir.path().join("model.gguf");
+        let values = write_model(&original, GgmlDType::Q4_1);
+        let cache = dir.path().join("cache");
+
+        let converted = weights_to_load(&original, Some(&cache)).unwrap();
+        assert_ne!(converted, original);
+        let (content, mut reader) = read(&converted);
+        assert_eq!(content.tensor_infos["weight"].ggml_dtype, GgmlDType::Q8_0);
+        assert_eq!(content.tensor_infos["norm"].ggml_dtype, GgmlDType::F32);
+        assert_eq!(content.metadata["general.architecture"].to_string().unwrap(), "llama");
+        let weight = content.tensor(&mut reader, "weight", &Device::Cpu).unwrap();
+        let restored: Vec<f32> = weight.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let worst = values.iter().zip(&restored).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 0.1, "requantized weights drifted by {worst}");
+
+        // The second load reuses the copy.
+        let modified = std::fs::metadata(&converted).unwrap().modified().unwrap();
+        assert_eq!(weights_to_load(&original, Some(&cache)).unwrap(), converted);
+        assert_eq!(std::fs::metadata(&converted).unwrap().modified().unwrap(), modified);
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "no temporary files left");
+    }
+
+    #[test]
+    fn fast_types_and_no_cache_load_as_they_are() {
+        let dir = TemporaryDir::new("fast");
+        let original = dir.path().join("model.gguf");
+        write_model(&original, GgmlDType::Q8_0);
+        assert_eq!(weights_to_load(&original, Some(&dir.path().join("cache"))).unwrap(), original);
+        let slow = dir.path().join("slow.gguf");
+        write_model(&slow, GgmlDType::Q4_1);
+        assert_eq!(weights_to_load(&slow, None).unwrap(), slow);
+    }
+}
