@@ -40,8 +40,10 @@ class Daemon:
         raise RuntimeError("modeld serve did not start")
 
     def cli(self, *args, input=None, check=True):
+        stdin = None if input is not None else subprocess.DEVNULL
         return subprocess.run(
-            [self.binary, *args], env=self.env, input=input, capture_output=True, text=True, timeout=600, check=check
+            [self.binary, *args], env=self.env, input=input, stdin=stdin, capture_output=True, text=True,
+            timeout=600, check=check,
         )
 
     def request(self, method, path, body=None, raw=None):

@@ -25,9 +25,12 @@ pub(crate) async fn run(config: RunConfig) -> anyhow::Result<()> {
     let mut prompt = config.prompt.clone();
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
+        // A closed or unreadable stdin counts as empty input.
         let mut piped = String::new();
-        stdin.lock().read_to_string(&mut piped)?;
-        prompt = if prompt.is_empty() { piped } else { format!("{prompt}\n{piped}") };
+        let _ = stdin.lock().read_to_string(&mut piped);
+        if !piped.trim().is_empty() {
+            prompt = if prompt.is_empty() { piped } else { format!("{prompt}\n{piped}") };
+        }
     }
     if !prompt.is_empty() || !stdin.is_terminal() {
         return generate_once(&client, &config, &prompt).await;
