@@ -432,3 +432,98 @@ async fn unknown_paths_and_methods() {
     let (status, _) = harness.raw(Method::GET, "/api/chat", Body::empty()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn openai_chat_completions_whole_and_streamed() {
+    let harness = harness().await;
+    let messages = json!([{"role": "user", "content": [{"type": "text", "text": "say SCRIPT<<Paris.>>"}]}]);
+    let (status, whole) =
+        harness.call(Method::POST, "/v1/chat/completions", json!({"model": "tiny", "messages": messages})).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(whole["choices"][0]["message"], json!({"role": "assistant", "content": "Paris."}));
+    assert_eq!(whole["choices"][0]["finish_reason"], "stop");
+    assert_eq!(whole["usage"]["completion_tokens"], 6);
+    let usage = &whole["usage"];
+    assert_eq!(usage["total_tokens"], usage["prompt_tokens"].as_u64().unwrap() + 6);
+
+    let body = json!({"model": "tiny", "messages": messages, "stream": true, "stream_options": {"include_usage": true}, "max_tokens": 3});
+    let (status, bytes) = harness.raw(Method::POST, "/v1/chat/completions", Body::from(body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|event| !event.is_empty()).collect();
+    assert_eq!(*events.last().unwrap(), "data: [DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|event| serde_json::from_str(&event["data: ".len()..]).unwrap())
+        .collect();
+    let content: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, "Par");
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0], json!({"index": 0, "delta": {}, "finish_reason": "length"}));
+    assert_eq!(chunks.last().unwrap()["choices"], json!([]));
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 3);
+}
+
+#[tokio::test]
+async fn openai_completions_models_and_errors() {
+    let harness = harness().await;
+    let (status, completion) = harness
+        .call(Method::POST, "/v1/completions", json!({"model": "tiny", "prompt": "SCRIPT<<ok>>", "stop": "k"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{completion}");
+    assert_eq!(completion["choices"][0]["text"], "o");
+    assert_eq!(completion["object"], "text_completion");
+
+    let (_, models) = harness.call(Method::GET, "/v1/models", Value::Null).await;
+    assert_eq!(models["data"][0]["id"], "tiny:latest");
+    assert_eq!(models["data"][0]["owned_by"], "library");
+    let (status, model) = harness.call(Method::GET, "/v1/models/tiny", Value::Null).await;
+    assert_eq!((status, &model["id"]), (StatusCode::OK, &json!("tiny")));
+
+    let cases = vec![
+        (
+            "/v1/chat/completions",
+            json!({"model": "tiny", "messages": []}),
+            400,
+            "invalid_request_error",
+            "[] is too short - 'messages'",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+            400,
+            "invalid_request_error",
+            "model is required",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "missing", "messages": [{"role": "user", "content": "x"}]}),
+            404,
+            "not_found_error",
+            "model 'missing' not found",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "tiny", "prompt": "x", "stop": [1]}),
+            400,
+            "invalid_request_error",
+            "invalid type for 'stop' field: float64",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "tiny", "prompt": "x", "suffix": "y"}),
+            400,
+            "invalid_request_error",
+            "registry.ollama.ai/library/tiny:latest does not support insert",
+        ),
+    ];
+    for (path, body, status, kind, message) in cases {
+        let (actual_status, actual) = harness.call(Method::POST, path, body.clone()).await;
+        assert_eq!(actual_status.as_u16(), status, "{body}");
+        assert_eq!(actual, json!({"error": {"message": message, "type": kind, "param": null, "code": null}}), "{body}");
+    }
+    let (status, missing) = harness.call(Method::GET, "/v1/models/missing", Value::Null).await;
+    assert_eq!((status, &missing["error"]["type"]), (StatusCode::NOT_FOUND, &json!("not_found_error")));
+}

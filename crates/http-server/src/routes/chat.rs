@@ -10,16 +10,15 @@ use model_store::ModelName;
 use ollama_api::{ChatRequest, ChatResponse, Message};
 
 use super::common;
+use super::common::Start;
 use crate::inference::{self, Outcome};
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{ApiError, AppState};
 
-pub(crate) async fn chat(
-    State(state): State<AppState>,
-    OllamaJson(request): OllamaJson<ChatRequest>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
+/// Validates a request and starts it: a load or unload answers at once, anything else
+/// starts generating. Shared with the OpenAI-compatible routes.
+pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started: Instant) -> Result<Start, ApiError> {
     if request.model.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
@@ -40,27 +39,19 @@ pub(crate) async fn chat(
     if tools.is_some() && !model.capabilities().contains(&"tools") {
         return Err(ApiError::bad_request(format!("{} does not support tools", model.name.display_full())));
     }
-    let respond_done = |done_reason: &str| ChatResponse {
-        model: request.model.clone(),
-        created_at: now_rfc3339(),
-        message: Message { role: "assistant".into(), ..Default::default() },
-        done: true,
-        done_reason: Some(done_reason.to_owned()),
-        ..Default::default()
-    };
 
     let options = inference::merged_options(&model, &request.options)?;
-    let num_ctx = inference::context_size(&state, &model, &options);
+    let num_ctx = inference::context_size(state, &model, &options);
     if request.messages.is_empty() {
         if keep_alive == Some(Some(Duration::ZERO)) {
             state.scheduler().unload(&model.name.display_full());
-            return Ok(json_response(&respond_done("unload")));
+            return Ok(Start::Done("unload"));
         }
-        drop(inference::acquire(&state, &model, num_ctx, keep_alive).await?);
-        return Ok(json_response(&respond_done("load")));
+        drop(inference::acquire(state, &model, num_ctx, keep_alive).await?);
+        return Ok(Start::Done("load"));
     }
 
-    let lease = inference::acquire(&state, &model, num_ctx, keep_alive).await?;
+    let lease = inference::acquire(state, &model, num_ctx, keep_alive).await?;
     let description = lease.model().description();
 
     let mut messages: Vec<TemplateMessage> = Vec::new();
@@ -98,7 +89,26 @@ pub(crate) async fn chat(
         prompt_tokens
     };
     let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+    Ok(Start::Running(Box::pin(outcomes)))
+}
 
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let respond_done = |done_reason: &str| ChatResponse {
+        model: request.model.clone(),
+        created_at: now_rfc3339(),
+        message: Message { role: "assistant".into(), ..Default::default() },
+        done: true,
+        done_reason: Some(done_reason.to_owned()),
+        ..Default::default()
+    };
+    let outcomes = match start_chat(&state, &request, started).await? {
+        Start::Done(done_reason) => return Ok(json_response(&respond_done(done_reason))),
+        Start::Running(outcomes) => outcomes,
+    };
     let model_echo = request.model.clone();
     let to_chunk = move |outcome: Outcome| -> StreamItem<ChatResponse> {
         match outcome {

@@ -5,7 +5,16 @@ use engine::TemplateMessage;
 use ollama_api::Message;
 use serde_json::Value;
 
+use crate::inference::Outcome;
 use crate::{ApiError, ResolvedModel};
+
+/// How a generate or chat request began.
+pub(crate) enum Start {
+    /// Loaded or unloaded with no generation: `load` or `unload`.
+    Done(&'static str),
+    /// Generating.
+    Running(std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>),
+}
 
 /// Validates `think`; a truthy value needs a model that can think.
 pub(crate) fn check_think(think: &Option<Value>, model: &ResolvedModel, requested_name: &str) -> Result<(), ApiError> {

@@ -10,16 +10,19 @@ use model_store::ModelName;
 use ollama_api::{GenerateRequest, GenerateResponse};
 
 use super::common;
+use super::common::Start;
 use crate::inference::{self, Outcome};
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{is_jinja, ApiError, AppState};
 
-pub(crate) async fn generate(
-    State(state): State<AppState>,
-    OllamaJson(request): OllamaJson<GenerateRequest>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
+/// Validates a request and starts it: a load or unload answers at once, anything else
+/// starts generating. Shared with the OpenAI-compatible routes.
+pub(crate) async fn start_generate(
+    state: &AppState,
+    request: &GenerateRequest,
+    started: Instant,
+) -> Result<Start, ApiError> {
     let not_found = || ApiError::not_found(format!("model '{}' not found", request.model));
     let name = ModelName::parse(&request.model).map_err(|_| not_found())?;
     if request.raw && (request.template.is_some() || request.system.is_some() || request.context.is_some()) {
@@ -37,28 +40,21 @@ pub(crate) async fn generate(
     if request.suffix.as_deref().is_some_and(|suffix| !suffix.is_empty()) {
         return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())));
     }
-    let respond_done = |done_reason: &str| GenerateResponse {
-        model: request.model.clone(),
-        created_at: now_rfc3339(),
-        done: true,
-        done_reason: Some(done_reason.to_owned()),
-        ..Default::default()
-    };
 
     if request.prompt.is_empty() {
         if keep_alive == Some(Some(Duration::ZERO)) {
             state.scheduler().unload(&model.name.display_full());
-            return Ok(json_response(&respond_done("unload")));
+            return Ok(Start::Done("unload"));
         }
         let options = inference::merged_options(&model, &request.options)?;
-        let num_ctx = inference::context_size(&state, &model, &options);
-        drop(inference::acquire(&state, &model, num_ctx, keep_alive).await?);
-        return Ok(json_response(&respond_done("load")));
+        let num_ctx = inference::context_size(state, &model, &options);
+        drop(inference::acquire(state, &model, num_ctx, keep_alive).await?);
+        return Ok(Start::Done("load"));
     }
 
     let options = inference::merged_options(&model, &request.options)?;
-    let num_ctx = inference::context_size(&state, &model, &options);
-    let lease = inference::acquire(&state, &model, num_ctx, keep_alive).await?;
+    let num_ctx = inference::context_size(state, &model, &options);
+    let lease = inference::acquire(state, &model, num_ctx, keep_alive).await?;
     let description = lease.model().description();
 
     let prompt_text = if request.raw {
@@ -110,7 +106,25 @@ pub(crate) async fn generate(
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     };
     let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+    Ok(Start::Running(Box::pin(outcomes)))
+}
 
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<GenerateRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let respond_done = |done_reason: &str| GenerateResponse {
+        model: request.model.clone(),
+        created_at: now_rfc3339(),
+        done: true,
+        done_reason: Some(done_reason.to_owned()),
+        ..Default::default()
+    };
+    let outcomes = match start_generate(&state, &request, started).await? {
+        Start::Done(done_reason) => return Ok(json_response(&respond_done(done_reason))),
+        Start::Running(outcomes) => outcomes,
+    };
     let model_echo = request.model.clone();
     let return_context = !request.raw;
     let to_chunk = move |outcome: Outcome| -> StreamItem<GenerateResponse> {

@@ -5,6 +5,7 @@ mod chat;
 mod create;
 mod generate;
 mod models;
+mod openai;
 mod unsupported;
 
 use axum::routing::{get, head, post};
@@ -29,6 +30,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/push", post(unsupported::push))
         .route("/api/embed", post(unsupported::embed))
         .route("/api/embeddings", post(unsupported::embed))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{model}", get(openai::retrieve_model))
         .fallback(not_found)
 }
 

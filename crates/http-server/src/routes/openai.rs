@@ -1,0 +1,410 @@
+//! The OpenAI-compatible API under `/v1`: chat completions, completions and models, mapped
+//! onto the native generate and chat pipeline, with OpenAI's error shape and SSE framing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use model_store::ModelName;
+use ollama_api::{ChatRequest, GenerateRequest, Message, ToolCall, ToolCallFunction};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::chat::start_chat;
+use super::common::Start;
+use super::generate::start_generate;
+use crate::inference::Outcome;
+use crate::json::{json_response, OllamaJson};
+use crate::{ApiError, AppState};
+
+/// An `ApiError` in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+pub(crate) struct OpenAiError(ApiError);
+
+impl From<ApiError> for OpenAiError {
+    fn from(error: ApiError) -> OpenAiError {
+        OpenAiError(error)
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let kind = match self.0.status.as_u16() {
+            400 => "invalid_request_error",
+            404 => "not_found_error",
+            _ => "api_error",
+        };
+        let body = json!({"error": {"message": self.0.message, "type": kind, "param": null, "code": null}});
+        (self.0.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+fn next_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed) % 999
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Fields shared by both completion endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Sampling {
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<Value>,
+}
+
+impl Sampling {
+    /// Native options; OpenAI's defaults (temperature and top_p 1.0) replace the model's.
+    fn options(&self) -> Result<Map<String, Value>, ApiError> {
+        let mut options = Map::new();
+        options.insert("temperature".into(), json!(self.temperature.unwrap_or(1.0)));
+        options.insert("top_p".into(), json!(self.top_p.filter(|top_p| *top_p > 0.0).unwrap_or(1.0)));
+        if let Some(limit) = self.max_completion_tokens.or(self.max_tokens) {
+            options.insert("num_predict".into(), json!(limit));
+        }
+        if let Some(seed) = self.seed {
+            options.insert("seed".into(), json!(seed));
+        }
+        options.insert("frequency_penalty".into(), json!(self.frequency_penalty.unwrap_or(0.0)));
+        options.insert("presence_penalty".into(), json!(self.presence_penalty.unwrap_or(0.0)));
+        match &self.stop {
+            None | Some(Value::Null) => {}
+            Some(Value::String(stop)) => {
+                options.insert("stop".into(), json!([stop]));
+            }
+            Some(Value::Array(items)) => {
+                if let Some(bad) = items.iter().find(|item| !item.is_string()) {
+                    return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", type_name(bad))));
+                }
+                options.insert("stop".into(), Value::Array(items.clone()));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", type_name(other))))
+            }
+        }
+        Ok(options)
+    }
+
+    fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|options| options.get("include_usage")).and_then(Value::as_bool)
+            == Some(true)
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChatCompletionRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    messages: Vec<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompletionRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: Value,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+fn message_from_openai(message: &Value) -> Result<Message, ApiError> {
+    let role = message.get("role").and_then(Value::as_str).unwrap_or("user").to_owned();
+    let content = match message.get("content") {
+        None | Some(Value::Null) => {
+            if message.get("tool_calls").is_none() {
+                return Err(ApiError::bad_request("invalid message content type: <nil>"));
+            }
+            String::new()
+        }
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default()),
+                    _ => return Err(ApiError::bad_request("only text content parts are supported by modeld yet")),
+                }
+            }
+            text
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("invalid message content type: {}", type_name(other))))
+        }
+    };
+    let tool_calls = match message.get("tool_calls").and_then(Value::as_array) {
+        Some(calls) => Some(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(index, call)| {
+                    let function = call.get("function").cloned().unwrap_or_default();
+                    let arguments = match function.get("arguments") {
+                        Some(Value::String(text)) => serde_json::from_str::<Map<String, Value>>(text)
+                            .map_err(|_| ApiError::bad_request("invalid tool call arguments"))?,
+                        Some(Value::Object(object)) => object.clone(),
+                        _ => Map::new(),
+                    };
+                    Ok(ToolCall {
+                        id: call.get("id").and_then(Value::as_str).map(str::to_owned),
+                        function: ToolCallFunction {
+                            index,
+                            name: function.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                            arguments,
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?,
+        ),
+        None => None,
+    };
+    Ok(Message {
+        role,
+        content,
+        thinking: message.get("reasoning").and_then(Value::as_str).map(str::to_owned),
+        images: None,
+        tool_calls,
+        tool_name: message.get("name").and_then(Value::as_str).map(str::to_owned),
+        tool_call_id: message.get("tool_call_id").and_then(Value::as_str).map(str::to_owned),
+    })
+}
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<ChatCompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    if request.model.is_empty() {
+        return Err(ApiError::bad_request("model is required").into());
+    }
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_request("[] is too short - 'messages'").into());
+    }
+    let messages = request.messages.iter().map(message_from_openai).collect::<Result<Vec<_>, _>>()?;
+    let format = match request.response_format.as_ref().and_then(|format| format.get("type")).and_then(Value::as_str) {
+        Some("json_object") => Some(json!("json")),
+        Some("json_schema") => {
+            request.response_format.as_ref().and_then(|format| format["json_schema"].get("schema")).cloned()
+        }
+        _ => None,
+    };
+    let think = match request.reasoning_effort.as_deref() {
+        None => None,
+        Some("none") => Some(json!(false)),
+        Some("minimal" | "low") => Some(json!("low")),
+        Some(level @ ("medium" | "high" | "max")) => Some(json!(level)),
+        Some("xhigh" | "ultra") => Some(json!("max")),
+        Some(_) => return Err(ApiError::bad_request("invalid reasoning value").into()),
+    };
+    let native = ChatRequest {
+        model: request.model.clone(),
+        messages,
+        tools: request.tools.clone(),
+        format,
+        options: Some(request.sampling.options()?),
+        stream: Some(request.sampling.stream),
+        think,
+        ..Default::default()
+    };
+    let outcomes = match start_chat(&state, &native, started).await? {
+        Start::Done(_) => Box::pin(futures_util::stream::empty()),
+        Start::Running(outcomes) => outcomes,
+    };
+    let id = format!("chatcmpl-{}", next_id());
+    let created = unix_now();
+    let model = request.model.clone();
+    if !request.sampling.stream {
+        let (text, done) = collect(outcomes).await?;
+        return Ok(json_response(&json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": done.0}],
+            "usage": usage(done.1, done.2),
+        })));
+    }
+    let include_usage = request.sampling.include_usage();
+    let chunk = move |delta: Value, finish_reason: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "system_fingerprint": "fp_ollama",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+    };
+    let events = outcomes.flat_map(move |outcome| {
+        let events: Vec<Value> = match outcome {
+            Outcome::Text(text) => vec![chunk(json!({"role": "assistant", "content": text}), Value::Null)],
+            Outcome::Done(done) => {
+                let mut events = vec![chunk(json!({}), json!(done.done_reason))];
+                if include_usage {
+                    let mut usage_chunk = chunk(json!({}), Value::Null);
+                    usage_chunk["choices"] = json!([]);
+                    usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
+                    events.push(usage_chunk);
+                }
+                events
+            }
+            Outcome::Failed(error) => vec![json!({"error": {"message": error, "type": "api_error"}})],
+        };
+        futures_util::stream::iter(events)
+    });
+    Ok(sse_response(events))
+}
+
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    OllamaJson(request): OllamaJson<CompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    if request.model.is_empty() {
+        return Err(ApiError::bad_request("model is required").into());
+    }
+    let Value::String(prompt) = &request.prompt else {
+        return Err(ApiError::bad_request("invalid prompt: only a string prompt is supported").into());
+    };
+    let native = GenerateRequest {
+        model: request.model.clone(),
+        prompt: prompt.clone(),
+        suffix: request.suffix.clone(),
+        raw: false,
+        options: Some(request.sampling.options()?),
+        stream: Some(request.sampling.stream),
+        ..Default::default()
+    };
+    let outcomes = match start_generate(&state, &native, started).await? {
+        Start::Done(_) => Box::pin(futures_util::stream::empty()),
+        Start::Running(outcomes) => outcomes,
+    };
+    let id = format!("cmpl-{}", next_id());
+    let created = unix_now();
+    let model = request.model.clone();
+    if !request.sampling.stream {
+        let (text, done) = collect(outcomes).await?;
+        return Ok(json_response(&json!({
+            "id": id, "object": "text_completion", "created": created, "model": model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [{"text": text, "index": 0, "finish_reason": done.0}],
+            "usage": usage(done.1, done.2),
+        })));
+    }
+    let include_usage = request.sampling.include_usage();
+    let chunk = move |text: String, finish_reason: Value| {
+        json!({"id": id, "object": "text_completion", "created": created, "model": model,
+               "system_fingerprint": "fp_ollama",
+               "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}]})
+    };
+    let events = outcomes.flat_map(move |outcome| {
+        let events: Vec<Value> = match outcome {
+            Outcome::Text(text) => vec![chunk(text, Value::Null)],
+            Outcome::Done(done) => {
+                let mut events = vec![chunk(String::new(), json!(done.done_reason))];
+                if include_usage {
+                    let mut usage_chunk = chunk(String::new(), Value::Null);
+                    usage_chunk["choices"] = json!([]);
+                    usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
+                    events.push(usage_chunk);
+                }
+                events
+            }
+            Outcome::Failed(error) => vec![json!({"error": {"message": error, "type": "api_error"}})],
+        };
+        futures_util::stream::iter(events)
+    });
+    Ok(sse_response(events))
+}
+
+fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+           "total_tokens": prompt_tokens + completion_tokens})
+}
+
+/// Collects a whole answer: (text, (finish_reason, prompt tokens, completion tokens)).
+async fn collect(
+    mut outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
+) -> Result<(String, (&'static str, u64, u64)), ApiError> {
+    let mut text = String::new();
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Outcome::Text(piece) => text.push_str(&piece),
+            Outcome::Done(done) => {
+                return Ok((text, (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count)))
+            }
+            Outcome::Failed(error) => return Err(ApiError::internal(error)),
+        }
+    }
+    Ok((text, ("stop", 0, 0)))
+}
+
+/// `data: <json>\n\n` events, then `data: [DONE]`. A failure midway is an event with an
+/// `error` key, which the OpenAI clients raise.
+fn sse_response(events: impl futures_util::Stream<Item = Value> + Send + 'static) -> Response {
+    let lines = events
+        .map(|event| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(format!("data: {event}\n\n"))))
+        .chain(futures_util::stream::once(async { Ok(bytes::Bytes::from_static(b"data: [DONE]\n\n")) }));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(lines))
+        .into_response()
+}
+
+pub(crate) async fn list_models(State(state): State<AppState>) -> Response {
+    let data: Vec<Value> = state.store().list().iter().map(model_object).collect();
+    json_response(&json!({"object": "list", "data": data}))
+}
+
+pub(crate) async fn retrieve_model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let not_found = || ApiError::not_found(format!("model '{model}' not found"));
+    let name = ModelName::parse(&model).map_err(|_| not_found())?;
+    let entry = state.store().get(&name).map_err(|_| not_found())?;
+    let mut object = model_object(&entry);
+    object["id"] = json!(model);
+    Ok(json_response(&object))
+}
+
+fn model_object(entry: &model_store::ModelEntry) -> Value {
+    let created = entry.modified_at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    json!({"id": entry.name.display_shortest(), "object": "model", "created": created, "owned_by": entry.name.namespace})
+}
