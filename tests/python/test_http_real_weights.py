@@ -146,3 +146,35 @@ def test_errors_match_ollama(daemon):
     assert status == 400 and "error" in body
     assert daemon.request("POST", "/api/chat", raw=b"") == (400, {"error": "missing request body"})
     assert daemon.request("POST", "/api/show", {"model": "nope"}) == (404, {"error": "model 'nope:latest' not found"})
+
+
+PERSON_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                                                  "job": {"type": "string"}}, "required": ["name", "age", "job"]}
+
+
+def check_person(text):
+    import json
+    person = json.loads(text)
+    assert set(person) == {"name", "age", "job"}, person
+    assert isinstance(person["name"], str) and isinstance(person["job"], str)
+    assert isinstance(person["age"], int) and not isinstance(person["age"], bool)
+    return person
+
+
+def test_structured_output_follows_the_schema(daemon):
+    intro = "Hi, I am Maria, I am 31 years old and I work as a nurse. Extract my name, age and job."
+    whole = daemon.post("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": intro}],
+                                      "format": PERSON_SCHEMA, "stream": False, "options": {"temperature": 0}})
+    person = check_person(whole["message"]["content"])
+    assert person["name"] == "Maria" and person["age"] == 31
+    assert whole["done_reason"] == "stop"
+    for seed in (1, 2):
+        chunks = daemon.stream("/api/generate", {"model": MODEL, "prompt": intro, "format": PERSON_SCHEMA,
+                                                 "options": {"temperature": 1.0, "seed": seed}})
+        check_person("".join(chunk["response"] for chunk in chunks))
+    import json
+    anything = daemon.post("/api/generate", {"model": MODEL, "prompt": "List two fruits.", "format": "json",
+                                             "stream": False, "options": {"temperature": 0}})
+    assert isinstance(json.loads(anything["response"]), dict)
+    status, error = daemon.request("POST", "/api/generate", {"model": MODEL, "prompt": "x", "format": {"type": "thing"}})
+    assert status == 400 and "invalid JSON schema" in error["error"]

@@ -40,3 +40,14 @@ def test_completions_and_limits(client):
     assert completion.usage.completion_tokens == 4
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_json_schema_response_format(client):
+    import json
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    reply = client.chat.completions.create(
+        model=MODEL, temperature=0,
+        messages=[{"role": "user", "content": "Which city is the capital of France? Answer as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
+    answer = json.loads(reply.choices[0].message.content)
+    assert list(answer) == ["city"] and isinstance(answer["city"], str)

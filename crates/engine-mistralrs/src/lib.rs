@@ -132,7 +132,18 @@ impl Engine for MistralRsEngine {
             activation = ?metadata.activation_dtype,
             "model loaded"
         );
-        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids: metadata.eos_tok.clone(), description }))
+        // Grammar-constrained decoding ends with the tokenizer's own end token, which mistral.rs
+        // may not count as EOS; every end-of-text token the vocabulary has ends generation.
+        let mut eos_token_ids = metadata.eos_tok.clone();
+        for text in ["<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>"]
+        {
+            if let Some(id) = tokenizer.token_to_id(text) {
+                if !eos_token_ids.contains(&id) {
+                    eos_token_ids.push(id);
+                }
+            }
+        }
+        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids, description }))
     }
 }
 
@@ -230,7 +241,10 @@ impl LoadedModel for MistralRsModel {
             return_logprobs: false,
             is_streaming: true,
             id: self.runner.next_request_id(),
-            constraint: Constraint::None,
+            constraint: match &request.json_schema {
+                Some(schema) => Constraint::JsonSchema(schema.clone()),
+                None => Constraint::None,
+            },
             suffix: None,
             tools: None,
             tool_choice: None,
@@ -294,10 +308,12 @@ impl DecodeStream {
                 Some(_) => None,
                 None => Some("closed".to_owned()),
             };
-            let (text, stopped) = self.new_text(finish_reason.is_some());
+            let ended = self.generated_ids().1;
+            let (text, stopped) = self.new_text(finish_reason.is_some() || ended);
             if !text.is_empty() && sender.send(GenerationEvent::Text(text)).await.is_err() {
                 return;
             }
+            let finish_reason = if ended && finish_reason.is_none() { Some("stop".to_owned()) } else { finish_reason };
             if stopped || finish_reason.is_some() {
                 let summary = self.summary(stopped, finish_reason.as_deref());
                 let _ = sender.send(GenerationEvent::Done(summary)).await;
@@ -306,15 +322,19 @@ impl DecodeStream {
         }
     }
 
-    fn generated_ids(&self) -> Vec<u32> {
+    /// Sampled ids up to the first end token, and whether an end token was sampled.
+    fn generated_ids(&self) -> (Vec<u32>, bool) {
         let record = self.record.lock().unwrap();
-        record.token_ids.iter().copied().filter(|id| !self.eos_token_ids.contains(id)).collect()
+        match record.token_ids.iter().position(|id| self.eos_token_ids.contains(id)) {
+            Some(end) => (record.token_ids[..end].to_vec(), true),
+            None => (record.token_ids.clone(), false),
+        }
     }
 
     /// Text decoded since the last call, held back while it ends in a partial character or
     /// could be the start of a stop sequence. Returns whether a stop sequence matched.
     fn new_text(&mut self, at_end: bool) -> (String, bool) {
-        let ids = self.generated_ids();
+        let (ids, _) = self.generated_ids();
         let Ok(full_text) = self.tokenizer.decode(&ids, false) else { return (String::new(), false) };
         if !at_end && full_text.ends_with('\u{FFFD}') {
             return (String::new(), false);
@@ -335,9 +355,8 @@ impl DecodeStream {
     }
 
     fn summary(&self, stopped: bool, finish_reason: Option<&str>) -> GenerationSummary {
+        let (generated_tokens, _) = self.generated_ids();
         let record = self.record.lock().unwrap();
-        let generated_tokens: Vec<u32> =
-            record.token_ids.iter().copied().filter(|id| !self.eos_token_ids.contains(id)).collect();
         let first_token_at = record.first_token_at.unwrap_or(self.started);
         let last_token_at = record.last_token_at.unwrap_or(first_token_at);
         let hit_length = finish_reason == Some("length")

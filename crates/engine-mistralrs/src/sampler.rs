@@ -15,6 +15,9 @@ use mistralrs::{CustomLogitsProcessor, Tensor};
 #[derive(Debug, Default)]
 pub(crate) struct SamplerRecord {
     pub(crate) token_ids: Vec<u32>,
+    /// Length of the context at the last sample; a second call at the same length is
+    /// mistral.rs resampling under a grammar mask, which replaces the first pick.
+    last_context_len: Option<usize>,
     pub(crate) first_token_at: Option<Instant>,
     pub(crate) last_token_at: Option<Instant>,
 }
@@ -38,7 +41,7 @@ impl TokenSampler {
 }
 
 impl CustomLogitsProcessor for TokenSampler {
-    fn apply(&self, logits: &Tensor, _context: &[u32]) -> mistralrs::Result<Tensor> {
+    fn apply(&self, logits: &Tensor, context: &[u32]) -> mistralrs::Result<Tensor> {
         let values: Vec<f32> = logits.to_dtype(mistralrs::DType::F32)?.flatten_all()?.to_vec1()?;
         let chosen = {
             let mut rng = self.rng.lock().unwrap();
@@ -47,6 +50,10 @@ impl CustomLogitsProcessor for TokenSampler {
         let now = Instant::now();
         {
             let mut record = self.record.lock().unwrap();
+            if record.last_context_len == Some(context.len()) {
+                record.token_ids.pop();
+            }
+            record.last_context_len = Some(context.len());
             record.token_ids.push(chosen as u32);
             record.first_token_at.get_or_insert(now);
             record.last_token_at = Some(now);

@@ -64,6 +64,8 @@ pub struct GenerationRequest {
     pub max_new_tokens: usize,
     /// Stop sequences; the text before the first match is kept.
     pub stop: Vec<String>,
+    /// A JSON schema the output must match, enforced while decoding.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// Why a generation ended.
@@ -122,6 +124,9 @@ pub enum EngineError {
     /// A request was refused or failed.
     #[error("{0}")]
     Request(String),
+    /// The request asks for something this engine cannot do (a client error).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Loads models.

@@ -128,16 +128,21 @@ pub(crate) async fn run(
     lease: Lease,
     prompt_tokens: Vec<u32>,
     options: &Options,
+    json_schema: Option<Value>,
     num_ctx: usize,
     started: Instant,
 ) -> Result<impl Stream<Item = Outcome> + Send + 'static, ApiError> {
     let request = GenerationRequest {
+        json_schema,
         max_new_tokens: max_new_tokens(options.num_predict, num_ctx, prompt_tokens.len()),
         prompt_tokens: prompt_tokens.clone(),
         sampling: sampling(options),
         stop: options.stop.clone().unwrap_or_default(),
     };
-    let receiver = lease.model().generate(request).await.map_err(|error| ApiError::internal(error.to_string()))?;
+    let receiver = lease.model().generate(request).await.map_err(|error| match error {
+        engine::EngineError::Unsupported(message) => ApiError::bad_request(message),
+        other => ApiError::internal(other.to_string()),
+    })?;
     let load_duration = lease.load_duration();
     struct RunState {
         receiver: tokio::sync::mpsc::Receiver<GenerationEvent>,

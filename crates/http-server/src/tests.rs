@@ -527,3 +527,34 @@ async fn openai_completions_models_and_errors() {
     let (status, missing) = harness.call(Method::GET, "/v1/models/missing", Value::Null).await;
     assert_eq!((status, &missing["error"]["type"]), (StatusCode::NOT_FOUND, &json!("not_found_error")));
 }
+
+#[tokio::test]
+async fn format_is_checked_before_decoding() {
+    let harness = harness().await;
+    let cases = vec![
+        (json!("yaml"), "invalid format: \"yaml\"; expected \"json\" or a valid JSON Schema object"),
+        (json!({"type": "thing"}), "invalid JSON schema: unknown type \"thing\""),
+        (
+            json!({"type": "object", "properties": {"age": {"type": "integr"}}}),
+            "invalid JSON schema at properties.age: unknown type \"integr\"",
+        ),
+        (json!({"type": "object", "properties": []}), "invalid JSON schema: properties must be an object"),
+        (
+            json!({"type": "object", "required": "name"}),
+            "invalid JSON schema: required must be a list of property names",
+        ),
+    ];
+    for (format, message) in cases {
+        let body = json!({"model": "tiny", "prompt": "x", "format": format, "stream": false});
+        let (status, error) = harness.call(Method::POST, "/api/generate", body).await;
+        assert_eq!((status, error), (StatusCode::BAD_REQUEST, json!({"error": message})), "{format}");
+    }
+    // A valid schema reaches the engine; the scripted one says it cannot honour it.
+    let body =
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "format": "json", "stream": false});
+    let (status, error) = harness.call(Method::POST, "/api/chat", body).await;
+    assert_eq!(
+        (status, error),
+        (StatusCode::BAD_REQUEST, json!({"error": "the scripted engine cannot constrain output to a schema"}))
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
         return Err(ApiError::bad_request(format!("\"{}\" does not support chat", request.model)));
     }
     common::check_think(&request.think, &model, &request.model)?;
-    common::check_format(&request.format)?;
+    let json_schema = common::json_schema(&request.format)?;
     for message in &request.messages {
         common::check_images(message.images.as_ref(), &model)?;
     }
@@ -88,7 +88,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     } else {
         prompt_tokens
     };
-    let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started).await?;
     Ok(Start::Running(Box::pin(outcomes)))
 }
 

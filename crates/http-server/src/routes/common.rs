@@ -39,20 +39,49 @@ pub(crate) fn check_think(think: &Option<Value>, model: &ResolvedModel, requeste
     Ok(())
 }
 
-/// Structured output is not built yet: refuse it clearly rather than ignore it.
-pub(crate) fn check_format(format: &Option<Value>) -> Result<(), ApiError> {
+/// The JSON schema a `format` asks for: `"json"` is any JSON object; an object is a schema,
+/// checked for the mistakes that would otherwise surface midway through decoding.
+pub(crate) fn json_schema(format: &Option<Value>) -> Result<Option<Value>, ApiError> {
     match format {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(text)) if text.is_empty() => Ok(()),
-        Some(Value::String(text)) if text == "json" => {
-            Err(ApiError::not_implemented("structured output (format) is not supported by modeld yet"))
-        }
-        Some(Value::Object(_)) => {
-            Err(ApiError::not_implemented("structured output (format) is not supported by modeld yet"))
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) if text == "json" => Ok(Some(serde_json::json!({"type": "object"}))),
+        Some(Value::Object(schema)) => {
+            check_schema(schema, "")?;
+            Ok(Some(Value::Object(schema.clone())))
         }
         Some(other) => Err(ApiError::bad_request(format!(
             "invalid format: {other}; expected \"json\" or a valid JSON Schema object"
         ))),
+    }
+}
+
+fn check_schema(schema: &serde_json::Map<String, Value>, path: &str) -> Result<(), ApiError> {
+    let invalid = |why: String| ApiError::bad_request(format!("invalid JSON schema{path}: {why}"));
+    const TYPES: &[&str] = &["object", "array", "string", "number", "integer", "boolean", "null"];
+    match schema.get("type") {
+        None => {}
+        Some(Value::String(kind)) if TYPES.contains(&kind.as_str()) => {}
+        Some(Value::Array(kinds))
+            if kinds.iter().all(|kind| kind.as_str().is_some_and(|kind| TYPES.contains(&kind))) => {}
+        Some(other) => return Err(invalid(format!("unknown type {other}"))),
+    }
+    match schema.get("properties") {
+        None => {}
+        Some(Value::Object(properties)) => {
+            for (name, property) in properties {
+                let Value::Object(property) = property else {
+                    return Err(invalid(format!("property \"{name}\" is not a schema")));
+                };
+                check_schema(property, &format!("{path} at properties.{name}"))?;
+            }
+        }
+        Some(_) => return Err(invalid("properties must be an object".into())),
+    }
+    match schema.get("required") {
+        None => Ok(()),
+        Some(Value::Array(names)) if names.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(invalid("required must be a list of property names".into())),
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) async fn start_generate(
         return Err(ApiError::bad_request(format!("\"{}\" does not support generate", request.model)));
     }
     common::check_think(&request.think, &model, &request.model)?;
-    common::check_format(&request.format)?;
+    let json_schema = common::json_schema(&request.format)?;
     common::check_images(request.images.as_ref(), &model)?;
     if request.suffix.as_deref().is_some_and(|suffix| !suffix.is_empty()) {
         return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())));
@@ -105,7 +105,7 @@ pub(crate) async fn start_generate(
     } else {
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     };
-    let outcomes = inference::run(lease, prompt_tokens, &options, num_ctx, started).await?;
+    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started).await?;
     Ok(Start::Running(Box::pin(outcomes)))
 }
 
