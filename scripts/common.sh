@@ -1,6 +1,7 @@
 # Shared settings of the project's scripts: one cargo target directory and one download cache
 # outside the work tree, so mistral.rs builds once per machine, not once per checkout.
 set -euo pipefail
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 MODELD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELD_CACHE="${MODELD_CACHE:-$HOME/.cache/modeld}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MODELD_CACHE/target}"
