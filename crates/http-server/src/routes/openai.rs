@@ -267,28 +267,15 @@ pub(crate) async fn chat_completions(
             "usage": usage(done.1, done.2),
         })));
     }
-    let include_usage = request.sampling.include_usage();
     let chunk = move |delta: Value, finish_reason: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "system_fingerprint": "fp_ollama",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
     };
-    let events = outcomes.flat_map(move |outcome| {
-        let events: Vec<Value> = match outcome {
-            Outcome::Text(text) => vec![chunk(json!({"role": "assistant", "content": text}), Value::Null)],
-            Outcome::Done(done) => {
-                let mut events = vec![chunk(json!({}), json!(done.done_reason))];
-                if include_usage {
-                    let mut usage_chunk = chunk(json!({}), Value::Null);
-                    usage_chunk["choices"] = json!([]);
-                    usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
-                    events.push(usage_chunk);
-                }
-                events
-            }
-            Outcome::Failed(error) => vec![json!({"error": {"message": error, "type": "api_error"}})],
-        };
-        futures_util::stream::iter(events)
+    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| match piece {
+        Piece::Text(text) => chunk(json!({"role": "assistant", "content": text}), Value::Null),
+        Piece::Finish(reason) => chunk(json!({}), json!(reason)),
+        Piece::Empty => chunk(json!({}), Value::Null),
     });
     Ok(sse_response(events))
 }
@@ -329,19 +316,39 @@ pub(crate) async fn completions(
             "usage": usage(done.1, done.2),
         })));
     }
-    let include_usage = request.sampling.include_usage();
     let chunk = move |text: String, finish_reason: Value| {
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
                "system_fingerprint": "fp_ollama",
                "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}]})
     };
-    let events = outcomes.flat_map(move |outcome| {
+    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| match piece {
+        Piece::Text(text) => chunk(text, Value::Null),
+        Piece::Finish(reason) => chunk(String::new(), json!(reason)),
+        Piece::Empty => chunk(String::new(), Value::Null),
+    });
+    Ok(sse_response(events))
+}
+
+/// What a streamed chunk carries; each endpoint renders it in its own object shape.
+enum Piece {
+    Text(String),
+    Finish(&'static str),
+    Empty,
+}
+
+/// Text chunks, a finish chunk, then (when asked) a chunk with no choices and the usage.
+fn stream_events(
+    outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
+    include_usage: bool,
+    render: impl Fn(Piece) -> Value + Send + 'static,
+) -> impl futures_util::Stream<Item = Value> + Send + 'static {
+    outcomes.flat_map(move |outcome| {
         let events: Vec<Value> = match outcome {
-            Outcome::Text(text) => vec![chunk(text, Value::Null)],
+            Outcome::Text(text) => vec![render(Piece::Text(text))],
             Outcome::Done(done) => {
-                let mut events = vec![chunk(String::new(), json!(done.done_reason))];
+                let mut events = vec![render(Piece::Finish(done.done_reason))];
                 if include_usage {
-                    let mut usage_chunk = chunk(String::new(), Value::Null);
+                    let mut usage_chunk = render(Piece::Empty);
                     usage_chunk["choices"] = json!([]);
                     usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
                     events.push(usage_chunk);
@@ -351,8 +358,7 @@ pub(crate) async fn completions(
             Outcome::Failed(error) => vec![json!({"error": {"message": error, "type": "api_error"}})],
         };
         futures_util::stream::iter(events)
-    });
-    Ok(sse_response(events))
+    })
 }
 
 fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
