@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use engine::{GenerationEvent, GenerationRequest, Lease, LoadSpec, Sampling};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use ollama_api::{KeepAlive, Metrics, Options};
 use serde_json::Value;
 
@@ -181,6 +181,23 @@ pub(crate) async fn run(
         };
         Some((outcome, run_state))
     }))
+}
+
+/// Drains a generation into its whole text and its final figures (`None` when the stream
+/// ended without them, as a load-only start does); a failure midway is a 500.
+pub(crate) async fn collect(
+    outcomes: impl Stream<Item = Outcome>,
+) -> Result<(String, Option<Box<DoneInfo>>), ApiError> {
+    let mut outcomes = std::pin::pin!(outcomes);
+    let mut text = String::new();
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Outcome::Text(piece) => text.push_str(&piece),
+            Outcome::Done(done) => return Ok((text, Some(done))),
+            Outcome::Failed(error) => return Err(ApiError::internal(error)),
+        }
+    }
+    Ok((text, None))
 }
 
 fn nanos(duration: Duration) -> u64 {

@@ -4,14 +4,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
-use engine::{render_chat, ChatTemplateInput, LoadedModel, ModelDescription, TemplateMessage};
+use engine::{render_chat, ChatTemplateInput, LoadedModel, TemplateMessage};
 use futures_util::StreamExt;
 use model_store::ModelName;
 use ollama_api::{ChatRequest, ChatResponse, Message};
 
 use super::common;
 use super::common::Start;
-use crate::inference::{self, Outcome};
+use crate::inference::{self, DoneInfo, Outcome};
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{ApiError, AppState};
@@ -81,8 +81,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
         }
     };
     let truncate = request.truncate != Some(false);
-    let prompt_tokens =
-        fitted_prompt(lease.model().as_ref(), &description, messages, render, num_ctx, truncate).await?;
+    let prompt_tokens = fitted_prompt(lease.model().as_ref(), messages, render, num_ctx, truncate).await?;
     let prompt_tokens = if truncate {
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     } else {
@@ -110,49 +109,31 @@ pub(crate) async fn chat(
         Start::Running(outcomes) => outcomes,
     };
     let model_echo = request.model.clone();
-    let to_chunk = move |outcome: Outcome| -> StreamItem<ChatResponse> {
-        match outcome {
-            Outcome::Text(text) => StreamItem::Chunk(ChatResponse {
-                model: model_echo.clone(),
-                created_at: now_rfc3339(),
-                message: Message { role: "assistant".into(), content: text, ..Default::default() },
-                ..Default::default()
-            }),
-            Outcome::Done(done) => StreamItem::Chunk(ChatResponse {
-                model: model_echo.clone(),
-                created_at: now_rfc3339(),
-                message: Message { role: "assistant".into(), ..Default::default() },
-                done: true,
-                done_reason: Some(done.done_reason.to_owned()),
-                metrics: done.metrics,
-            }),
-            Outcome::Failed(error) => StreamItem::Error(error),
-        }
+    let chunk = move |content: String, done: Option<Box<DoneInfo>>| ChatResponse {
+        model: model_echo.clone(),
+        created_at: now_rfc3339(),
+        message: Message { role: "assistant".into(), content, ..Default::default() },
+        done: done.is_some(),
+        done_reason: done.as_ref().map(|done| done.done_reason.to_owned()),
+        metrics: done.map(|done| done.metrics).unwrap_or_default(),
     };
 
     if request.stream.unwrap_or(true) {
-        return Ok(ndjson_response(outcomes.map(to_chunk)));
+        return Ok(ndjson_response(outcomes.map(move |outcome| match outcome {
+            Outcome::Text(text) => StreamItem::Chunk(chunk(text, None)),
+            Outcome::Done(done) => StreamItem::Chunk(chunk(String::new(), Some(done))),
+            Outcome::Failed(error) => StreamItem::Error(error),
+        })));
     }
-    let mut content = String::new();
-    let mut outcomes = std::pin::pin!(outcomes);
-    while let Some(outcome) = outcomes.next().await {
-        match to_chunk(outcome) {
-            StreamItem::Chunk(chunk) if !chunk.done => content.push_str(&chunk.message.content),
-            StreamItem::Chunk(mut chunk) => {
-                chunk.message.content = content;
-                return Ok(json_response(&chunk));
-            }
-            StreamItem::Error(error) => return Err(ApiError::internal(error)),
-        }
-    }
-    Err(ApiError::internal("generation ended without a final response"))
+    let (content, done) = inference::collect(outcomes).await?;
+    let done = done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
+    Ok(json_response(&chunk(content, Some(done))))
 }
 
 /// Renders and tokenizes the conversation; when it does not fit the context, drops the oldest
 /// messages (never system messages, never the last one) until it does, as Ollama does.
 async fn fitted_prompt(
     model: &dyn LoadedModel,
-    _description: &ModelDescription,
     mut messages: Vec<TemplateMessage>,
     render: impl Fn(&[TemplateMessage]) -> Result<String, ApiError>,
     num_ctx: usize,

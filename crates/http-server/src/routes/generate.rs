@@ -11,7 +11,7 @@ use ollama_api::{GenerateRequest, GenerateResponse};
 
 use super::common;
 use super::common::Start;
-use crate::inference::{self, Outcome};
+use crate::inference::{self, DoneInfo, Outcome};
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{is_jinja, ApiError, AppState};
@@ -41,19 +41,17 @@ pub(crate) async fn start_generate(
         return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())));
     }
 
+    if request.prompt.is_empty() && keep_alive == Some(Some(Duration::ZERO)) {
+        state.scheduler().unload(&model.name.display_full());
+        return Ok(Start::Done("unload"));
+    }
+    let options = inference::merged_options(&model, &request.options)?;
+    let num_ctx = inference::context_size(state, &model, &options);
     if request.prompt.is_empty() {
-        if keep_alive == Some(Some(Duration::ZERO)) {
-            state.scheduler().unload(&model.name.display_full());
-            return Ok(Start::Done("unload"));
-        }
-        let options = inference::merged_options(&model, &request.options)?;
-        let num_ctx = inference::context_size(state, &model, &options);
         drop(inference::acquire(state, &model, num_ctx, keep_alive).await?);
         return Ok(Start::Done("load"));
     }
 
-    let options = inference::merged_options(&model, &request.options)?;
-    let num_ctx = inference::context_size(state, &model, &options);
     let lease = inference::acquire(state, &model, num_ctx, keep_alive).await?;
     let description = lease.model().description();
 
@@ -127,45 +125,34 @@ pub(crate) async fn generate(
     };
     let model_echo = request.model.clone();
     let return_context = !request.raw;
-    let to_chunk = move |outcome: Outcome| -> StreamItem<GenerateResponse> {
-        match outcome {
-            Outcome::Text(text) => StreamItem::Chunk(GenerateResponse {
+    let chunk = move |response: String, done: Option<Box<DoneInfo>>| match done {
+        None => {
+            GenerateResponse { model: model_echo.clone(), created_at: now_rfc3339(), response, ..Default::default() }
+        }
+        Some(done) => {
+            let mut context = done.prompt_tokens;
+            context.extend(done.generated_tokens);
+            GenerateResponse {
                 model: model_echo.clone(),
                 created_at: now_rfc3339(),
-                response: text,
+                response,
+                done: true,
+                done_reason: Some(done.done_reason.to_owned()),
+                context: return_context.then_some(context),
+                metrics: done.metrics,
                 ..Default::default()
-            }),
-            Outcome::Done(done) => {
-                let mut context = done.prompt_tokens;
-                context.extend(done.generated_tokens);
-                StreamItem::Chunk(GenerateResponse {
-                    model: model_echo.clone(),
-                    created_at: now_rfc3339(),
-                    done: true,
-                    done_reason: Some(done.done_reason.to_owned()),
-                    context: return_context.then_some(context),
-                    metrics: done.metrics,
-                    ..Default::default()
-                })
             }
-            Outcome::Failed(error) => StreamItem::Error(error),
         }
     };
 
     if request.stream.unwrap_or(true) {
-        return Ok(ndjson_response(outcomes.map(to_chunk)));
+        return Ok(ndjson_response(outcomes.map(move |outcome| match outcome {
+            Outcome::Text(text) => StreamItem::Chunk(chunk(text, None)),
+            Outcome::Done(done) => StreamItem::Chunk(chunk(String::new(), Some(done))),
+            Outcome::Failed(error) => StreamItem::Error(error),
+        })));
     }
-    let mut text = String::new();
-    let mut outcomes = std::pin::pin!(outcomes);
-    while let Some(outcome) = outcomes.next().await {
-        match to_chunk(outcome) {
-            StreamItem::Chunk(chunk) if !chunk.done => text.push_str(&chunk.response),
-            StreamItem::Chunk(mut chunk) => {
-                chunk.response = text;
-                return Ok(json_response(&chunk));
-            }
-            StreamItem::Error(error) => return Err(ApiError::internal(error)),
-        }
-    }
-    Err(ApiError::internal("generation ended without a final response"))
+    let (text, done) = inference::collect(outcomes).await?;
+    let done = done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
+    Ok(json_response(&chunk(text, Some(done))))
 }

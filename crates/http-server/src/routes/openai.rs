@@ -366,21 +366,14 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
            "total_tokens": prompt_tokens + completion_tokens})
 }
 
-/// Collects a whole answer: (text, (finish_reason, prompt tokens, completion tokens)).
+/// Drains a whole answer: (text, (finish_reason, prompt tokens, completion tokens)).
 async fn collect(
-    mut outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
+    outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
 ) -> Result<(String, (&'static str, u64, u64)), ApiError> {
-    let mut text = String::new();
-    while let Some(outcome) = outcomes.next().await {
-        match outcome {
-            Outcome::Text(piece) => text.push_str(&piece),
-            Outcome::Done(done) => {
-                return Ok((text, (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count)))
-            }
-            Outcome::Failed(error) => return Err(ApiError::internal(error)),
-        }
-    }
-    Ok((text, ("stop", 0, 0)))
+    let (text, done) = crate::inference::collect(outcomes).await?;
+    let figures =
+        done.map_or(("stop", 0, 0), |done| (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count));
+    Ok((text, figures))
 }
 
 /// `data: <json>\n\n` events, then `data: [DONE]`. A failure midway is an event with an
