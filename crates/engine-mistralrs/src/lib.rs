@@ -308,14 +308,15 @@ impl DecodeStream {
                 Some(_) => None,
                 None => Some("closed".to_owned()),
             };
-            let ended = self.generated_ids().1;
-            let (text, stopped) = self.new_text(finish_reason.is_some() || ended);
+            // One snapshot of the sampled ids per step: the sampler keeps appending meanwhile.
+            let (ids, ended) = self.generated_ids();
+            let finish_reason = if ended && finish_reason.is_none() { Some("stop".to_owned()) } else { finish_reason };
+            let (text, stopped) = self.new_text(&ids, finish_reason.is_some());
             if !text.is_empty() && sender.send(GenerationEvent::Text(text)).await.is_err() {
                 return;
             }
-            let finish_reason = if ended && finish_reason.is_none() { Some("stop".to_owned()) } else { finish_reason };
             if stopped || finish_reason.is_some() {
-                let summary = self.summary(stopped, finish_reason.as_deref());
+                let summary = self.summary(ids, stopped, finish_reason.as_deref());
                 let _ = sender.send(GenerationEvent::Done(summary)).await;
                 return;
             }
@@ -333,9 +334,8 @@ impl DecodeStream {
 
     /// Text decoded since the last call, held back while it ends in a partial character or
     /// could be the start of a stop sequence. Returns whether a stop sequence matched.
-    fn new_text(&mut self, at_end: bool) -> (String, bool) {
-        let (ids, _) = self.generated_ids();
-        let Ok(full_text) = self.tokenizer.decode(&ids, false) else { return (String::new(), false) };
+    fn new_text(&mut self, ids: &[u32], at_end: bool) -> (String, bool) {
+        let Ok(full_text) = self.tokenizer.decode(ids, false) else { return (String::new(), false) };
         if !at_end && full_text.ends_with('\u{FFFD}') {
             return (String::new(), false);
         }
@@ -354,8 +354,7 @@ impl DecodeStream {
         }
     }
 
-    fn summary(&self, stopped: bool, finish_reason: Option<&str>) -> GenerationSummary {
-        let (generated_tokens, _) = self.generated_ids();
+    fn summary(&self, generated_tokens: Vec<u32>, stopped: bool, finish_reason: Option<&str>) -> GenerationSummary {
         let record = self.record.lock().unwrap();
         let first_token_at = record.first_token_at.unwrap_or(self.started);
         let last_token_at = record.last_token_at.unwrap_or(first_token_at);

@@ -54,7 +54,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let daemon_pid = daemon.id().context("daemon pid")?;
-    let result = measure(&args, &gguf, &home, &host, daemon_pid).await;
+    let result = measure(&args, &gguf, &host, daemon_pid).await;
     let _ = daemon.kill().await;
     let _ = std::fs::remove_dir_all(&home);
     let (figures, ttft, peak_rss_bytes, load) = result?;
@@ -89,7 +89,6 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 async fn measure(
     args: &BenchArgs,
     gguf: &std::path::Path,
-    home: &std::path::Path,
     host: &str,
     daemon_pid: u32,
 ) -> anyhow::Result<(Figures, Duration, u64, Duration)> {
@@ -110,7 +109,6 @@ async fn measure(
     client.upload_blob(gguf, &digest, |_, _| {}).await?;
     let file_name = gguf.file_name().unwrap_or_default().to_string_lossy().into_owned();
     client.post("/api/create", &json!({"model": "bench", "files": {file_name: digest}, "stream": false})).await?;
-    let _ = home;
 
     let load_started = Instant::now();
     client.post("/api/generate", &json!({"model": "bench", "prompt": ""})).await?;
