@@ -33,6 +33,10 @@ pub struct ChatTemplateInput<'a> {
     pub bos_token: Option<&'a str>,
     /// End-of-sequence text.
     pub eos_token: Option<&'a str>,
+    /// `enable_thinking`, as Qwen 3 style templates read it; left undefined when `None`.
+    pub enable_thinking: Option<bool>,
+    /// `reasoning_effort` (`low`, `medium`, `high`); left undefined when `None`.
+    pub reasoning_effort: Option<&'a str>,
 }
 
 /// The template does not parse or raised an error.
@@ -54,13 +58,21 @@ pub fn render_chat(template: &str, input: &ChatTemplateInput<'_>) -> Result<Stri
     let template_text = template.replace("[::-1]", "|reverse");
     environment.add_template("chat", &template_text).map_err(|error| RenderError(error.to_string()))?;
     let compiled = environment.get_template("chat").map_err(|error| RenderError(error.to_string()))?;
-    let context = minijinja::context! {
-        messages => minijinja::Value::from_serialize(input.messages),
-        tools => input.tools.map(minijinja::Value::from_serialize),
-        add_generation_prompt => input.add_generation_prompt,
-        bos_token => input.bos_token.unwrap_or_default(),
-        eos_token => input.eos_token.unwrap_or_default(),
-    };
+    let mut variables = std::collections::BTreeMap::new();
+    variables.insert("messages", minijinja::Value::from_serialize(input.messages));
+    if let Some(tools) = input.tools {
+        variables.insert("tools", minijinja::Value::from_serialize(tools));
+    }
+    variables.insert("add_generation_prompt", input.add_generation_prompt.into());
+    variables.insert("bos_token", input.bos_token.unwrap_or_default().into());
+    variables.insert("eos_token", input.eos_token.unwrap_or_default().into());
+    if let Some(enable_thinking) = input.enable_thinking {
+        variables.insert("enable_thinking", enable_thinking.into());
+    }
+    if let Some(reasoning_effort) = input.reasoning_effort {
+        variables.insert("reasoning_effort", reasoning_effort.into());
+    }
+    let context = minijinja::Value::from_serialize(&variables);
     compiled.render(context).map_err(|error| RenderError(error.to_string()))
 }
 

@@ -1,11 +1,14 @@
 //! The pipeline shared by generate and chat: options and keep-alive parsing, context sizing,
 //! prompt fitting, and the stream of generation outcomes with measured figures.
 
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use engine::{GenerationEvent, GenerationRequest, Lease, LoadSpec, Sampling};
 use futures_util::{Stream, StreamExt};
-use ollama_api::{KeepAlive, Metrics, Options};
+use model_formats::{OutputEvent, OutputParser};
+use ollama_api::{KeepAlive, Metrics, Options, ToolCall, ToolCallFunction};
 use serde_json::Value;
 
 use crate::{ApiError, AppState, ResolvedModel};
@@ -13,10 +16,15 @@ use crate::{ApiError, AppState, ResolvedModel};
 /// Default `num_keep`: tokens kept from the start of an over-long prompt.
 const DEFAULT_NUM_KEEP: usize = 4;
 
-/// One step of a running generation, as the route modules see it.
+/// One step of a running generation, as the route modules see it: the model's output already
+/// split into content, thinking and tool calls.
 pub(crate) enum Outcome {
-    /// Generated text.
-    Text(String),
+    /// Answer text.
+    Content(String),
+    /// Reasoning text.
+    Thinking(String),
+    /// Complete tool calls, with ids and their indexes within the response.
+    ToolCalls(Vec<ToolCall>),
     /// The end.
     Done(Box<DoneInfo>),
     /// A failure after the stream started.
@@ -122,8 +130,9 @@ pub(crate) fn num_keep(options: &Options) -> usize {
     options.num_keep.filter(|n| *n >= 0).map(|n| n as usize).unwrap_or(DEFAULT_NUM_KEEP)
 }
 
-/// Starts generating and returns the stream of outcomes. The stream owns the lease, so the
-/// model stays loaded until the stream ends or is dropped; dropping it cancels generation.
+/// Starts generating and returns the stream of outcomes, the output read by `parser`. The
+/// stream owns the lease, so the model stays loaded until the stream ends or is dropped;
+/// dropping it cancels generation.
 pub(crate) async fn run(
     lease: Lease,
     prompt_tokens: Vec<u32>,
@@ -131,6 +140,7 @@ pub(crate) async fn run(
     json_schema: Option<Value>,
     num_ctx: usize,
     started: Instant,
+    parser: OutputParser,
 ) -> Result<impl Stream<Item = Outcome> + Send + 'static, ApiError> {
     let request = GenerationRequest {
         json_schema,
@@ -146,58 +156,126 @@ pub(crate) async fn run(
     let load_duration = lease.load_duration();
     struct RunState {
         receiver: tokio::sync::mpsc::Receiver<GenerationEvent>,
+        /// Held until the generation ends.
         lease: Option<Lease>,
         prompt_tokens: Vec<u32>,
+        parser: OutputParser,
+        pending: VecDeque<Outcome>,
+        n_tool_calls: usize,
     }
-    let run_state = RunState { receiver, lease: Some(lease), prompt_tokens };
+    impl RunState {
+        fn queue(&mut self, events: Vec<OutputEvent>) {
+            for event in events {
+                let outcome = match event {
+                    OutputEvent::Content(text) => Outcome::Content(text),
+                    OutputEvent::Thinking(text) => Outcome::Thinking(text),
+                    OutputEvent::ToolCalls(calls) => Outcome::ToolCalls(
+                        calls
+                            .into_iter()
+                            .map(|call| {
+                                let index = self.n_tool_calls;
+                                self.n_tool_calls += 1;
+                                ToolCall {
+                                    id: Some(new_tool_call_id()),
+                                    function: ToolCallFunction { index, name: call.name, arguments: call.arguments },
+                                }
+                            })
+                            .collect(),
+                    ),
+                };
+                self.pending.push_back(outcome);
+            }
+        }
+    }
+    let run_state =
+        RunState { receiver, lease: Some(lease), prompt_tokens, parser, pending: VecDeque::new(), n_tool_calls: 0 };
     Ok(futures_util::stream::unfold(run_state, move |mut run_state| async move {
-        run_state.lease.as_ref()?;
-        let outcome = match run_state.receiver.recv().await {
-            Some(GenerationEvent::Text(text)) => Outcome::Text(text),
-            Some(GenerationEvent::Done(summary)) => {
-                run_state.lease = None;
-                Outcome::Done(Box::new(DoneInfo {
-                    done_reason: summary.done_reason.as_str(),
-                    metrics: Metrics {
-                        total_duration: nanos(started.elapsed()),
-                        load_duration: nanos(load_duration),
-                        prompt_eval_count: summary.n_prompt_tokens as u64,
-                        prompt_eval_duration: nanos(summary.prompt_duration),
-                        eval_count: summary.n_generated_tokens as u64,
-                        eval_duration: nanos(summary.generation_duration),
-                    },
-                    prompt_tokens: std::mem::take(&mut run_state.prompt_tokens),
-                    generated_tokens: summary.generated_tokens,
-                }))
+        loop {
+            if let Some(outcome) = run_state.pending.pop_front() {
+                return Some((outcome, run_state));
             }
-            Some(GenerationEvent::Failed(error)) => {
-                run_state.lease = None;
-                Outcome::Failed(error)
+            run_state.lease.as_ref()?;
+            match run_state.receiver.recv().await {
+                Some(GenerationEvent::Text(text)) => {
+                    let events = run_state.parser.push(&text);
+                    run_state.queue(events);
+                }
+                Some(GenerationEvent::Done(summary)) => {
+                    run_state.lease = None;
+                    let events = run_state.parser.finish();
+                    run_state.queue(events);
+                    let done = DoneInfo {
+                        done_reason: summary.done_reason.as_str(),
+                        metrics: Metrics {
+                            total_duration: nanos(started.elapsed()),
+                            load_duration: nanos(load_duration),
+                            prompt_eval_count: summary.n_prompt_tokens as u64,
+                            prompt_eval_duration: nanos(summary.prompt_duration),
+                            eval_count: summary.n_generated_tokens as u64,
+                            eval_duration: nanos(summary.generation_duration),
+                        },
+                        prompt_tokens: std::mem::take(&mut run_state.prompt_tokens),
+                        generated_tokens: summary.generated_tokens,
+                    };
+                    run_state.pending.push_back(Outcome::Done(Box::new(done)));
+                }
+                Some(GenerationEvent::Failed(error)) => {
+                    run_state.lease = None;
+                    run_state.pending.push_back(Outcome::Failed(error));
+                }
+                None => {
+                    run_state.lease = None;
+                    run_state
+                        .pending
+                        .push_back(Outcome::Failed("the engine stopped without finishing the response".into()));
+                }
             }
-            None => {
-                run_state.lease = None;
-                Outcome::Failed("the engine stopped without finishing the response".into())
-            }
-        };
-        Some((outcome, run_state))
+        }
     }))
 }
 
-/// Drains a generation into its whole text and its final figures (`None` when the stream
-/// ended without them, as a load-only start does); a failure midway is a 500.
-pub(crate) async fn collect(
-    outcomes: impl Stream<Item = Outcome>,
-) -> Result<(String, Option<Box<DoneInfo>>), ApiError> {
+/// `call_` and 8 random lowercase letters and digits, as Ollama names tool calls.
+pub(crate) fn new_tool_call_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    let mut bits = hasher.finish();
+    let mut id = String::from("call_");
+    for _ in 0..8 {
+        id.push(char::from(ALPHABET[(bits % ALPHABET.len() as u64) as usize]));
+        bits /= ALPHABET.len() as u64;
+    }
+    id
+}
+
+/// A whole response.
+#[derive(Default)]
+pub(crate) struct Collected {
+    pub(crate) content: String,
+    pub(crate) thinking: String,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    /// The final figures; `None` when the stream ended without them, as a load-only start does.
+    pub(crate) done: Option<Box<DoneInfo>>,
+}
+
+/// Drains a generation into a whole response; a failure midway is a 500.
+pub(crate) async fn collect(outcomes: impl Stream<Item = Outcome>) -> Result<Collected, ApiError> {
     let mut outcomes = std::pin::pin!(outcomes);
-    let mut text = String::new();
+    let mut collected = Collected::default();
     while let Some(outcome) = outcomes.next().await {
         match outcome {
-            Outcome::Text(piece) => text.push_str(&piece),
-            Outcome::Done(done) => return Ok((text, Some(done))),
+            Outcome::Content(piece) => collected.content.push_str(&piece),
+            Outcome::Thinking(piece) => collected.thinking.push_str(&piece),
+            Outcome::ToolCalls(calls) => collected.tool_calls.extend(calls),
+            Outcome::Done(done) => {
+                collected.done = Some(done);
+                break;
+            }
             Outcome::Failed(error) => return Err(ApiError::internal(error)),
         }
     }
-    Ok((text, None))
+    Ok(collected)
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -214,6 +292,15 @@ mod tests {
         assert_eq!(fit_prompt(tokens.clone(), 11, 4), tokens);
         assert_eq!(fit_prompt(tokens.clone(), 10, 4), vec![0, 1, 7, 8, 9]);
         assert_eq!(fit_prompt(tokens, 8, 0), vec![6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn tool_call_ids_look_like_ollamas() {
+        let id = new_tool_call_id();
+        assert_eq!(id.len(), 13, "{id}");
+        assert!(id.starts_with("call_"));
+        assert!(id[5..].bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()), "{id}");
+        assert_ne!(new_tool_call_id(), new_tool_call_id());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use model_formats::FimTemplate;
 use model_store::gguf::{self, GgufHeader};
 use model_store::{media_type, ConfigV2, Digest, ModelEntry, ModelName, Store};
 use ollama_api::{Message, ModelDetails, Options};
@@ -24,6 +25,8 @@ pub struct ResolvedModel {
     pub model_path: PathBuf,
     /// GGUF header.
     pub gguf: Arc<GgufHeader>,
+    /// How to prompt the model to fill in the middle, when its vocabulary has FIM tokens.
+    pub fim: Option<FimTemplate>,
     /// Template layer text.
     pub template_layer: Option<String>,
     /// System layer text.
@@ -38,23 +41,32 @@ pub struct ResolvedModel {
     pub licenses: Vec<String>,
 }
 
-/// Caches GGUF headers by blob digest; headers are immutable, so entries never go stale.
+/// Caches GGUF headers, and what is derived from their vocabulary, by blob digest; blobs are
+/// immutable, so entries never go stale.
 #[derive(Default)]
 pub struct HeaderCache {
-    headers: Mutex<HashMap<Digest, Arc<GgufHeader>>>,
+    headers: Mutex<HashMap<Digest, (Arc<GgufHeader>, Option<FimTemplate>)>>,
 }
 
 impl HeaderCache {
-    /// The header of the GGUF blob `digest`.
-    pub fn header(&self, store: &Store, digest: &Digest) -> Result<Arc<GgufHeader>, ApiError> {
-        if let Some(header) = self.headers.lock().unwrap().get(digest) {
-            return Ok(header.clone());
+    /// The header of the GGUF blob `digest`, and its FIM template.
+    pub fn header(&self, store: &Store, digest: &Digest) -> Result<(Arc<GgufHeader>, Option<FimTemplate>), ApiError> {
+        if let Some(cached) = self.headers.lock().unwrap().get(digest) {
+            return Ok(cached.clone());
         }
         let header = gguf::read_header(&store.blob_path(digest))
             .map_err(|error| ApiError::internal(format!("reading GGUF {digest}: {error}")))?;
-        let header = Arc::new(header);
-        self.headers.lock().unwrap().insert(digest.clone(), header.clone());
-        Ok(header)
+        let vocabulary: std::collections::HashSet<&str> = header
+            .metadata
+            .get("tokenizer.ggml.tokens")
+            .and_then(serde_json::Value::as_array)
+            .map(|tokens| tokens.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        let fim = FimTemplate::detect(|token| vocabulary.contains(token));
+        drop(vocabulary);
+        let cached = (Arc::new(header), fim);
+        self.headers.lock().unwrap().insert(digest.clone(), cached.clone());
+        Ok(cached)
     }
 }
 
@@ -71,7 +83,7 @@ impl ResolvedModel {
         let model_layer = manifest
             .layer(media_type::MODEL)
             .ok_or_else(|| ApiError::internal(format!("{} has no model layer", entry.name)))?;
-        let gguf = headers.header(store, &model_layer.digest)?;
+        let (gguf, fim) = headers.header(store, &model_layer.digest)?;
         let read_text = |layer: Option<&model_store::Layer>| -> Result<Option<String>, ApiError> {
             layer.map(|layer| store.read_blob_string(&layer.digest).map_err(ApiError::from)).transpose()
         };
@@ -96,6 +108,7 @@ impl ResolvedModel {
             entry,
             config,
             gguf,
+            fim,
             template_layer,
             system,
             parameters,
@@ -129,8 +142,15 @@ impl ResolvedModel {
         } else {
             capabilities.push("completion");
         }
-        if self.chat_template().is_some_and(|template| template.contains("tools")) {
+        let template = self.chat_template();
+        if template.as_deref().is_some_and(|template| template.contains("tools")) {
             capabilities.push("tools");
+        }
+        if self.fim.is_some() {
+            capabilities.push("insert");
+        }
+        if template.as_deref().is_some_and(model_formats::template_supports_thinking) {
+            capabilities.push("thinking");
         }
         capabilities
     }

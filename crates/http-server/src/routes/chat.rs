@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use engine::{render_chat, ChatTemplateInput, LoadedModel, TemplateMessage};
 use futures_util::StreamExt;
+use model_formats::{OutputParser, ParserConfig, ToolCallFormat};
 use model_store::ModelName;
 use ollama_api::{ChatRequest, ChatResponse, Message};
 
@@ -30,7 +31,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     if !model.capabilities().contains(&"completion") {
         return Err(ApiError::bad_request(format!("\"{}\" does not support chat", request.model)));
     }
-    common::check_think(&request.think, &model, &request.model)?;
+    let think = common::check_think(&request.think, &model, &request.model)?;
     let json_schema = common::json_schema(&request.format)?;
     for message in &request.messages {
         common::check_images(message.images.as_ref(), &model)?;
@@ -74,6 +75,8 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
                     add_generation_prompt: true,
                     bos_token: description.bos_token.as_deref(),
                     eos_token: description.eos_token.as_deref(),
+                    enable_thinking: think.enable_thinking,
+                    reasoning_effort: think.reasoning_effort.as_deref(),
                 },
             )
             .map_err(|error| ApiError::internal(error.to_string())),
@@ -81,14 +84,26 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
         }
     };
     let truncate = request.truncate != Some(false);
-    let prompt_tokens = fitted_prompt(lease.model().as_ref(), messages, render, num_ctx, truncate).await?;
+    let (prompt_text, prompt_tokens) =
+        fitted_prompt(lease.model().as_ref(), messages, render, num_ctx, truncate).await?;
     let prompt_tokens = if truncate {
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     } else {
         prompt_tokens
     };
-    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started).await?;
+    let parser = OutputParser::new(ParserConfig {
+        thinking: think.mode,
+        starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
+        tool_calls: tools.as_ref().map(|_| ToolCallFormat::from_template(template.as_deref().unwrap_or_default())),
+        tool_names: tools.iter().flatten().filter_map(tool_name).collect(),
+    });
+    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
     Ok(Start::Running(Box::pin(outcomes)))
+}
+
+/// The function name of a tool in OpenAI's schema.
+fn tool_name(tool: &serde_json::Value) -> Option<String> {
+    tool.get("function")?.get("name")?.as_str().map(str::to_owned)
 }
 
 pub(crate) async fn chat(
@@ -109,46 +124,61 @@ pub(crate) async fn chat(
         Start::Running(outcomes) => outcomes,
     };
     let model_echo = request.model.clone();
-    let chunk = move |content: String, done: Option<Box<DoneInfo>>| ChatResponse {
+    let chunk = move |message: Message, done: Option<Box<DoneInfo>>| ChatResponse {
         model: model_echo.clone(),
         created_at: now_rfc3339(),
-        message: Message { role: "assistant".into(), content, ..Default::default() },
+        message,
         done: done.is_some(),
         done_reason: done.as_ref().map(|done| done.done_reason.to_owned()),
         metrics: done.map(|done| done.metrics).unwrap_or_default(),
     };
+    let assistant = |content: String| Message { role: "assistant".into(), content, ..Default::default() };
 
     if request.stream.unwrap_or(true) {
         return Ok(ndjson_response(outcomes.map(move |outcome| match outcome {
-            Outcome::Text(text) => StreamItem::Chunk(chunk(text, None)),
-            Outcome::Done(done) => StreamItem::Chunk(chunk(String::new(), Some(done))),
+            Outcome::Content(text) => StreamItem::Chunk(chunk(assistant(text), None)),
+            Outcome::Thinking(text) => {
+                StreamItem::Chunk(chunk(Message { thinking: Some(text), ..assistant(String::new()) }, None))
+            }
+            Outcome::ToolCalls(calls) => {
+                StreamItem::Chunk(chunk(Message { tool_calls: Some(calls), ..assistant(String::new()) }, None))
+            }
+            Outcome::Done(done) => StreamItem::Chunk(chunk(assistant(String::new()), Some(done))),
             Outcome::Failed(error) => StreamItem::Error(error),
         })));
     }
-    let (content, done) = inference::collect(outcomes).await?;
-    let done = done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
-    Ok(json_response(&chunk(content, Some(done))))
+    let collected = inference::collect(outcomes).await?;
+    let done = collected.done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
+    let message = Message {
+        thinking: (!collected.thinking.is_empty()).then_some(collected.thinking),
+        tool_calls: (!collected.tool_calls.is_empty()).then_some(collected.tool_calls),
+        ..assistant(collected.content)
+    };
+    Ok(json_response(&chunk(message, Some(done))))
 }
 
 /// Renders and tokenizes the conversation; when it does not fit the context, drops the oldest
 /// messages (never system messages, never the last one) until it does, as Ollama does.
+/// Returns the prompt's text and tokens.
 async fn fitted_prompt(
     model: &dyn LoadedModel,
     mut messages: Vec<TemplateMessage>,
     render: impl Fn(&[TemplateMessage]) -> Result<String, ApiError>,
     num_ctx: usize,
     truncate: bool,
-) -> Result<Vec<u32>, ApiError> {
+) -> Result<(String, Vec<u32>), ApiError> {
     loop {
         let text = render(&messages)?;
         let tokens = model.tokenize(&text, false).await.map_err(|error| ApiError::internal(error.to_string()))?;
         if !truncate || tokens.len() < num_ctx {
-            return Ok(tokens);
+            return Ok((text, tokens));
         }
         let last_index = messages.len().saturating_sub(1);
-        let Some(oldest) = messages.iter().position(|message| message.role != "system") else { return Ok(tokens) };
+        let Some(oldest) = messages.iter().position(|message| message.role != "system") else {
+            return Ok((text, tokens));
+        };
         if oldest >= last_index {
-            return Ok(tokens);
+            return Ok((text, tokens));
         }
         messages.remove(oldest);
     }

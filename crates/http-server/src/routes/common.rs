@@ -2,6 +2,7 @@
 //! load-only and unload-only paths.
 
 use engine::TemplateMessage;
+use model_formats::ThinkingMode;
 use ollama_api::Message;
 use serde_json::Value;
 
@@ -16,13 +17,30 @@ pub(crate) enum Start {
     Running(std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>),
 }
 
-/// Validates `think`; a truthy value needs a model that can think.
-pub(crate) fn check_think(think: &Option<Value>, model: &ResolvedModel, requested_name: &str) -> Result<(), ApiError> {
-    let wants_thinking = match think {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(enabled)) => *enabled,
+/// What a request's `think` asks of the template and of the output parser.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ThinkSettings {
+    /// What to do with `<think>` blocks in the output.
+    pub(crate) mode: ThinkingMode,
+    /// `enable_thinking` for the template; `None` leaves the template's default.
+    pub(crate) enable_thinking: Option<bool>,
+    /// `reasoning_effort` for the template.
+    pub(crate) reasoning_effort: Option<String>,
+}
+
+/// Validates `think`; a truthy value needs a model that can think. A model that can think
+/// thinks unless told not to, as in Ollama.
+pub(crate) fn check_think(
+    think: &Option<Value>,
+    model: &ResolvedModel,
+    requested_name: &str,
+) -> Result<ThinkSettings, ApiError> {
+    let wanted: Option<(bool, Option<&str>)> = match think {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(enabled)) => Some((*enabled, enabled.then_some("medium"))),
         Some(Value::String(level)) => match level.as_str() {
-            "high" | "medium" | "low" | "max" => true,
+            "high" | "medium" | "low" => Some((true, Some(level.as_str()))),
+            "max" => Some((true, Some("high"))),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "invalid think value: \"{other}\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
@@ -33,10 +51,22 @@ pub(crate) fn check_think(think: &Option<Value>, model: &ResolvedModel, requeste
             return Err(ApiError::bad_request(format!("think must be a boolean or string (got {other})")));
         }
     };
-    if wants_thinking && !model.capabilities().contains(&"thinking") {
-        return Err(ApiError::bad_request(format!("\"{requested_name}\" does not support thinking")));
+    let can_think = model.capabilities().contains(&"thinking");
+    match wanted {
+        Some((true, _)) if !can_think => {
+            Err(ApiError::bad_request(format!("\"{requested_name}\" does not support thinking")))
+        }
+        _ if !can_think => Ok(ThinkSettings::default()),
+        None => Ok(ThinkSettings { mode: ThinkingMode::Separate, ..ThinkSettings::default() }),
+        Some((false, _)) => {
+            Ok(ThinkSettings { mode: ThinkingMode::Drop, enable_thinking: Some(false), reasoning_effort: None })
+        }
+        Some((true, level)) => Ok(ThinkSettings {
+            mode: ThinkingMode::Separate,
+            enable_thinking: Some(true),
+            reasoning_effort: level.map(str::to_owned),
+        }),
     }
-    Ok(())
 }
 
 /// The JSON schema a `format` asks for: `"json"` is any JSON object; an object is a schema,
@@ -103,7 +133,8 @@ pub(crate) fn check_images(images: Option<&Vec<String>>, model: &ResolvedModel) 
     }
 }
 
-/// Converts a wire message to what chat templates read. Earlier thinking is not fed back.
+/// Converts a wire message to what chat templates read. Earlier thinking is not fed back: the
+/// `thinking` field is dropped, and so are `<think>` blocks in assistant content.
 pub(crate) fn template_message(message: &Message) -> TemplateMessage {
     let tool_calls = message.tool_calls.as_ref().filter(|calls| !calls.is_empty()).map(|calls| {
         calls
@@ -122,9 +153,12 @@ pub(crate) fn template_message(message: &Message) -> TemplateMessage {
             })
             .collect()
     });
+    let role = message.role.to_lowercase();
+    let content =
+        if role == "assistant" { model_formats::strip_thinking(&message.content) } else { message.content.clone() };
     TemplateMessage {
-        role: message.role.to_lowercase(),
-        content: message.content.clone(),
+        role,
+        content,
         tool_calls,
         name: message.tool_name.clone(),
         tool_call_id: message.tool_call_id.clone(),

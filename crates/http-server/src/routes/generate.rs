@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use engine::{render_chat, ChatTemplateInput, TemplateMessage};
 use futures_util::StreamExt;
+use model_formats::{OutputParser, ParserConfig, ThinkingMode};
 use model_store::ModelName;
 use ollama_api::{GenerateRequest, GenerateResponse};
 
@@ -34,18 +35,25 @@ pub(crate) async fn start_generate(
     if !model.capabilities().contains(&"completion") {
         return Err(ApiError::bad_request(format!("\"{}\" does not support generate", request.model)));
     }
-    common::check_think(&request.think, &model, &request.model)?;
+    let think = common::check_think(&request.think, &model, &request.model)?;
     let json_schema = common::json_schema(&request.format)?;
     common::check_images(request.images.as_ref(), &model)?;
-    if request.suffix.as_deref().is_some_and(|suffix| !suffix.is_empty()) {
-        return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())));
-    }
+    // As in Ollama, an empty suffix is a plain prompt.
+    let fill_in_the_middle = match request.suffix.as_deref().filter(|suffix| !suffix.is_empty()) {
+        None => None,
+        Some(suffix) => match &model.fim {
+            Some(template) => Some((template.clone(), suffix)),
+            None => {
+                return Err(ApiError::bad_request(format!("{} does not support insert", model.name.display_full())))
+            }
+        },
+    };
 
     if request.prompt.is_empty() && keep_alive == Some(Some(Duration::ZERO)) {
         state.scheduler().unload(&model.name.display_full());
         return Ok(Start::Done("unload"));
     }
-    let options = inference::merged_options(&model, &request.options)?;
+    let mut options = inference::merged_options(&model, &request.options)?;
     let num_ctx = inference::context_size(state, &model, &options);
     if request.prompt.is_empty() {
         drop(inference::acquire(state, &model, num_ctx, keep_alive).await?);
@@ -55,7 +63,10 @@ pub(crate) async fn start_generate(
     let lease = inference::acquire(state, &model, num_ctx, keep_alive).await?;
     let description = lease.model().description();
 
-    let prompt_text = if request.raw {
+    let prompt_text = if let Some((template, suffix)) = &fill_in_the_middle {
+        options.stop.get_or_insert_with(Vec::new).extend(template.stops.iter().cloned());
+        template.prompt(&request.prompt, suffix)
+    } else if request.raw {
         request.prompt.clone()
     } else {
         let template = match &request.template {
@@ -84,6 +95,8 @@ pub(crate) async fn start_generate(
                     add_generation_prompt: true,
                     bos_token: description.bos_token.as_deref(),
                     eos_token: description.eos_token.as_deref(),
+                    enable_thinking: think.enable_thinking,
+                    reasoning_effort: think.reasoning_effort.as_deref(),
                 },
             )
             .map_err(|error| ApiError::internal(error.to_string()))?,
@@ -94,7 +107,7 @@ pub(crate) async fn start_generate(
     prompt_tokens.extend(
         lease
             .model()
-            .tokenize(&prompt_text, request.raw)
+            .tokenize(&prompt_text, request.raw || fill_in_the_middle.is_some())
             .await
             .map_err(|error| ApiError::internal(error.to_string()))?,
     );
@@ -103,7 +116,12 @@ pub(crate) async fn start_generate(
     } else {
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     };
-    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started).await?;
+    let parser = OutputParser::new(ParserConfig {
+        thinking: if request.raw || fill_in_the_middle.is_some() { ThinkingMode::Off } else { think.mode },
+        starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
+        ..ParserConfig::default()
+    });
+    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
     Ok(Start::Running(Box::pin(outcomes)))
 }
 
@@ -125,10 +143,14 @@ pub(crate) async fn generate(
     };
     let model_echo = request.model.clone();
     let return_context = !request.raw;
-    let chunk = move |response: String, done: Option<Box<DoneInfo>>| match done {
-        None => {
-            GenerateResponse { model: model_echo.clone(), created_at: now_rfc3339(), response, ..Default::default() }
-        }
+    let chunk = move |response: String, thinking: Option<String>, done: Option<Box<DoneInfo>>| match done {
+        None => GenerateResponse {
+            model: model_echo.clone(),
+            created_at: now_rfc3339(),
+            response,
+            thinking,
+            ..Default::default()
+        },
         Some(done) => {
             let mut context = done.prompt_tokens;
             context.extend(done.generated_tokens);
@@ -136,23 +158,27 @@ pub(crate) async fn generate(
                 model: model_echo.clone(),
                 created_at: now_rfc3339(),
                 response,
+                thinking,
                 done: true,
                 done_reason: Some(done.done_reason.to_owned()),
                 context: return_context.then_some(context),
                 metrics: done.metrics,
-                ..Default::default()
             }
         }
     };
 
     if request.stream.unwrap_or(true) {
         return Ok(ndjson_response(outcomes.map(move |outcome| match outcome {
-            Outcome::Text(text) => StreamItem::Chunk(chunk(text, None)),
-            Outcome::Done(done) => StreamItem::Chunk(chunk(String::new(), Some(done))),
+            Outcome::Content(text) => StreamItem::Chunk(chunk(text, None, None)),
+            Outcome::Thinking(text) => StreamItem::Chunk(chunk(String::new(), Some(text), None)),
+            // Generate offers no tools, so the parser makes no calls.
+            Outcome::ToolCalls(_) => StreamItem::Chunk(chunk(String::new(), None, None)),
+            Outcome::Done(done) => StreamItem::Chunk(chunk(String::new(), None, Some(done))),
             Outcome::Failed(error) => StreamItem::Error(error),
         })));
     }
-    let (text, done) = inference::collect(outcomes).await?;
-    let done = done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
-    Ok(json_response(&chunk(text, Some(done))))
+    let collected = inference::collect(outcomes).await?;
+    let done = collected.done.ok_or_else(|| ApiError::internal("generation ended without a final response"))?;
+    let thinking = (!collected.thinking.is_empty()).then_some(collected.thinking);
+    Ok(json_response(&chunk(collected.content, thinking, Some(done))))
 }

@@ -259,12 +259,21 @@ pub(crate) async fn chat_completions(
     let created = unix_now();
     let model = request.model.clone();
     if !request.sampling.stream {
-        let (text, done) = collect(outcomes).await?;
+        let collected = crate::inference::collect(outcomes).await?;
+        let (finish_reason, prompt_tokens, completion_tokens) = figures(&collected);
+        let mut message = json!({"role": "assistant", "content": collected.content});
+        if !collected.thinking.is_empty() {
+            message["reasoning"] = json!(collected.thinking);
+        }
+        if !collected.tool_calls.is_empty() {
+            message["tool_calls"] = openai_tool_calls(&collected.tool_calls);
+        }
+        let finish_reason = if collected.tool_calls.is_empty() { finish_reason } else { "tool_calls" };
         return Ok(json_response(&json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": "fp_ollama",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": done.0}],
-            "usage": usage(done.1, done.2),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": usage(prompt_tokens, completion_tokens),
         })));
     }
     let chunk = move |delta: Value, finish_reason: Value| {
@@ -272,12 +281,33 @@ pub(crate) async fn chat_completions(
                "system_fingerprint": "fp_ollama",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
     };
-    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| match piece {
-        Piece::Text(text) => chunk(json!({"role": "assistant", "content": text}), Value::Null),
-        Piece::Finish(reason) => chunk(json!({}), json!(reason)),
-        Piece::Empty => chunk(json!({}), Value::Null),
-    });
+    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| {
+        Some(match piece {
+            Piece::Text(text) => chunk(json!({"role": "assistant", "content": text}), Value::Null),
+            Piece::Reasoning(text) => {
+                chunk(json!({"role": "assistant", "content": "", "reasoning": text}), Value::Null)
+            }
+            Piece::ToolCalls(calls) => {
+                chunk(json!({"role": "assistant", "content": "", "tool_calls": openai_tool_calls(&calls)}), Value::Null)
+            }
+            Piece::Finish(reason) => chunk(json!({}), json!(reason)),
+            Piece::Empty => chunk(json!({}), Value::Null),
+        })
+    })
+    .filter_map(|event| async move { event });
     Ok(sse_response(events))
+}
+
+/// Calls in OpenAI's shape: arguments as a JSON string.
+fn openai_tool_calls(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .map(|call| {
+            json!({"id": call.id, "index": call.function.index, "type": "function",
+                   "function": {"name": call.function.name,
+                                "arguments": Value::Object(call.function.arguments.clone()).to_string()}})
+        })
+        .collect()
 }
 
 pub(crate) async fn completions(
@@ -308,12 +338,13 @@ pub(crate) async fn completions(
     let created = unix_now();
     let model = request.model.clone();
     if !request.sampling.stream {
-        let (text, done) = collect(outcomes).await?;
+        let collected = crate::inference::collect(outcomes).await?;
+        let (finish_reason, prompt_tokens, completion_tokens) = figures(&collected);
         return Ok(json_response(&json!({
             "id": id, "object": "text_completion", "created": created, "model": model,
             "system_fingerprint": "fp_ollama",
-            "choices": [{"text": text, "index": 0, "finish_reason": done.0}],
-            "usage": usage(done.1, done.2),
+            "choices": [{"text": collected.content, "index": 0, "finish_reason": finish_reason}],
+            "usage": usage(prompt_tokens, completion_tokens),
         })));
     }
     let chunk = move |text: String, finish_reason: Value| {
@@ -322,40 +353,54 @@ pub(crate) async fn completions(
                "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}]})
     };
     let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| match piece {
-        Piece::Text(text) => chunk(text, Value::Null),
-        Piece::Finish(reason) => chunk(String::new(), json!(reason)),
-        Piece::Empty => chunk(String::new(), Value::Null),
-    });
+        Piece::Text(text) => Some(chunk(text, Value::Null)),
+        Piece::Reasoning(_) | Piece::ToolCalls(_) => None,
+        Piece::Finish(reason) => Some(chunk(String::new(), json!(reason))),
+        Piece::Empty => Some(chunk(String::new(), Value::Null)),
+    })
+    .filter_map(|event| async move { event });
     Ok(sse_response(events))
 }
 
-/// What a streamed chunk carries; each endpoint renders it in its own object shape.
+/// What a streamed chunk carries; each endpoint renders it in its own object shape, or leaves
+/// it out.
 enum Piece {
     Text(String),
+    Reasoning(String),
+    ToolCalls(Vec<ToolCall>),
     Finish(&'static str),
     Empty,
 }
 
-/// Text chunks, a finish chunk, then (when asked) a chunk with no choices and the usage.
+/// Content, reasoning and tool-call chunks, a finish chunk (`tool_calls` when calls were
+/// made), then (when asked) a chunk with no choices and the usage.
 fn stream_events(
     outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
     include_usage: bool,
-    render: impl Fn(Piece) -> Value + Send + 'static,
-) -> impl futures_util::Stream<Item = Value> + Send + 'static {
+    render: impl Fn(Piece) -> Option<Value> + Send + 'static,
+) -> impl futures_util::Stream<Item = Option<Value>> + Send + 'static {
+    let mut made_tool_calls = false;
     outcomes.flat_map(move |outcome| {
-        let events: Vec<Value> = match outcome {
-            Outcome::Text(text) => vec![render(Piece::Text(text))],
+        let events: Vec<Option<Value>> = match outcome {
+            Outcome::Content(text) => vec![render(Piece::Text(text))],
+            Outcome::Thinking(text) => vec![render(Piece::Reasoning(text))],
+            Outcome::ToolCalls(calls) => {
+                made_tool_calls = true;
+                vec![render(Piece::ToolCalls(calls))]
+            }
             Outcome::Done(done) => {
-                let mut events = vec![render(Piece::Finish(done.done_reason))];
+                let reason = if made_tool_calls { "tool_calls" } else { done.done_reason };
+                let mut events = vec![render(Piece::Finish(reason))];
                 if include_usage {
-                    let mut usage_chunk = render(Piece::Empty);
-                    usage_chunk["choices"] = json!([]);
-                    usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
-                    events.push(usage_chunk);
+                    if let Some(mut usage_chunk) = render(Piece::Empty) {
+                        usage_chunk["choices"] = json!([]);
+                        usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
+                        events.push(Some(usage_chunk));
+                    }
                 }
                 events
             }
-            Outcome::Failed(error) => vec![json!({"error": {"message": error, "type": "api_error"}})],
+            Outcome::Failed(error) => vec![Some(json!({"error": {"message": error, "type": "api_error"}}))],
         };
         futures_util::stream::iter(events)
     })
@@ -366,14 +411,12 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
            "total_tokens": prompt_tokens + completion_tokens})
 }
 
-/// Drains a whole answer: (text, (finish_reason, prompt tokens, completion tokens)).
-async fn collect(
-    outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
-) -> Result<(String, (&'static str, u64, u64)), ApiError> {
-    let (text, done) = crate::inference::collect(outcomes).await?;
-    let figures =
-        done.map_or(("stop", 0, 0), |done| (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count));
-    Ok((text, figures))
+/// (finish_reason, prompt tokens, completion tokens) of a whole answer.
+fn figures(collected: &crate::inference::Collected) -> (&'static str, u64, u64) {
+    collected
+        .done
+        .as_ref()
+        .map_or(("stop", 0, 0), |done| (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count))
 }
 
 /// `data: <json>\n\n` events, then `data: [DONE]`. A failure midway is an event with an
