@@ -1,23 +1,47 @@
 //! Renders Hugging Face style Jinja chat templates (`tokenizer.chat_template` in GGUF files).
 
+use serde::ser::SerializeMap;
 use serde::Serialize;
 
 /// A message as chat templates see it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TemplateMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Text.
     pub content: String,
-    /// Calls an assistant made, as `{"type":"function","function":{"name","arguments"}}` objects.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Show `content` as `none`, as the OpenAI format has it for a message that only calls
+    /// tools (DeepSeek templates look for calls that way; others fail on `none`).
+    pub content_is_none: bool,
+    /// Calls an assistant made, as `{"id","type":"function","function":{"name","arguments"}}`
+    /// objects.
     pub tool_calls: Option<Vec<serde_json::Value>>,
     /// On `tool` messages: the function that ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// On `tool` messages: the call answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+}
+
+impl Serialize for TemplateMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", &self.role)?;
+        if self.content_is_none {
+            map.serialize_entry("content", &())?;
+        } else {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(tool_calls) = &self.tool_calls {
+            map.serialize_entry("tool_calls", tool_calls)?;
+        }
+        if let Some(name) = &self.name {
+            map.serialize_entry("name", name)?;
+        }
+        if let Some(tool_call_id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", tool_call_id)?;
+        }
+        map.end()
+    }
 }
 
 /// Everything a template reads.
@@ -62,6 +86,8 @@ pub fn render_chat(template: &str, input: &ChatTemplateInput<'_>) -> Result<Stri
     variables.insert("messages", minijinja::Value::from_serialize(input.messages));
     if let Some(tools) = input.tools {
         variables.insert("tools", minijinja::Value::from_serialize(tools));
+        // SmolLM3's template reads its tools from `xml_tools`.
+        variables.insert("xml_tools", minijinja::Value::from_serialize(tools));
     }
     variables.insert("add_generation_prompt", input.add_generation_prompt.into());
     variables.insert("bos_token", input.bos_token.unwrap_or_default().into());

@@ -82,4 +82,6 @@ pub async fn serve(
 }
 
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;

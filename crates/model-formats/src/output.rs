@@ -170,7 +170,23 @@ impl OutputParser {
     }
 
     fn step_thinking(&mut self, at_end: bool, events: &mut Vec<OutputEvent>) -> bool {
-        if let Some(at) = self.buffer.find(THINK_CLOSE) {
+        // Some models call a tool before closing their thinking; the call ends it.
+        let open_tags = self.config.tool_calls.map_or(&[][..], ToolCallFormat::open_tags);
+        let close_at = self.buffer.find(THINK_CLOSE);
+        let call_at = open_tags
+            .iter()
+            .filter_map(|tag| self.buffer.find(tag).map(|at| (at, *tag)))
+            .filter(|(at, _)| close_at.is_none_or(|close_at| *at < close_at))
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, tag)) = call_at {
+            let thinking = self.buffer[..at].trim_end().to_owned();
+            self.buffer.drain(..at + tag.len());
+            self.emit_thinking(thinking, events);
+            self.state = State::Calls(tag);
+            self.reply_started = true;
+            return true;
+        }
+        if let Some(at) = close_at {
             let thinking = self.buffer[..at].trim_end().to_owned();
             self.buffer.drain(..at + THINK_CLOSE.len());
             self.emit_thinking(thinking, events);
@@ -183,7 +199,8 @@ impl OutputParser {
         let held = if at_end {
             self.buffer.len()
         } else {
-            let partial = partial_marker_len(&self.buffer, &[THINK_CLOSE]);
+            let partial =
+                partial_marker_len(&self.buffer, &[THINK_CLOSE]).max(partial_marker_len(&self.buffer, open_tags));
             let rest = &self.buffer[..self.buffer.len() - partial];
             self.buffer.len() - rest.trim_end().len()
         };
@@ -206,7 +223,9 @@ impl OutputParser {
         let body: String = self.buffer.drain(..end).collect();
         match format.parse_stretch(tag, &body, &self.config.tool_names) {
             Some(calls) => {
-                events.push(OutputEvent::ToolCalls(calls));
+                if !calls.is_empty() {
+                    events.push(OutputEvent::ToolCalls(calls));
+                }
                 self.reply_started = true;
                 self.skip_whitespace = true;
                 self.json_call_may_follow = format == ToolCallFormat::Json;

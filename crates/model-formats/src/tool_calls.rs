@@ -39,8 +39,12 @@ const HERMES_CLOSE: &str = "</tool_call>";
 const MISTRAL_OPEN: &str = "[TOOL_CALLS]";
 const MISTRAL_ARGS: &str = "[ARGS]";
 const MISTRAL_CALL_ID: &str = "[CALL_ID]";
+/// Older Mistral models may close their list; the closer carries nothing.
+const MISTRAL_CLOSE: &str = "[/TOOL_CALLS]";
 const GRANITE_OPEN: &str = "<|tool_call|>";
 const DEEPSEEK_OPEN: &str = "<｜tool▁calls▁begin｜>";
+/// A misspelt opener R1 distills are known to write.
+const DEEPSEEK_OPEN_MISSPELT: &str = "<｜tool▁calls｜>";
 const DEEPSEEK_CLOSE: &str = "<｜tool▁calls▁end｜>";
 const DEEPSEEK_CALL_OPEN: &str = "<｜tool▁call▁begin｜>";
 const DEEPSEEK_CALL_CLOSE: &str = "<｜tool▁call▁end｜>";
@@ -64,17 +68,15 @@ impl ToolCallFormat {
         }
     }
 
-    /// Markers that open a stretch of calls anywhere in the output; empty for [`Json`], whose
-    /// calls are recognised only at the start of a reply.
-    ///
-    /// [`Json`]: ToolCallFormat::Json
+    /// Markers that open a stretch of calls anywhere in the output. Bare JSON calls without
+    /// `<|python_tag|>` are recognised only at the start of a reply.
     pub(crate) fn open_tags(self) -> &'static [&'static str] {
         match self {
             ToolCallFormat::Hermes => &[HERMES_OPEN],
-            ToolCallFormat::Mistral => &[MISTRAL_OPEN],
+            ToolCallFormat::Mistral => &[MISTRAL_OPEN, MISTRAL_CLOSE],
             ToolCallFormat::Granite => &[GRANITE_OPEN],
-            ToolCallFormat::DeepSeek => &[DEEPSEEK_OPEN, DEEPSEEK_CALL_OPEN],
-            ToolCallFormat::Json => &[],
+            ToolCallFormat::DeepSeek => &[DEEPSEEK_OPEN, DEEPSEEK_OPEN_MISSPELT, DEEPSEEK_CALL_OPEN],
+            ToolCallFormat::Json => &[PYTHON_TAG],
         }
     }
 
@@ -84,6 +86,7 @@ impl ToolCallFormat {
         match self {
             ToolCallFormat::Hermes => body.find(HERMES_CLOSE).map(|at| at + HERMES_CLOSE.len()),
             ToolCallFormat::Granite | ToolCallFormat::Json => json_end(body),
+            ToolCallFormat::Mistral if tag == MISTRAL_CLOSE => Some(0),
             ToolCallFormat::Mistral => {
                 let start = leading_whitespace(body);
                 if body[start..].starts_with('[') {
@@ -92,7 +95,7 @@ impl ToolCallFormat {
                 let arguments_at = body.find(MISTRAL_ARGS)? + MISTRAL_ARGS.len();
                 json_end(&body[arguments_at..]).map(|end| arguments_at + end)
             }
-            ToolCallFormat::DeepSeek if tag == DEEPSEEK_OPEN => {
+            ToolCallFormat::DeepSeek if tag != DEEPSEEK_CALL_OPEN => {
                 body.find(DEEPSEEK_CLOSE).map(|at| at + DEEPSEEK_CLOSE.len())
             }
             ToolCallFormat::DeepSeek => body.find(DEEPSEEK_CALL_CLOSE).map(|at| at + DEEPSEEK_CALL_CLOSE.len()),
@@ -100,7 +103,8 @@ impl ToolCallFormat {
     }
 
     /// The calls in a stretch (`body` is the text after `tag`, complete or cut off by the end
-    /// of the output); `None` when it does not hold well-formed calls. `known_names` limits
+    /// of the output); `None` when it does not hold well-formed calls, and no calls for
+    /// markup that carries none. `known_names` limits
     /// bare-JSON calls, which are otherwise hard to tell from a JSON answer.
     pub(crate) fn parse_stretch(self, tag: &str, body: &str, known_names: &[String]) -> Option<Vec<ParsedToolCall>> {
         let calls = match self {
@@ -116,6 +120,7 @@ impl ToolCallFormat {
                 }
                 calls
             }
+            ToolCallFormat::Mistral if tag == MISTRAL_CLOSE => Vec::new(),
             ToolCallFormat::Mistral => {
                 let body = body.trim();
                 if body.starts_with('[') {
@@ -128,7 +133,14 @@ impl ToolCallFormat {
             }
             ToolCallFormat::DeepSeek => {
                 let body = body.strip_suffix(DEEPSEEK_CLOSE).unwrap_or(body);
-                let body = if tag == DEEPSEEK_CALL_OPEN { format!("{DEEPSEEK_CALL_OPEN}{body}") } else { body.into() };
+                let body = match tag {
+                    DEEPSEEK_CALL_OPEN => format!("{DEEPSEEK_CALL_OPEN}{body}"),
+                    // The misspelt opener is followed straight by the first call.
+                    DEEPSEEK_OPEN_MISSPELT if !body.trim_start().starts_with(DEEPSEEK_CALL_OPEN) => {
+                        format!("{DEEPSEEK_CALL_OPEN}{body}")
+                    }
+                    _ => body.into(),
+                };
                 let mut calls = Vec::new();
                 for piece in body.split(DEEPSEEK_CALL_OPEN).skip(1) {
                     let piece = piece.trim_end();
@@ -138,7 +150,7 @@ impl ToolCallFormat {
                 calls
             }
         };
-        (!calls.is_empty()).then_some(calls)
+        Some(calls)
     }
 }
 

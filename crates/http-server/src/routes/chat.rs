@@ -65,6 +65,8 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     messages.extend(request.messages.iter().map(common::template_message));
 
     let template = model.chat_template();
+    let tool_call_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
+    common::shape_tool_history(&mut messages, tool_call_format);
     let render = |messages: &[TemplateMessage]| -> Result<String, ApiError> {
         match &template {
             Some(template) => render_chat(
@@ -94,7 +96,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     let parser = OutputParser::new(ParserConfig {
         thinking: think.mode,
         starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
-        tool_calls: tools.as_ref().map(|_| ToolCallFormat::from_template(template.as_deref().unwrap_or_default())),
+        tool_calls: tools.as_ref().map(|_| tool_call_format),
         tool_names: tools.iter().flatten().filter_map(tool_name).collect(),
     });
     let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;

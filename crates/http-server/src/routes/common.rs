@@ -2,7 +2,7 @@
 //! load-only and unload-only paths.
 
 use engine::TemplateMessage;
-use model_formats::ThinkingMode;
+use model_formats::{ThinkingMode, ToolCallFormat};
 use ollama_api::Message;
 use serde_json::Value;
 
@@ -162,7 +162,65 @@ pub(crate) fn template_message(message: &Message) -> TemplateMessage {
         tool_calls,
         name: message.tool_name.clone(),
         tool_call_id: message.tool_call_id.clone(),
+        content_is_none: false,
     }
+}
+
+/// Adapts tool-call history to what a family's template insists on: DeepSeek templates join
+/// `arguments` as text, so they get a JSON string, and find calls on messages whose content is
+/// `none`; Mistral templates accept only 9-character
+/// alphanumeric call ids, so ids are mapped onto that form (the same way on calls and replies)
+/// and replies without an id take the id of the call they answer, in order.
+pub(crate) fn shape_tool_history(messages: &mut [TemplateMessage], format: ToolCallFormat) {
+    match format {
+        ToolCallFormat::DeepSeek => {
+            for message in messages.iter_mut() {
+                message.content_is_none = message.content.is_empty() && message.tool_calls.is_some();
+            }
+            for call in messages.iter_mut().flat_map(|message| message.tool_calls.iter_mut().flatten()) {
+                if let Some(arguments) = call.pointer_mut("/function/arguments") {
+                    if !arguments.is_string() {
+                        *arguments = Value::String(arguments.to_string());
+                    }
+                }
+            }
+        }
+        ToolCallFormat::Mistral => {
+            let mut unanswered = std::collections::VecDeque::new();
+            let mut n_calls = 0usize;
+            for message in messages.iter_mut() {
+                for call in message.tool_calls.iter_mut().flatten() {
+                    n_calls += 1;
+                    let id = match call.get("id").and_then(Value::as_str) {
+                        Some(id) => mistral_call_id(id),
+                        None => format!("{n_calls:09}"),
+                    };
+                    call["id"] = Value::String(id.clone());
+                    unanswered.push_back(id);
+                }
+                if message.role == "tool" {
+                    let id = match &message.tool_call_id {
+                        Some(id) => {
+                            let id = mistral_call_id(id);
+                            unanswered.retain(|waiting| *waiting != id);
+                            id
+                        }
+                        None => unanswered.pop_front().unwrap_or_else(|| format!("{:09}", 0)),
+                    };
+                    message.tool_call_id = Some(id);
+                }
+            }
+        }
+        ToolCallFormat::Hermes | ToolCallFormat::Granite | ToolCallFormat::Json => {}
+    }
+}
+
+/// A call id in Mistral's form: its last 9 letters and digits, padded with zeros.
+fn mistral_call_id(id: &str) -> String {
+    let alphanumeric: Vec<char> =
+        id.strip_prefix("call_").unwrap_or(id).chars().filter(char::is_ascii_alphanumeric).collect();
+    let tail: String = alphanumeric[alphanumeric.len().saturating_sub(9)..].iter().collect();
+    format!("{tail:0>9}")
 }
 
 /// The prompt when a model has no chat template: Ollama's default `{{ .Prompt }}` shows the

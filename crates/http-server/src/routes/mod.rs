@@ -41,4 +41,4 @@ pub(crate) fn router() -> Router<AppState> {
 async fn not_found() -> (axum::http::StatusCode, &'static str) {
     (axum::http::StatusCode::NOT_FOUND, "404 page not found")
 }
-mod common;
+pub(crate) mod common;
