@@ -558,3 +558,5 @@ async fn format_is_checked_before_decoding() {
         (StatusCode::BAD_REQUEST, json!({"error": "the scripted engine cannot constrain output to a schema"}))
     );
 }
+
+mod agents;
