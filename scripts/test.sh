@@ -8,7 +8,7 @@ bash "$MODELD_ROOT/scripts/install-test-deps.sh"
 source "$MODELD_CACHE/venv/bin/activate"
 
 cd "$MODELD_ROOT"
-cargo build --locked -p modeld
+cargo build --locked -p modeld -p tiny-models
 cargo test --locked --workspace
 
 export MODELD_BIN SMOLLM2_GGUF
