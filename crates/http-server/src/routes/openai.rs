@@ -137,6 +137,8 @@ pub(crate) struct ChatCompletionRequest {
     response_format: Option<Value>,
     #[serde(default)]
     reasoning_effort: Option<String>,
+    #[serde(default)]
+    reasoning: Option<Value>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -153,65 +155,118 @@ pub(crate) struct CompletionRequest {
     sampling: Sampling,
 }
 
-fn message_from_openai(message: &Value) -> Result<Message, ApiError> {
-    let role = message.get("role").and_then(Value::as_str).unwrap_or("user").to_owned();
-    let content = match message.get("content") {
-        None | Some(Value::Null) => {
-            if message.get("tool_calls").is_none() {
-                return Err(ApiError::bad_request("invalid message content type: <nil>"));
+/// OpenAI messages as native ones. Each content part becomes a message of its own, as in
+/// Ollama; images must be base64 data URIs; a tool reply without `name` takes the name of the
+/// call it answers.
+fn messages_from_openai(messages: &[Value]) -> Result<Vec<Message>, ApiError> {
+    let mut converted = Vec::new();
+    let mut call_names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for message in messages {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("user").to_owned();
+        let tool_calls = tool_calls_from_openai(message)?;
+        for call in tool_calls.iter().flatten() {
+            if let Some(id) = &call.id {
+                call_names.insert(id.clone(), call.function.name.clone());
             }
-            String::new()
         }
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => {
-            let mut text = String::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default()),
-                    _ => return Err(ApiError::bad_request("only text content parts are supported by modeld yet")),
+        let mut parts: Vec<(String, Option<Vec<String>>)> = Vec::new();
+        match message.get("content") {
+            None | Some(Value::Null) => {
+                if tool_calls.is_none() {
+                    return Err(ApiError::bad_request("invalid message content type: <nil>"));
+                }
+                parts.push((String::new(), None));
+            }
+            Some(Value::String(text)) => parts.push((text.clone(), None)),
+            Some(Value::Array(items)) => {
+                for part in items {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text") => {
+                            parts.push((part.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(), None))
+                        }
+                        Some("image_url") => {
+                            let url = match &part["image_url"] {
+                                Value::String(url) => url.as_str(),
+                                object => object.get("url").and_then(Value::as_str).unwrap_or_default(),
+                            };
+                            parts.push((String::new(), Some(vec![image_from_url(url)?])));
+                        }
+                        _ => return Err(ApiError::bad_request("invalid message format")),
+                    }
                 }
             }
-            text
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("invalid message content type: {}", type_name(other))))
+            }
         }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("invalid message content type: {}", type_name(other))))
+        let tool_call_id = message.get("tool_call_id").and_then(Value::as_str).map(str::to_owned);
+        let tool_name = message
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| tool_call_id.as_ref().and_then(|id| call_names.get(id).cloned()));
+        let thinking = message.get("reasoning").and_then(Value::as_str).map(str::to_owned);
+        for (index, (content, images)) in parts.into_iter().enumerate() {
+            converted.push(Message {
+                role: role.clone(),
+                content,
+                thinking: if index == 0 { thinking.clone() } else { None },
+                images,
+                tool_calls: if index == 0 { tool_calls.clone() } else { None },
+                tool_name: tool_name.clone(),
+                tool_call_id: tool_call_id.clone(),
+            });
         }
-    };
-    let tool_calls = match message.get("tool_calls").and_then(Value::as_array) {
-        Some(calls) => Some(
-            calls
-                .iter()
-                .enumerate()
-                .map(|(index, call)| {
-                    let function = call.get("function").cloned().unwrap_or_default();
-                    let arguments = match function.get("arguments") {
-                        Some(Value::String(text)) => serde_json::from_str::<Map<String, Value>>(text)
-                            .map_err(|_| ApiError::bad_request("invalid tool call arguments"))?,
-                        Some(Value::Object(object)) => object.clone(),
-                        _ => Map::new(),
-                    };
-                    Ok(ToolCall {
-                        id: call.get("id").and_then(Value::as_str).map(str::to_owned),
-                        function: ToolCallFunction {
-                            index,
-                            name: function.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                            arguments,
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?,
-        ),
-        None => None,
-    };
-    Ok(Message {
-        role,
-        content,
-        thinking: message.get("reasoning").and_then(Value::as_str).map(str::to_owned),
-        images: None,
-        tool_calls,
-        tool_name: message.get("name").and_then(Value::as_str).map(str::to_owned),
-        tool_call_id: message.get("tool_call_id").and_then(Value::as_str).map(str::to_owned),
-    })
+    }
+    Ok(converted)
+}
+
+/// The base64 payload of a `data:` URI; web URLs are refused as Ollama refuses them.
+fn image_from_url(url: &str) -> Result<String, ApiError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Err(ApiError::bad_request(
+            "image URLs are not currently supported, please use base64 encoded data instead",
+        ));
+    }
+    const PREFIXES: &[&str] = &[
+        "data:image/jpeg;base64,",
+        "data:image/jpg;base64,",
+        "data:image/png;base64,",
+        "data:image/webp;base64,",
+        "data:;base64,",
+    ];
+    PREFIXES
+        .iter()
+        .find_map(|prefix| url.strip_prefix(prefix))
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad_request("invalid image input"))
+}
+
+/// An assistant message's calls, with arguments given as a JSON string or an object.
+fn tool_calls_from_openai(message: &Value) -> Result<Option<Vec<ToolCall>>, ApiError> {
+    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else { return Ok(None) };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            let function = call.get("function").cloned().unwrap_or_default();
+            let arguments = match function.get("arguments") {
+                Some(Value::String(text)) => serde_json::from_str::<Map<String, Value>>(text)
+                    .map_err(|_| ApiError::bad_request("invalid tool call arguments"))?,
+                Some(Value::Object(object)) => object.clone(),
+                _ => Map::new(),
+            };
+            Ok(ToolCall {
+                id: call.get("id").and_then(Value::as_str).map(str::to_owned),
+                function: ToolCallFunction {
+                    index,
+                    name: function.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    arguments,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()
+        .map(Some)
 }
 
 pub(crate) async fn chat_completions(
@@ -225,7 +280,7 @@ pub(crate) async fn chat_completions(
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("[] is too short - 'messages'").into());
     }
-    let messages = request.messages.iter().map(message_from_openai).collect::<Result<Vec<_>, _>>()?;
+    let messages = messages_from_openai(&request.messages)?;
     let format = match request.response_format.as_ref().and_then(|format| format.get("type")).and_then(Value::as_str) {
         Some("json_object") => Some(json!("json")),
         Some("json_schema") => {
@@ -233,7 +288,11 @@ pub(crate) async fn chat_completions(
         }
         _ => None,
     };
-    let think = match request.reasoning_effort.as_deref() {
+    let effort = request
+        .reasoning_effort
+        .as_deref()
+        .or_else(|| request.reasoning.as_ref().and_then(|reasoning| reasoning.get("effort")).and_then(Value::as_str));
+    let think = match effort {
         None => None,
         Some("none") => Some(json!(false)),
         Some("minimal" | "low") => Some(json!("low")),

@@ -249,3 +249,28 @@ async fn fill_in_the_middle_uses_the_family_prompt() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["usage"]["prompt_tokens"], expected_prompt.chars().count());
 }
+
+#[tokio::test]
+async fn openai_images_are_refused_as_ollama_refuses_them() {
+    let harness = agent_harness().await;
+    let with_image = |url: &str| {
+        json!({"model": "agent", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": url}}
+        ]}]})
+    };
+    let cases = [
+        (
+            "https://example.com/cat.png",
+            "image URLs are not currently supported, please use base64 encoded data instead",
+        ),
+        ("ftp://cat", "invalid image input"),
+        ("data:image/png;base64,iVBORw0KGgo=", "registry.ollama.ai/library/agent:latest does not support vision"),
+    ];
+    for (url, message) in cases {
+        let (status, error) = harness.call(Method::POST, "/v1/chat/completions", with_image(url)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(error["error"]["message"], message);
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+    }
+}
