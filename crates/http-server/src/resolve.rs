@@ -45,12 +45,15 @@ pub struct ResolvedModel {
 /// immutable, so entries never go stale.
 #[derive(Default)]
 pub struct HeaderCache {
-    headers: Mutex<HashMap<Digest, (Arc<GgufHeader>, Option<FimTemplate>)>>,
+    headers: Mutex<HashMap<Digest, CachedHeader>>,
 }
+
+/// A GGUF header and its FIM template.
+type CachedHeader = (Arc<GgufHeader>, Option<FimTemplate>);
 
 impl HeaderCache {
     /// The header of the GGUF blob `digest`, and its FIM template.
-    pub fn header(&self, store: &Store, digest: &Digest) -> Result<(Arc<GgufHeader>, Option<FimTemplate>), ApiError> {
+    pub fn header(&self, store: &Store, digest: &Digest) -> Result<CachedHeader, ApiError> {
         if let Some(cached) = self.headers.lock().unwrap().get(digest) {
             return Ok(cached.clone());
         }

@@ -362,13 +362,13 @@ pub fn write_gguf(
         header.extend_from_slice(&offset.to_le_bytes());
         offset += (values.len() as u64 * 4).div_ceil(ALIGNMENT) * ALIGNMENT;
     }
-    while header.len() as u64 % ALIGNMENT != 0 {
+    while !(header.len() as u64).is_multiple_of(ALIGNMENT) {
         header.push(0);
     }
     writer.write_all(&header)?;
     for (_, _, values) in tensors {
         let mut bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
-        while bytes.len() as u64 % ALIGNMENT != 0 {
+        while !(bytes.len() as u64).is_multiple_of(ALIGNMENT) {
             bytes.push(0);
         }
         writer.write_all(&bytes)?;

@@ -218,7 +218,7 @@ impl Store {
                 }
             }
         }
-        entries.sort_by(|a, b| b.modified_at.cmp(&a.modified_at));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.modified_at));
         entries
     }
 
