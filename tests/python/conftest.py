@@ -112,19 +112,24 @@ FIM = "tiny-fim"
 
 
 @pytest.fixture(scope="session")
-def tiny_models(daemon):
-    """Imports the programmed test models (made by `make-tiny-model`, built next to modeld):
-    `tiny-agent` thinks and calls tools with Qwen 3's template, `tiny-fim` fills in the middle
-    with StarCoder's FIM tokens."""
-    maker = os.path.join(os.path.dirname(daemon.binary), "make-tiny-model")
+def tiny_daemon():
+    """A second daemon with the programmed test models (made by `make-tiny-model`, built next
+    to modeld): `tiny-agent` thinks and calls tools with Qwen 3's template, `tiny-fim` fills in
+    the middle with StarCoder's FIM tokens. Apart from `daemon`, so listings there stay exact."""
+    binary = os.environ.get("MODELD_BIN")
+    maker = os.path.join(os.path.dirname(binary or ""), "make-tiny-model")
     assert os.path.exists(maker), "build the tiny-models crate (scripts/test.sh does)"
-    home = os.path.dirname(daemon.env["OLLAMA_MODELS"])
-    for name, recipe in ((AGENT, "agent"), (FIM, "fim")):
-        gguf = os.path.join(home, f"{recipe}.gguf")
-        subprocess.run([maker, recipe, gguf], check=True)
-        modelfile = os.path.join(home, f"Modelfile.{recipe}")
-        with open(modelfile, "w") as file:
-            file.write(f"FROM {gguf}\n")
-        created = daemon.cli("create", name, "-f", modelfile)
-        assert "success" in created.stderr, created.stderr
-    return AGENT, FIM
+    with tempfile.TemporaryDirectory() as home:
+        running = Daemon(binary, home)
+        try:
+            for name, recipe in ((AGENT, "agent"), (FIM, "fim")):
+                gguf = os.path.join(home, f"{recipe}.gguf")
+                subprocess.run([maker, recipe, gguf], check=True)
+                modelfile = os.path.join(home, f"Modelfile.{recipe}")
+                with open(modelfile, "w") as file:
+                    file.write(f"FROM {gguf}\n")
+                created = running.cli("create", name, "-f", modelfile)
+                assert "success" in created.stderr, created.stderr
+            yield running
+        finally:
+            running.stop()

@@ -33,7 +33,12 @@ def run_tool(name, arguments):
 
 
 @pytest.fixture(scope="module")
-def client(daemon, tiny_models):
+def client(tiny_daemon):
+    return ollama.Client(host=tiny_daemon.url)
+
+
+@pytest.fixture(scope="module")
+def smollm2(daemon):
     return ollama.Client(host=daemon.url)
 
 
@@ -41,7 +46,21 @@ def test_capabilities(client):
     agent, fim = "tiny-agent", "tiny-fim"
     assert client.show(agent).capabilities == ["completion", "tools", "thinking"]
     assert client.show(fim).capabilities == ["completion", "insert"]
-    assert client.show(MODEL).capabilities == ["completion"]
+
+
+def test_models_that_cannot_do_it_get_ollamas_errors(smollm2):
+    assert smollm2.show(MODEL).capabilities == ["completion"]
+    with pytest.raises(ollama.ResponseError) as error:
+        smollm2.chat(MODEL, messages=[{"role": "user", "content": "hi"}], tools=TOOLS)
+    assert error.value.status_code == 400 and "does not support tools" in error.value.error
+    with pytest.raises(ollama.ResponseError) as error:
+        smollm2.chat(MODEL, messages=[{"role": "user", "content": "hi"}], think=True)
+    assert error.value.status_code == 400 and "does not support thinking" in error.value.error
+    with pytest.raises(ollama.ResponseError) as error:
+        smollm2.generate(MODEL, prompt="def f(", suffix="):")
+    assert error.value.status_code == 400 and error.value.error.endswith("does not support insert")
+
+
 
 
 def test_thinking_then_two_calls(client):
@@ -102,18 +121,6 @@ def test_generate_reports_thinking(client):
     assert "<think>" not in response.response
 
 
-def test_models_that_cannot_do_it_get_ollamas_errors(client):
-    with pytest.raises(ollama.ResponseError) as error:
-        client.chat(MODEL, messages=[{"role": "user", "content": "hi"}], tools=TOOLS)
-    assert error.value.status_code == 400 and "does not support tools" in error.value.error
-    with pytest.raises(ollama.ResponseError) as error:
-        client.chat(MODEL, messages=[{"role": "user", "content": "hi"}], think=True)
-    assert error.value.status_code == 400 and "does not support thinking" in error.value.error
-    with pytest.raises(ollama.ResponseError) as error:
-        client.generate(MODEL, prompt="def f(", suffix="):")
-    assert error.value.status_code == 400 and error.value.error.endswith("does not support insert")
-
-
 def test_fill_in_the_middle(client):
     prefix, suffix = "def add(left, right):\n    ", "\n\nprint(add(1, 2))\n"
     response = client.generate("tiny-fim", prompt=prefix, suffix=suffix, options=GREEDY)
@@ -126,8 +133,8 @@ def test_fill_in_the_middle(client):
 
 
 @pytest.fixture(scope="module")
-def openai_client(daemon, tiny_models):
-    return openai.OpenAI(base_url=daemon.url + "/v1/", api_key="modeld", max_retries=0)
+def openai_client(tiny_daemon):
+    return openai.OpenAI(base_url=tiny_daemon.url + "/v1/", api_key="modeld", max_retries=0)
 
 
 def test_openai_tools_whole_and_streamed(openai_client):
@@ -162,5 +169,6 @@ def test_openai_completion_with_suffix(openai_client):
     completion = openai_client.completions.create(model="tiny-fim", prompt="def add(left, right):\n    ",
                                                   suffix="\n", temperature=0)
     assert completion.choices[0].text == FIM_MIDDLE
-    with pytest.raises(openai.BadRequestError):
-        openai_client.completions.create(model=MODEL, prompt="def f(", suffix="):")
+    with pytest.raises(openai.BadRequestError) as error:
+        openai_client.completions.create(model="tiny-agent", prompt="def f(", suffix="):")
+    assert "does not support insert" in str(error.value)
