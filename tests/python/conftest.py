@@ -74,6 +74,14 @@ class Daemon:
                 if line.strip():
                     yield json.loads(line)
 
+    def import_gguf(self, name, gguf):
+        """`modeld create NAME` from a Modelfile that says `FROM <gguf>`."""
+        modelfile = os.path.join(os.path.dirname(self.env["OLLAMA_MODELS"]), f"Modelfile.{name}")
+        with open(modelfile, "w") as file:
+            file.write(f"FROM {gguf}\n")
+        created = self.cli("create", name, "-f", modelfile)
+        assert "success" in created.stderr, created.stderr
+
     def cpu_seconds(self):
         with open(f"/proc/{self.process.pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
@@ -97,11 +105,7 @@ def daemon():
     with tempfile.TemporaryDirectory() as home:
         running = Daemon(binary, home)
         try:
-            modelfile = os.path.join(home, "Modelfile")
-            with open(modelfile, "w") as file:
-                file.write(f"FROM {gguf}\n")
-            created = running.cli("create", MODEL, "-f", modelfile)
-            assert "success" in created.stderr, created.stderr
+            running.import_gguf(MODEL, gguf)
             yield running
         finally:
             running.stop()
@@ -125,11 +129,7 @@ def tiny_daemon():
             for name, recipe in ((AGENT, "agent"), (FIM, "fim")):
                 gguf = os.path.join(home, f"{recipe}.gguf")
                 subprocess.run([maker, recipe, gguf], check=True)
-                modelfile = os.path.join(home, f"Modelfile.{recipe}")
-                with open(modelfile, "w") as file:
-                    file.write(f"FROM {gguf}\n")
-                created = running.cli("create", name, "-f", modelfile)
-                assert "success" in created.stderr, created.stderr
+                running.import_gguf(name, gguf)
             yield running
         finally:
             running.stop()

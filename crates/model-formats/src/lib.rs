@@ -8,7 +8,7 @@ mod output;
 mod tool_calls;
 
 pub use fim::{FimFamily, FimTemplate};
-pub use output::{OutputEvent, OutputParser, ParserConfig, ThinkingMode};
+pub use output::{merge_events, OutputEvent, OutputParser, ParserConfig, ThinkingMode};
 pub use tool_calls::{ParsedToolCall, ToolCallFormat};
 
 /// The tag that opens a thinking block.

@@ -92,17 +92,7 @@ impl OutputParser {
     fn drain(&mut self, at_end: bool) -> Vec<OutputEvent> {
         let mut events: Vec<OutputEvent> = Vec::new();
         while self.step(at_end, &mut events) {}
-        // Neighbouring pieces of one kind travel together.
-        let mut merged: Vec<OutputEvent> = Vec::with_capacity(events.len());
-        for event in events {
-            match (merged.last_mut(), event) {
-                (Some(OutputEvent::Content(text)), OutputEvent::Content(more)) => text.push_str(&more),
-                (Some(OutputEvent::Thinking(text)), OutputEvent::Thinking(more)) => text.push_str(&more),
-                (Some(OutputEvent::ToolCalls(calls)), OutputEvent::ToolCalls(more)) => calls.extend(more),
-                (_, event) => merged.push(event),
-            }
-        }
-        merged
+        merge_events(events)
     }
 
     /// One step; returns whether to go on.
@@ -252,6 +242,20 @@ impl OutputParser {
             events.push(OutputEvent::Thinking(text));
         }
     }
+}
+
+/// Joins neighbouring events of one kind, as a client that concatenates chunks sees them.
+pub fn merge_events(events: impl IntoIterator<Item = OutputEvent>) -> Vec<OutputEvent> {
+    let mut merged: Vec<OutputEvent> = Vec::new();
+    for event in events {
+        match (merged.last_mut(), event) {
+            (Some(OutputEvent::Content(text)), OutputEvent::Content(more)) => text.push_str(&more),
+            (Some(OutputEvent::Thinking(text)), OutputEvent::Thinking(more)) => text.push_str(&more),
+            (Some(OutputEvent::ToolCalls(calls)), OutputEvent::ToolCalls(more)) => calls.extend(more),
+            (_, event) => merged.push(event),
+        }
+    }
+    merged
 }
 
 /// The length of the longest end of `text` that begins one of `markers` without completing it.

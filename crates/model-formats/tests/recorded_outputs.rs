@@ -2,7 +2,9 @@
 //! of llama.cpp (`tests/test-chat.cpp`), Ollama (`tools/tools_test.go`,
 //! `model/parsers/qwen3_test.go`) and mistral.rs (`tools/parsers`), parsed per family.
 
-use model_formats::{OutputEvent, OutputParser, ParsedToolCall, ParserConfig, ThinkingMode, ToolCallFormat};
+use model_formats::{
+    merge_events, OutputEvent, OutputParser, ParsedToolCall, ParserConfig, ThinkingMode, ToolCallFormat,
+};
 use serde_json::json;
 
 fn parse(format: ToolCallFormat, thinking: ThinkingMode, names: &[&str], output: &str) -> Vec<OutputEvent> {
@@ -19,16 +21,7 @@ fn parse(format: ToolCallFormat, thinking: ThinkingMode, names: &[&str], output:
         events.extend(parser.push(&character.to_string()));
     }
     events.extend(parser.finish());
-    let mut merged: Vec<OutputEvent> = Vec::new();
-    for event in events {
-        match (merged.last_mut(), event) {
-            (Some(OutputEvent::Content(text)), OutputEvent::Content(more)) => text.push_str(&more),
-            (Some(OutputEvent::Thinking(text)), OutputEvent::Thinking(more)) => text.push_str(&more),
-            (Some(OutputEvent::ToolCalls(calls)), OutputEvent::ToolCalls(more)) => calls.extend(more),
-            (_, event) => merged.push(event),
-        }
-    }
-    merged
+    merge_events(events)
 }
 
 fn calls(calls: &[(&str, serde_json::Value)]) -> OutputEvent {

@@ -34,16 +34,7 @@ fn parse_in_pieces(config: &ParserConfig, output: &str, piece_chars: usize) -> V
         events.extend(parser.push(&piece.iter().collect::<String>()));
     }
     events.extend(parser.finish());
-    let mut merged: Vec<OutputEvent> = Vec::new();
-    for event in events {
-        match (merged.last_mut(), event) {
-            (Some(OutputEvent::Content(text)), OutputEvent::Content(more)) => text.push_str(&more),
-            (Some(OutputEvent::Thinking(text)), OutputEvent::Thinking(more)) => text.push_str(&more),
-            (Some(OutputEvent::ToolCalls(calls)), OutputEvent::ToolCalls(more)) => calls.extend(more),
-            (_, event) => merged.push(event),
-        }
-    }
-    merged
+    merge_events(events)
 }
 
 /// The same events whatever the piece size.
