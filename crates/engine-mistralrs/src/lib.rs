@@ -33,16 +33,21 @@ const SUPPORTED_ARCHITECTURES: &[&str] =
     &["llama", "mistral3", "phi2", "phi3", "starcoder2", "qwen2", "qwen3", "qwen3moe"];
 
 /// Loads GGUF models with mistral.rs on the CPU.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MistralRsEngine {
     requantized_weights_dir: Option<PathBuf>,
+    max_running_sequences: NonZeroUsize,
 }
 
 impl MistralRsEngine {
     /// An engine that keeps Q8_0 copies of weights without SIMD kernels (Q4_1, Q5_0, Q5_1) in
-    /// `requantized_weights_dir`, or loads every file as it is when `None`.
-    pub fn new(requantized_weights_dir: Option<PathBuf>) -> MistralRsEngine {
-        MistralRsEngine { requantized_weights_dir }
+    /// `requantized_weights_dir`, or loads every file as it is when `None`, and batches up to
+    /// `max_running_sequences` generations of one model together.
+    pub fn new(requantized_weights_dir: Option<PathBuf>, max_running_sequences: usize) -> MistralRsEngine {
+        MistralRsEngine {
+            requantized_weights_dir,
+            max_running_sequences: NonZeroUsize::new(max_running_sequences).unwrap_or(NonZeroUsize::MIN),
+        }
     }
 }
 
@@ -112,7 +117,7 @@ impl Engine for MistralRsEngine {
         let tokenizer = tokenizer.ok_or_else(|| EngineError::Load("the GGUF file has no tokenizer".into()))?;
         let runner = MistralRsBuilder::new(
             pipeline,
-            SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(NonZeroUsize::new(4).unwrap()) },
+            SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(self.max_running_sequences) },
             false,
             None,
         )

@@ -14,6 +14,22 @@ pub struct SchedulerConfig {
     pub max_loaded_models: usize,
     /// Keep-alive for a model loaded without one; `None` is forever (`OLLAMA_KEEP_ALIVE`).
     pub default_keep_alive: Option<Duration>,
+    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`); more wait their turn.
+    pub num_parallel: usize,
+    /// Requests that may wait at once (`OLLAMA_MAX_QUEUE`); more are refused as busy.
+    pub max_queue: usize,
+}
+
+impl Default for SchedulerConfig {
+    /// Ollama's defaults.
+    fn default() -> SchedulerConfig {
+        SchedulerConfig {
+            max_loaded_models: 3,
+            default_keep_alive: Some(Duration::from_secs(300)),
+            num_parallel: 1,
+            max_queue: 512,
+        }
+    }
 }
 
 /// A scheduler error.
@@ -22,6 +38,9 @@ pub enum SchedulerError {
     /// The engine failed to load the model.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// `max_queue` requests are already waiting.
+    #[error("server busy, please try again.  maximum pending requests exceeded")]
+    Busy,
 }
 
 /// What `/api/ps` shows of a loaded model.
@@ -45,6 +64,9 @@ pub struct Scheduler {
     config: SchedulerConfig,
     slots: Mutex<HashMap<String, Slot>>,
     load_lock: tokio::sync::Mutex<()>,
+    /// Per model: one permit per request it may serve at once.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    n_waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct Slot {
@@ -62,6 +84,16 @@ pub struct Lease {
     key: String,
     model: Arc<dyn LoadedModel>,
     load_duration: Duration,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Counts a request as waiting while it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Scheduler {
@@ -73,6 +105,8 @@ impl Scheduler {
             config,
             slots: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
+            turns: Mutex::new(HashMap::new()),
+            n_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         });
         let weak = Arc::downgrade(&scheduler);
         tokio::spawn(async move {
@@ -88,7 +122,9 @@ impl Scheduler {
 
     /// The loaded model under `key`, loading it with `spec` first if needed (or reloading it if
     /// it was loaded with another spec). `keep_alive`: `None` keeps the model's setting,
-    /// `Some(None)` is forever, `Some(Some(d))` is `d`.
+    /// `Some(None)` is forever, `Some(Some(d))` is `d`. Waits while the model serves
+    /// `num_parallel` requests; refuses with [`SchedulerError::Busy`] when `max_queue` requests
+    /// already wait.
     pub async fn acquire(
         self: &Arc<Self>,
         key: &str,
@@ -96,13 +132,31 @@ impl Scheduler {
         keep_alive: Option<Option<Duration>>,
     ) -> Result<Lease, SchedulerError> {
         let started = Instant::now();
-        if let Some(lease) = self.try_reuse(key, spec, keep_alive, started) {
-            return Ok(lease);
-        }
+        let turn = {
+            use std::sync::atomic::Ordering;
+            if self.n_waiting.fetch_add(1, Ordering::SeqCst) >= self.config.max_queue {
+                self.n_waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(SchedulerError::Busy);
+            }
+            let _waiting = Waiting(self.n_waiting.clone());
+            let turns = self
+                .turns
+                .lock()
+                .unwrap()
+                .entry(key.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.config.num_parallel.max(1))))
+                .clone();
+            turns.acquire_owned().await.expect("the semaphore is never closed")
+        };
+        let turn = match self.try_reuse(key, spec, keep_alive, started, turn) {
+            Ok(lease) => return Ok(lease),
+            Err(turn) => turn,
+        };
         let _loading = self.load_lock.lock().await;
-        if let Some(lease) = self.try_reuse(key, spec, keep_alive, started) {
-            return Ok(lease);
-        }
+        let turn = match self.try_reuse(key, spec, keep_alive, started, turn) {
+            Ok(lease) => return Ok(lease),
+            Err(turn) => turn,
+        };
         self.make_room(key);
         tracing::info!(model = key, path = %spec.model_path.display(), num_ctx = spec.num_ctx, "loading model");
         let model = self.engine.load(spec).await?;
@@ -118,32 +172,38 @@ impl Scheduler {
                 last_used: Instant::now(),
             },
         );
-        Ok(Lease { scheduler: Arc::downgrade(self), key: key.to_owned(), model, load_duration: started.elapsed() })
+        Ok(Lease {
+            scheduler: Arc::downgrade(self),
+            key: key.to_owned(),
+            model,
+            load_duration: started.elapsed(),
+            _turn: turn,
+        })
     }
 
+    /// A lease on `key` if it is loaded with `spec`; else the turn back.
     fn try_reuse(
         self: &Arc<Self>,
         key: &str,
         spec: &LoadSpec,
         keep_alive: Option<Option<Duration>>,
         started: Instant,
-    ) -> Option<Lease> {
+        turn: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Lease, tokio::sync::OwnedSemaphorePermit> {
         let mut slots = self.slots.lock().unwrap();
-        let slot = slots.get_mut(key)?;
-        if slot.spec != *spec {
-            return None;
-        }
+        let Some(slot) = slots.get_mut(key).filter(|slot| slot.spec == *spec) else { return Err(turn) };
         slot.n_active_requests += 1;
         slot.idle_deadline = None;
         slot.last_used = Instant::now();
         if let Some(keep_alive) = keep_alive {
             slot.keep_alive = keep_alive;
         }
-        Some(Lease {
+        Ok(Lease {
             scheduler: Arc::downgrade(self),
             key: key.to_owned(),
             model: slot.model.clone(),
             load_duration: started.elapsed(),
+            _turn: turn,
         })
     }
 

@@ -28,6 +28,11 @@ impl ApiError {
         ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
 
+    /// 503: too many requests wait already.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }
+    }
+
     /// 501 for a capability modeld does not have yet.
     pub fn not_implemented(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::NOT_IMPLEMENTED, message: message.into() }

@@ -78,11 +78,10 @@ pub(crate) async fn acquire(
     keep_alive: Option<Option<Duration>>,
 ) -> Result<Lease, ApiError> {
     let spec = LoadSpec { model_path: model.model_path.clone(), num_ctx };
-    state
-        .scheduler()
-        .acquire(&model.name.display_full(), &spec, keep_alive)
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))
+    state.scheduler().acquire(&model.name.display_full(), &spec, keep_alive).await.map_err(|error| match error {
+        engine::SchedulerError::Busy => ApiError::busy(error.to_string()),
+        engine::SchedulerError::Engine(_) => ApiError::internal(error.to_string()),
+    })
 }
 
 /// Sampling settings with Ollama's defaults for unset options.

@@ -43,10 +43,7 @@ fn tiny_gguf() -> Vec<u8> {
 async fn harness_with(engine: ScriptedEngine) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("models")).unwrap();
-    let scheduler = Scheduler::new(
-        Arc::new(engine),
-        SchedulerConfig { max_loaded_models: 3, default_keep_alive: Some(Duration::from_secs(300)) },
-    );
+    let scheduler = Scheduler::new(Arc::new(engine), SchedulerConfig { num_parallel: 4, ..SchedulerConfig::default() });
     let config = ServerConfig {
         version: "0.0.0-test".into(),
         default_num_ctx: 2048,

@@ -1,8 +1,13 @@
-//! `modeld bench`: starts a daemon, measures prompt-eval and decode speed, time to first token
-//! and the daemon's peak memory through the HTTP API, and optionally runs llama.cpp's
-//! `llama-bench` on the same weights for a side-by-side ratio.
+//! `modeld bench`: a benchmark suite that measures a modeld daemon and, side by side, llama.cpp
+//! (`llama-bench` for raw prompt and decode speed, `llama-server` for serving figures) on the
+//! same GGUF file, and prints each figure with the modeld/llama.cpp speed ratio.
+//!
+//! Serving figures go through each server's streaming HTTP API the same way: time to first
+//! token cold, for the same prompt again and for a prompt extending the previous one (the
+//! completion-as-you-type pattern), throughput and latency under concurrent requests, load time
+//! and peak memory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -17,161 +22,406 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     gguf: PathBuf,
     /// Runs per figure; medians are printed.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Prompt length in tokens for the prompt-eval figure.
-    #[arg(long, default_value_t = 512)]
-    prompt_tokens: usize,
+    /// Prompt lengths, in tokens, for the prompt-speed figures.
+    #[arg(long, value_delimiter = ',', default_value = "128,512,2048")]
+    prompt_tokens: Vec<usize>,
     /// Tokens generated for the decode figure.
     #[arg(long, default_value_t = 128)]
     decode_tokens: usize,
-    /// Path to llama.cpp's `llama-bench`, run with `-t 2` on the same file for comparison.
+    /// Concurrent request counts for the serving figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    concurrency: Vec<usize>,
+    /// Threads for llama.cpp (modeld uses every core).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, usize::from))]
+    threads: usize,
+    /// llama.cpp's `llama-bench`, for prompt and decode speed on the same file.
     #[arg(long)]
     llama_bench: Option<PathBuf>,
+    /// llama.cpp's `llama-server`, for the serving figures on the same file.
+    #[arg(long)]
+    llama_server: Option<PathBuf>,
 }
 
-struct Figures {
-    prompt_tokens_per_second: f64,
-    decode_tokens_per_second: f64,
+/// Tokens each concurrent request generates.
+const CONCURRENT_DECODE_TOKENS: usize = 64;
+/// The prompt of the prefix-reuse figures, in tokens, and how much the extended one adds.
+const PREFIX_PROMPT_TOKENS: usize = 512;
+const PREFIX_EXTENSION_TOKENS: usize = 20;
+const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the quiet river bank. ";
+
+/// A figure of one system.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figure(Option<f64>);
+
+/// One line of the report.
+struct Row {
+    name: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    modeld: Figure,
+    llama: Figure,
+}
+
+/// Serving figures, per system.
+#[derive(Default)]
+struct ServingFigures {
+    load_seconds: Option<f64>,
+    /// Cold, same again, extended by a few tokens.
+    first_token_ms: [Option<f64>; 3],
+    /// Per concurrency: total tokens/s, p50 and p95 latency (ms).
+    concurrent: Vec<(usize, f64, f64, f64)>,
+    peak_rss_mib: Option<f64>,
 }
 
 pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let gguf = std::fs::canonicalize(&args.gguf).with_context(|| format!("reading {}", args.gguf.display()))?;
+    let mut rows = Vec::new();
+
+    // Raw speed: modeld's figures come from its own measured durations; llama-bench's are its
+    // averages over the same lengths.
+    let (modeld_speed, modeld_serving) = run_modeld(&args, &gguf).await?;
+    let llama_speed = match &args.llama_bench {
+        Some(binary) => Some(run_llama_bench(binary, &gguf, &args)?),
+        None => None,
+    };
+    let llama_serving = match &args.llama_server {
+        Some(binary) => Some(run_llama_server(binary, &gguf, &args).await?),
+        None => None,
+    };
+
+    for (index, n_tokens) in args.prompt_tokens.iter().enumerate() {
+        rows.push(Row {
+            name: format!("prompt, {n_tokens} tokens"),
+            unit: "tokens/s",
+            higher_is_better: true,
+            modeld: Figure(modeld_speed.get(index).copied()),
+            llama: Figure(llama_speed.as_ref().and_then(|speed| speed.get(index).copied())),
+        });
+    }
+    rows.push(Row {
+        name: format!("decode, {} tokens", args.decode_tokens),
+        unit: "tokens/s",
+        higher_is_better: true,
+        modeld: Figure(modeld_speed.last().copied()),
+        llama: Figure(llama_speed.as_ref().and_then(|speed| speed.last().copied())),
+    });
+    let serving = |pick: &dyn Fn(&ServingFigures) -> Option<f64>| {
+        (Figure(pick(&modeld_serving)), Figure(llama_serving.as_ref().and_then(pick)))
+    };
+    let labels = [
+        format!("first token, {PREFIX_PROMPT_TOKENS}-token prompt"),
+        "first token, same prompt again".to_owned(),
+        format!("first token, prompt +{PREFIX_EXTENSION_TOKENS} tokens"),
+    ];
+    for (index, name) in labels.into_iter().enumerate() {
+        let (modeld, llama) = serving(&|figures| figures.first_token_ms[index]);
+        rows.push(Row { name, unit: "ms", higher_is_better: false, modeld, llama });
+    }
+    for (index, n_requests) in args.concurrency.iter().enumerate() {
+        let at = |figures: &ServingFigures| figures.concurrent.get(index).copied();
+        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, rate, _, _)| rate));
+        rows.push(Row {
+            name: format!("{n_requests} concurrent: total"),
+            unit: "tokens/s",
+            higher_is_better: true,
+            modeld,
+            llama,
+        });
+        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, _, p50, _)| p50));
+        rows.push(Row {
+            name: format!("{n_requests} concurrent: p50 latency"),
+            unit: "ms",
+            higher_is_better: false,
+            modeld,
+            llama,
+        });
+        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, _, _, p95)| p95));
+        rows.push(Row {
+            name: format!("{n_requests} concurrent: p95 latency"),
+            unit: "ms",
+            higher_is_better: false,
+            modeld,
+            llama,
+        });
+    }
+    let (modeld, llama) = serving(&|figures| figures.load_seconds);
+    rows.push(Row { name: "load".into(), unit: "s", higher_is_better: false, modeld, llama });
+    let (modeld, llama) = serving(&|figures| figures.peak_rss_mib);
+    rows.push(Row { name: "peak RSS".into(), unit: "MiB", higher_is_better: false, modeld, llama });
+
+    println!("{} ({} runs per figure, medians; {} CPUs)", gguf.display(), args.runs, num_cpus());
+    println!(
+        "{:<36} {:>12} {:>12}  {:<9} {:>8}",
+        "figure", "modeld", "llama.cpp", "unit", "speed ratio (>1: modeld ahead)"
+    );
+    for row in rows {
+        let show = |figure: Figure| figure.0.map_or("-".to_owned(), |value| format!("{value:.1}"));
+        let ratio = match (row.modeld.0, row.llama.0) {
+            (Some(modeld), Some(llama)) if modeld > 0.0 && llama > 0.0 => {
+                format!("{:.2}", if row.higher_is_better { modeld / llama } else { llama / modeld })
+            }
+            _ => "-".to_owned(),
+        };
+        println!("{:<36} {:>12} {:>12}  {:<9} {:>8}", row.name, show(row.modeld), show(row.llama), row.unit, ratio);
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A server under test, spoken to through its streaming completion endpoint.
+#[derive(Clone)]
+enum Server {
+    Modeld(Client),
+    Llama(Client),
+}
+
+/// One streamed completion.
+struct Completion {
+    first_token: Duration,
+    total: Duration,
+    n_generated: usize,
+    /// The final object.
+    done: Value,
+}
+
+impl Server {
+    async fn complete(&self, prompt: &str, n_predict: usize) -> anyhow::Result<Completion> {
+        let (client, path, body) = match self {
+            Server::Modeld(client) => (
+                client,
+                "/api/generate",
+                json!({"model": "bench", "prompt": prompt, "raw": true,
+                       "options": {"temperature": 0, "num_predict": n_predict, "num_ctx": 4096}}),
+            ),
+            Server::Llama(client) => (
+                client,
+                "/completion",
+                json!({"prompt": prompt, "n_predict": n_predict, "stream": true, "cache_prompt": true,
+                       "temperature": 0}),
+            ),
+        };
+        let started = Instant::now();
+        let mut first_token = None;
+        let mut done = Value::Null;
+        client
+            .stream(path, &body, |object| {
+                first_token.get_or_insert_with(|| started.elapsed());
+                if object["done"] == true || object["stop"] == true {
+                    done = object.clone();
+                }
+                Ok(())
+            })
+            .await?;
+        let n_generated = done["eval_count"]
+            .as_u64()
+            .or_else(|| done["tokens_predicted"].as_u64())
+            .or_else(|| done["timings"]["predicted_n"].as_u64())
+            .unwrap_or(0) as usize;
+        let total = started.elapsed();
+        Ok(Completion { first_token: first_token.unwrap_or(total), total, n_generated, done })
+    }
+}
+
+/// Measures the serving figures of a running server (`pid` for its memory).
+async fn measure_serving(
+    server: &Server,
+    args: &BenchArgs,
+    tokens_per_sentence: f64,
+    pid: u32,
+) -> anyhow::Result<ServingFigures> {
+    let mut figures = ServingFigures::default();
+    let sentences = |n_tokens: usize| (n_tokens as f64 / tokens_per_sentence).round().max(1.0) as usize;
+    let mut first_token_ms: [Vec<f64>; 3] = Default::default();
+    for run in 0..args.runs {
+        // A unique number first, so no earlier run's prefix helps.
+        let prompt = format!("Prefix run {run}. {}", SENTENCE.repeat(sentences(PREFIX_PROMPT_TOKENS)));
+        let extended = format!("{prompt}{}", SENTENCE.repeat(sentences(PREFIX_EXTENSION_TOKENS)));
+        for (index, text) in [&prompt, &prompt, &extended].into_iter().enumerate() {
+            let completion = server.complete(text, 1).await?;
+            first_token_ms[index].push(completion.first_token.as_secs_f64() * 1e3);
+        }
+    }
+    for (index, samples) in first_token_ms.into_iter().enumerate() {
+        figures.first_token_ms[index] = Some(median(samples));
+    }
+    for &n_requests in &args.concurrency {
+        let mut rates = Vec::new();
+        let mut latencies = Vec::new();
+        for run in 0..args.runs {
+            let started = Instant::now();
+            let requests: Vec<_> = (0..n_requests)
+                .map(|request| {
+                    let server = server.clone();
+                    let prompt = format!("Request {run}-{request}. Count from 1 to 1000: 1, 2, 3, 4, 5,");
+                    tokio::spawn(async move { server.complete(&prompt, CONCURRENT_DECODE_TOKENS).await })
+                })
+                .collect();
+            let mut n_generated = 0;
+            for request in requests {
+                let completion = request.await??;
+                n_generated += completion.n_generated;
+                latencies.push(completion.total.as_secs_f64() * 1e3);
+            }
+            rates.push(n_generated as f64 / started.elapsed().as_secs_f64());
+        }
+        figures.concurrent.push((n_requests, median(rates), percentile(&latencies, 0.5), percentile(&latencies, 0.95)));
+    }
+    figures.peak_rss_mib = peak_rss_bytes(pid).map(|bytes| bytes as f64 / (1024.0 * 1024.0));
+    Ok(figures)
+}
+
+/// Starts a daemon, imports the weights, and measures prompt and decode speed (by the
+/// daemon's own figures) and the serving figures. Returns prompt speeds per length, then
+/// decode speed.
+async fn run_modeld(args: &BenchArgs, gguf: &Path) -> anyhow::Result<(Vec<f64>, ServingFigures)> {
     let home = std::env::temp_dir().join(format!("modeld-bench-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.local_addr()?.port()
-    };
-    let host = format!("127.0.0.1:{port}");
+    let host = format!("127.0.0.1:{}", free_port()?);
+    let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
     let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
         .arg("serve")
         .env("OLLAMA_HOST", &host)
         .env("OLLAMA_MODELS", home.join("models"))
         .env("OLLAMA_KEEP_ALIVE", "-1")
+        .env("OLLAMA_NUM_PARALLEL", max_concurrency.to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let daemon_pid = daemon.id().context("daemon pid")?;
-    let result = measure(&args, &gguf, &host, daemon_pid).await;
+    let pid = daemon.id().context("daemon pid")?;
+    let result = async {
+        let client = Client::new(format!("http://{host}"));
+        wait_until_up(&client, "/api/version").await?;
+        let digest = {
+            let bytes = std::fs::read(gguf)?;
+            use sha2::Digest as _;
+            let hex: String = sha2::Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("sha256:{hex}")
+        };
+        client.upload_blob(gguf, &digest, |_, _| {}).await?;
+        let file_name = gguf.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        client.post("/api/create", &json!({"model": "bench", "files": {file_name: digest}, "stream": false})).await?;
+        let load_started = Instant::now();
+        client.post("/api/generate", &json!({"model": "bench", "prompt": ""})).await?;
+        let load_seconds = load_started.elapsed().as_secs_f64();
+
+        let server = Server::Modeld(client);
+        let calibration = server.complete(&format!("0 {}", SENTENCE.repeat(10)), 1).await?;
+        let tokens_per_sentence = (calibration.done["prompt_eval_count"].as_f64().unwrap_or(150.0) / 10.0).max(1.0);
+        let mut speeds = Vec::new();
+        for &n_tokens in &args.prompt_tokens {
+            let n_sentences = (n_tokens as f64 / tokens_per_sentence).round().max(1.0) as usize;
+            let mut rates = Vec::new();
+            for run in 0..args.runs {
+                let prompt = format!("{n_tokens}-{run} {}", SENTENCE.repeat(n_sentences));
+                let completion = server.complete(&prompt, 1).await?;
+                rates.push(rate(&completion.done, "prompt_eval_count", "prompt_eval_duration"));
+            }
+            speeds.push(median(rates));
+        }
+        let mut rates = Vec::new();
+        for run in 0..args.runs {
+            let prompt = format!("Run {run}. Count from 1 to 1000: 1, 2, 3, 4, 5,");
+            let completion = server.complete(&prompt, args.decode_tokens).await?;
+            rates.push(rate(&completion.done, "eval_count", "eval_duration"));
+        }
+        speeds.push(median(rates));
+        let mut serving = measure_serving(&server, args, tokens_per_sentence, pid).await?;
+        serving.load_seconds = Some(load_seconds);
+        anyhow::Ok((speeds, serving))
+    }
+    .await;
     let _ = daemon.kill().await;
     let _ = std::fs::remove_dir_all(&home);
-    let (figures, ttft, peak_rss_bytes, load) = result?;
+    result
+}
 
-    println!("modeld on {} ({} runs, medians)", gguf.display(), args.runs);
-    println!("  load time                  {:>10.2} s", load.as_secs_f64());
-    println!("  prompt eval ({:>4} tokens) {:>10.1} tokens/s", args.prompt_tokens, figures.prompt_tokens_per_second);
-    println!("  decode      ({:>4} tokens) {:>10.1} tokens/s", args.decode_tokens, figures.decode_tokens_per_second);
-    println!(
-        "  time to first token        {:>10.1} ms  ({}-token prompt)",
-        ttft.as_secs_f64() * 1e3,
-        args.prompt_tokens
-    );
-    println!("  daemon peak RSS            {:>10.1} MiB", peak_rss_bytes as f64 / (1024.0 * 1024.0));
-    if let Some(llama_bench) = &args.llama_bench {
-        let reference = run_llama_bench(llama_bench, &gguf, &args)?;
-        println!("llama.cpp llama-bench -t 2 on the same file");
-        println!(
-            "  prompt eval {:>10.1} tokens/s   modeld/llama.cpp {:.2}",
-            reference.prompt_tokens_per_second,
-            figures.prompt_tokens_per_second / reference.prompt_tokens_per_second
-        );
-        println!(
-            "  decode      {:>10.1} tokens/s   modeld/llama.cpp {:.2}",
-            reference.decode_tokens_per_second,
-            figures.decode_tokens_per_second / reference.decode_tokens_per_second
-        );
+/// Starts `llama-server` on the same file with one slot per concurrent request, and measures
+/// the serving figures.
+async fn run_llama_server(binary: &Path, gguf: &Path, args: &BenchArgs) -> anyhow::Result<ServingFigures> {
+    let port = free_port()?;
+    let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
+    let started = Instant::now();
+    let mut server = tokio::process::Command::new(binary)
+        .arg("-m")
+        .arg(gguf)
+        .args(["-t", &args.threads.to_string(), "--port", &port.to_string()])
+        .args(["-np", &max_concurrency.to_string(), "-c", &(4096 * max_concurrency).to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = server.id().context("llama-server pid")?;
+    let result = async {
+        let client = Client::new(format!("http://127.0.0.1:{port}"));
+        wait_until_up(&client, "/health").await?;
+        let load_seconds = started.elapsed().as_secs_f64();
+        let server = Server::Llama(client.clone());
+        let tokenized = client.post("/tokenize", &json!({"content": format!("0 {}", SENTENCE.repeat(10))})).await?;
+        let tokens_per_sentence = (tokenized["tokens"].as_array().map_or(150, Vec::len) as f64 / 10.0).max(1.0);
+        let mut figures = measure_serving(&server, args, tokens_per_sentence, pid).await?;
+        figures.load_seconds = Some(load_seconds);
+        anyhow::Ok(figures)
+    }
+    .await;
+    let _ = server.kill().await;
+    result
+}
+
+/// llama-bench's prompt speeds (one per requested length), then its decode speed.
+fn run_llama_bench(binary: &Path, gguf: &Path, args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
+    let lengths: Vec<String> = args.prompt_tokens.iter().map(usize::to_string).collect();
+    let output = std::process::Command::new(binary)
+        .arg("-m")
+        .arg(gguf)
+        .args(["-t", &args.threads.to_string(), "-p", &lengths.join(","), "-n", &args.decode_tokens.to_string()])
+        .args(["-r", &args.runs.to_string(), "-o", "json"])
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!("llama-bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let results: Vec<Value> = serde_json::from_slice(&output.stdout).context("parsing llama-bench JSON")?;
+    let speed = |n_prompt: usize, n_gen: usize| {
+        results
+            .iter()
+            .find(|result| {
+                result["n_prompt"].as_u64() == Some(n_prompt as u64) && result["n_gen"].as_u64() == Some(n_gen as u64)
+            })
+            .and_then(|result| result["avg_ts"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let mut speeds: Vec<f64> = args.prompt_tokens.iter().map(|n_tokens| speed(*n_tokens, 0)).collect();
+    speeds.push(speed(0, args.decode_tokens));
+    Ok(speeds)
+}
+
+async fn wait_until_up(client: &Client, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.get(path).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }
 
-async fn measure(
-    args: &BenchArgs,
-    gguf: &std::path::Path,
-    host: &str,
-    daemon_pid: u32,
-) -> anyhow::Result<(Figures, Duration, u64, Duration)> {
-    let client = Client::new(format!("http://{host}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.get("/api/version").await.is_err() {
-        if Instant::now() > deadline {
-            bail!("the benchmark daemon did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let digest = {
-        let bytes = std::fs::read(gguf)?;
-        use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("sha256:{hex}")
-    };
-    client.upload_blob(gguf, &digest, |_, _| {}).await?;
-    let file_name = gguf.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    client.post("/api/create", &json!({"model": "bench", "files": {file_name: digest}, "stream": false})).await?;
-
-    let load_started = Instant::now();
-    client.post("/api/generate", &json!({"model": "bench", "prompt": ""})).await?;
-    let load = load_started.elapsed();
-
-    // A unique number first defeats mistral.rs's prefix cache, so every run evaluates the
-    // whole prompt.
-    let sentence = "The quick brown fox jumps over the lazy dog near the quiet river bank. ";
-    let calibration = generate(&client, &format!("0 {}", sentence.repeat(10)), 1).await?;
-    let tokens_per_sentence = (calibration.0["prompt_eval_count"].as_f64().unwrap_or(150.0) / 10.0).max(1.0);
-    let n_sentences = (args.prompt_tokens as f64 / tokens_per_sentence).round().max(1.0) as usize;
-
-    let mut prompt_rates = Vec::new();
-    let mut first_token_times = Vec::new();
-    for run in 0..args.runs {
-        let prompt = format!("{} {}", run + 1, sentence.repeat(n_sentences));
-        let (done, first_token) = generate(&client, &prompt, 1).await?;
-        prompt_rates.push(rate(&done, "prompt_eval_count", "prompt_eval_duration"));
-        first_token_times.push(first_token.as_secs_f64());
-    }
-    let mut decode_rates = Vec::new();
-    for run in 0..args.runs {
-        let prompt = format!("Run {run}. Count from 1 to 1000: 1, 2, 3, 4, 5,");
-        let (done, _) = generate(&client, &prompt, args.decode_tokens).await?;
-        decode_rates.push(rate(&done, "eval_count", "eval_duration"));
-    }
-    let peak_rss_bytes = std::fs::read_to_string(format!("/proc/{daemon_pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find(|line| line.starts_with("VmHWM:")).and_then(|line| {
-                line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).map(|kib| kib * 1024)
-            })
-        })
-        .unwrap_or(0);
-    Ok((
-        Figures { prompt_tokens_per_second: median(prompt_rates), decode_tokens_per_second: median(decode_rates) },
-        Duration::from_secs_f64(median(first_token_times)),
-        peak_rss_bytes,
-        load,
-    ))
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
-/// Streams one raw generation; returns the final chunk and the time to the first text.
-async fn generate(client: &Client, prompt: &str, num_predict: usize) -> anyhow::Result<(Value, Duration)> {
-    let body = json!({
-        "model": "bench", "prompt": prompt, "raw": true,
-        "options": {"temperature": 0, "num_predict": num_predict, "num_ctx": 4096}
-    });
-    let started = Instant::now();
-    let mut first_token = None;
-    let mut done = Value::Null;
-    client
-        .stream("/api/generate", &body, |chunk| {
-            if first_token.is_none() && chunk["response"].as_str().is_some_and(|text| !text.is_empty()) {
-                first_token = Some(started.elapsed());
-            }
-            if chunk["done"] == true {
-                done = chunk.clone();
-            }
-            Ok(())
-        })
-        .await?;
-    Ok((done, first_token.unwrap_or_else(|| started.elapsed())))
+fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
 }
 
 fn rate(done: &Value, count: &str, duration: &str) -> f64 {
@@ -184,37 +434,37 @@ fn rate(done: &Value, count: &str, duration: &str) -> f64 {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: Vec<f64>) -> f64 {
+    percentile(&values, 0.5)
+}
+
+/// The value below which `fraction` of `values` lie (nearest rank; the median of an even
+/// count is the mean of the middle two).
+fn percentile(values: &[f64], fraction: f64) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if fraction == 0.5 && sorted.len() % 2 == 0 {
+        let middle = sorted.len() / 2;
+        return (sorted[middle - 1] + sorted[middle]) / 2.0;
     }
+    let rank = ((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }
 
-fn run_llama_bench(binary: &std::path::Path, gguf: &std::path::Path, args: &BenchArgs) -> anyhow::Result<Figures> {
-    let output = std::process::Command::new(binary)
-        .args(["-m"])
-        .arg(gguf)
-        .args(["-t", "2", "-p", &args.prompt_tokens.to_string(), "-n", &args.decode_tokens.to_string(), "-o", "json"])
-        .args(["-r", &args.runs.to_string()])
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !output.status.success() {
-        bail!("llama-bench failed: {}", String::from_utf8_lossy(&output.stderr));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_percentiles() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 0.95), 95.0);
+        assert_eq!(percentile(&[7.0], 0.95), 7.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
     }
-    let results: Vec<Value> = serde_json::from_slice(&output.stdout).context("parsing llama-bench JSON")?;
-    let pick = |is_prompt: bool| {
-        results
-            .iter()
-            .find(|result| (result["n_prompt"].as_u64().unwrap_or(0) > 0) == is_prompt)
-            .and_then(|result| result["avg_ts"].as_f64())
-            .unwrap_or(0.0)
-    };
-    Ok(Figures { prompt_tokens_per_second: pick(true), decode_tokens_per_second: pick(false) })
 }

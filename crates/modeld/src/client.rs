@@ -24,6 +24,7 @@ impl std::fmt::Display for StatusError {
 impl std::error::Error for StatusError {}
 
 /// Talks to the daemon at `OLLAMA_HOST`.
+#[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     base_url: String,
@@ -95,7 +96,8 @@ impl Client {
         }
     }
 
-    /// Posts and calls `on_line` for each NDJSON line; a line with `error` ends with that error.
+    /// Posts `body` and calls `on_line` with each object of the streamed answer, NDJSON or
+    /// server-sent events; an object with `error` ends with that error.
     pub(crate) async fn stream(
         &self,
         path: &str,
@@ -109,7 +111,9 @@ impl Client {
             while let Some(newline) = buffer.iter().position(|byte| *byte == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=newline).collect();
                 let line = &line[..line.len() - 1];
-                if line.iter().all(u8::is_ascii_whitespace) {
+                // Server-sent events (llama.cpp's server, OpenAI's shape) carry JSON after `data: `.
+                let line = line.strip_prefix(b"data: ").unwrap_or(line);
+                if line.iter().all(u8::is_ascii_whitespace) || line == b"[DONE]" {
                     continue;
                 }
                 let value: Value = serde_json::from_slice(line).context("reading the response stream")?;

@@ -20,9 +20,10 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     let models_dir = environment::models_dir();
     let store = model_store::Store::open(&models_dir)
         .with_context(|| format!("opening models directory {}", models_dir.display()))?;
+    let num_parallel = environment::unsigned("OLLAMA_NUM_PARALLEL", 1)?.max(1);
     let engine: Arc<dyn Engine> = match environment::variable("MODELD_ENGINE").as_deref() {
         None | Some("mistralrs") => {
-            Arc::new(engine_mistralrs::MistralRsEngine::new(environment::requantized_weights_dir()))
+            Arc::new(engine_mistralrs::MistralRsEngine::new(environment::requantized_weights_dir(), num_parallel))
         }
         Some("scripted") => Arc::new(engine::scripted::ScriptedEngine::new()),
         Some(other) => anyhow::bail!("unknown MODELD_ENGINE {other:?} (expected mistralrs or scripted)"),
@@ -33,6 +34,8 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         SchedulerConfig {
             max_loaded_models: environment::unsigned("OLLAMA_MAX_LOADED_MODELS", 3)?,
             default_keep_alive,
+            num_parallel,
+            max_queue: environment::unsigned("OLLAMA_MAX_QUEUE", 512)?,
         },
     );
     let config = ServerConfig {

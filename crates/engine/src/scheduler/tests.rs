@@ -10,7 +10,7 @@ fn spec(dir: &tempfile::TempDir, name: &str) -> LoadSpec {
 }
 
 fn scheduler(engine: Arc<ScriptedEngine>, max_loaded_models: usize) -> Arc<Scheduler> {
-    Scheduler::new(engine, SchedulerConfig { max_loaded_models, default_keep_alive: Some(Duration::from_secs(300)) })
+    Scheduler::new(engine, SchedulerConfig { max_loaded_models, ..SchedulerConfig::default() })
 }
 
 #[tokio::test]
@@ -82,4 +82,35 @@ async fn forever_has_no_deadline() {
     scheduler.unload_expired(Instant::now() + Duration::from_secs(1_000_000));
     assert!(scheduler.is_loaded("a"));
     assert!(scheduler.status()[0].expires_at.is_none());
+}
+
+#[tokio::test]
+async fn requests_beyond_num_parallel_wait_and_beyond_max_queue_are_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SchedulerConfig { num_parallel: 2, max_queue: 3, ..SchedulerConfig::default() };
+    let scheduler = Scheduler::new(Arc::new(ScriptedEngine::new()), config);
+    let a = spec(&dir, "a");
+    let first = scheduler.acquire("a", &a, None).await.unwrap();
+    let second = scheduler.acquire("a", &a, None).await.unwrap();
+    assert_eq!(scheduler.status()[0].n_active_requests, 2);
+    // Another model has turns of its own.
+    drop(scheduler.acquire("b", &spec(&dir, "b"), None).await.unwrap());
+
+    // The third waits for a turn; with it and two more waiting, the queue is full.
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let (scheduler, a) = (scheduler.clone(), a.clone());
+            tokio::spawn(async move { scheduler.acquire("a", &a, None).await.map(drop) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(waiting.iter().all(|task| !task.is_finished()));
+    assert!(matches!(scheduler.acquire("a", &a, None).await, Err(SchedulerError::Busy)));
+
+    drop(first);
+    drop(second);
+    for task in waiting {
+        task.await.unwrap().unwrap();
+    }
+    drop(scheduler.acquire("a", &a, None).await.unwrap());
 }
