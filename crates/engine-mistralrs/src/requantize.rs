@@ -21,8 +21,9 @@ pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<P
     if !slow {
         return Ok(path.to_owned());
     }
+    let target_type = target_type();
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let target = cache_dir.join(format!("{file_name}.q8_0.gguf"));
+    let target = cache_dir.join(format!("{file_name}.{target_type:?}.gguf").to_lowercase());
     if target.is_file() {
         return Ok(target);
     }
@@ -36,7 +37,9 @@ pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<P
         let last_dim = tensor.shape().dims().last().copied().unwrap_or(0);
         let tensor = if has_no_simd_kernel(tensor.dtype()) && last_dim % 32 == 0 {
             let values = tensor.dequantize(&Device::Cpu).map_err(|error| error.to_string())?;
-            QTensor::quantize(&values, GgmlDType::Q8_0).map_err(|error| error.to_string())?
+            // Rows that do not fill the target's blocks take Q8_0's 32-wide blocks.
+            let dtype = if last_dim % target_type.block_size() == 0 { target_type } else { GgmlDType::Q8_0 };
+            QTensor::quantize(&values, dtype).map_err(|error| error.to_string())?
         } else {
             tensor
         };
@@ -55,6 +58,17 @@ pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<P
     }
     std::fs::rename(&temporary, &target).map_err(|error| error.to_string())?;
     Ok(target)
+}
+
+/// Q8_0, or the type `MODELD_REQUANTIZE_TYPE` names (`f32`, `f16`, `q4k`, `q6k`), for measuring.
+fn target_type() -> GgmlDType {
+    match std::env::var("MODELD_REQUANTIZE_TYPE").unwrap_or_default().to_lowercase().as_str() {
+        "f32" => GgmlDType::F32,
+        "f16" => GgmlDType::F16,
+        "q4k" => GgmlDType::Q4K,
+        "q6k" => GgmlDType::Q6K,
+        _ => GgmlDType::Q8_0,
+    }
 }
 
 fn has_no_simd_kernel(dtype: GgmlDType) -> bool {

@@ -33,6 +33,10 @@ pub(crate) struct BenchArgs {
     /// Concurrent request counts for the serving figures.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     concurrency: Vec<usize>,
+    /// `OLLAMA_NUM_PARALLEL` for the measured daemon (llama-server gets one slot per concurrent
+    /// request).
+    #[arg(long, default_value_t = 1)]
+    num_parallel: usize,
     /// Threads for llama.cpp (modeld uses every core).
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, usize::from))]
     threads: usize,
@@ -282,13 +286,12 @@ async fn run_modeld(args: &BenchArgs, gguf: &Path) -> anyhow::Result<(Vec<f64>, 
     let home = std::env::temp_dir().join(format!("modeld-bench-{}", std::process::id()));
     std::fs::create_dir_all(&home)?;
     let host = format!("127.0.0.1:{}", free_port()?);
-    let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
     let mut daemon = tokio::process::Command::new(std::env::current_exe()?)
         .arg("serve")
         .env("OLLAMA_HOST", &host)
         .env("OLLAMA_MODELS", home.join("models"))
         .env("OLLAMA_KEEP_ALIVE", "-1")
-        .env("OLLAMA_NUM_PARALLEL", max_concurrency.to_string())
+        .env("OLLAMA_NUM_PARALLEL", args.num_parallel.to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
