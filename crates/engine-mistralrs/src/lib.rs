@@ -269,13 +269,58 @@ impl LoadedModel for MistralRsModel {
             eos_token_ids: self.eos_token_ids.clone(),
             record,
             stop_filter: StopFilter::new(&request.stop),
-            emitted_text_len: 0,
+            incremental: IncrementalDecoder::default(),
             n_prompt_tokens,
             max_new_tokens: request.max_new_tokens,
             started,
         };
         tokio::spawn(stream.run(response_receiver, sender));
         Ok(receiver)
+    }
+}
+
+/// Decodes generated ids as they come, re-decoding only a short window (the tokenizers
+/// crate's stream decoding), so a long answer costs linear time. Text ending in a partial
+/// character waits for the rest.
+#[derive(Default)]
+struct IncrementalDecoder {
+    n_fed: usize,
+    window: Vec<u32>,
+    window_text: String,
+    window_start: usize,
+}
+
+impl IncrementalDecoder {
+    /// The text of `ids` (all ids so far) not returned before; at the end, also text still
+    /// held back.
+    fn push(&mut self, tokenizer: &tokenizers::Tokenizer, ids: &[u32], at_end: bool) -> String {
+        let mut text = String::new();
+        for &id in ids.get(self.n_fed..).unwrap_or_default() {
+            self.n_fed += 1;
+            match tokenizers::step_decode_stream(
+                tokenizer,
+                id,
+                false,
+                &mut self.window,
+                &mut self.window_text,
+                &mut self.window_start,
+            ) {
+                Ok(Some(piece)) => text.push_str(&piece),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "decoding generated tokens"),
+            }
+        }
+        if at_end {
+            if let Ok(rest) = tokenizer.decode(&self.window, false) {
+                if let Some(unsent) = rest.get(self.window_text.len()..) {
+                    text.push_str(unsent);
+                }
+            }
+            self.window.clear();
+            self.window_text.clear();
+            self.window_start = 0;
+        }
+        text
     }
 }
 
@@ -287,7 +332,7 @@ struct DecodeStream {
     eos_token_ids: Vec<u32>,
     record: Arc<Mutex<SamplerRecord>>,
     stop_filter: StopFilter,
-    emitted_text_len: usize,
+    incremental: IncrementalDecoder,
     n_prompt_tokens: usize,
     max_new_tokens: usize,
     started: Instant,
@@ -340,15 +385,8 @@ impl DecodeStream {
     /// Text decoded since the last call, held back while it ends in a partial character or
     /// could be the start of a stop sequence. Returns whether a stop sequence matched.
     fn new_text(&mut self, ids: &[u32], at_end: bool) -> (String, bool) {
-        let Ok(full_text) = self.tokenizer.decode(ids, false) else { return (String::new(), false) };
-        if !at_end && full_text.ends_with('\u{FFFD}') {
-            return (String::new(), false);
-        }
-        let start = self.emitted_text_len.min(full_text.len());
-        let start = (0..=start).rev().find(|index| full_text.is_char_boundary(*index)).unwrap_or(0);
-        let piece = &full_text[start..];
-        self.emitted_text_len = full_text.len();
-        match self.stop_filter.push(piece) {
+        let piece = self.incremental.push(&self.tokenizer, ids, at_end);
+        match self.stop_filter.push(&piece) {
             StopStep::Continue(mut text) => {
                 if at_end {
                     text.push_str(&self.stop_filter.finish());

@@ -91,7 +91,13 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let llama_serving = match &args.llama_server {
-        Some(binary) => Some(run_llama_server(binary, &gguf, &args).await?),
+        Some(binary) => match run_llama_server(binary, &gguf, &args).await {
+            Ok(figures) => Some(figures),
+            Err(error) => {
+                eprintln!("llama-server: {error:#}");
+                None
+            }
+        },
         None => None,
     };
 
@@ -362,7 +368,7 @@ async fn run_llama_server(binary: &Path, gguf: &Path, args: &BenchArgs) -> anyho
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = server.id().context("llama-server pid")?;
     let result = async {
-        let client = Client::new(format!("http://127.0.0.1:{port}"));
+        let client = Client::without_connection_reuse(format!("http://127.0.0.1:{port}"));
         wait_until_up(&client, "/health").await?;
         let load_seconds = started.elapsed().as_secs_f64();
         let server = Server::Llama(client.clone());

@@ -39,6 +39,13 @@ impl Client {
         Client { http: reqwest::Client::new(), base_url }
     }
 
+    /// A client that opens a connection per request, for servers that close idle keep-alive
+    /// connections under a pooled client (llama.cpp's server does after five seconds).
+    pub(crate) fn without_connection_reuse(base_url: String) -> Client {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap_or_default();
+        Client { http, base_url }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
