@@ -52,7 +52,12 @@ impl MistralRsEngine {
 }
 
 struct MistralRsModel {
-    runner: Arc<MistralRs>,
+    /// The engine loop over the loaded pipeline; replaced (weights kept) to empty its prefix
+    /// cache, see [`PrefixCacheBudget`].
+    runner: tokio::sync::Mutex<Arc<MistralRs>>,
+    pipeline: SharedPipeline,
+    max_running_sequences: NonZeroUsize,
+    prefix_cache: Arc<PrefixCacheBudget>,
     tokenizer: Arc<tokenizers::Tokenizer>,
     eos_token_ids: Vec<u32>,
     description: ModelDescription,
@@ -115,15 +120,7 @@ impl Engine for MistralRsEngine {
             (pipeline.tokenizer(), pipeline.get_metadata())
         };
         let tokenizer = tokenizer.ok_or_else(|| EngineError::Load("the GGUF file has no tokenizer".into()))?;
-        let runner = MistralRsBuilder::new(
-            pipeline,
-            SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(self.max_running_sequences) },
-            false,
-            None,
-        )
-        .with_prefix_cache_n(4)
-        .build()
-        .await;
+        let runner = build_runner(pipeline.clone(), self.max_running_sequences).await;
         let token_text = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id));
         let description = ModelDescription {
             trained_context_length: Some(metadata.max_seq_len),
@@ -148,7 +145,16 @@ impl Engine for MistralRsEngine {
                 }
             }
         }
-        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids, description }))
+        let prefix_cache = Arc::new(PrefixCacheBudget::new(&facts));
+        Ok(Arc::new(MistralRsModel {
+            runner: tokio::sync::Mutex::new(runner),
+            pipeline,
+            max_running_sequences: self.max_running_sequences,
+            prefix_cache,
+            tokenizer,
+            eos_token_ids,
+            description,
+        }))
     }
 }
 
@@ -163,7 +169,74 @@ fn activation_dtype() -> ModelDType {
     }
 }
 
+/// A loaded pipeline, shared by the engine loops built over it.
+type SharedPipeline = Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline + Send + Sync>>;
+
+/// An engine loop over `pipeline` with a prefix cache.
+async fn build_runner(pipeline: SharedPipeline, max_running_sequences: NonZeroUsize) -> Arc<MistralRs> {
+    MistralRsBuilder::new(
+        pipeline,
+        SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(max_running_sequences) },
+        false,
+        None,
+    )
+    .with_prefix_cache_n(4)
+    .build()
+    .await
+}
+
+/// Bounds the memory of mistral.rs's prefix cache.
+///
+/// mistral.rs 0.8.1 keeps the KV cache of every finished sequence for prefix reuse, and its
+/// eviction (`PrefixCacheManagerV2::evict_caches`) only moves caches off GPUs: on the CPU the
+/// cache grows without bound (about 190 MB per 2000-token prompt on SmolLM2-135M). modeld
+/// counts the tokens cached since the engine loop was built and, once they exceed the budget
+/// (`MODELD_PREFIX_CACHE_MIB`, default 512) and no generation runs, builds a fresh loop over
+/// the same weights, which drops the old cache.
+struct PrefixCacheBudget {
+    budget_tokens: usize,
+    cached_tokens: std::sync::atomic::AtomicUsize,
+    n_running: std::sync::atomic::AtomicUsize,
+}
+
+impl PrefixCacheBudget {
+    fn new(facts: &GgufFacts) -> PrefixCacheBudget {
+        let budget_mib: usize =
+            std::env::var("MODELD_PREFIX_CACHE_MIB").ok().and_then(|value| value.parse().ok()).unwrap_or(512);
+        // K and V in F32, and mistral.rs grows its caches in chunks, about twice what is used.
+        let bytes_per_token = (2 * 2 * 4 * facts.n_layers * facts.kv_width).max(1);
+        PrefixCacheBudget {
+            budget_tokens: budget_mib * 1024 * 1024 / bytes_per_token,
+            cached_tokens: Default::default(),
+            n_running: Default::default(),
+        }
+    }
+
+    fn over_budget_and_idle(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.cached_tokens.load(Ordering::SeqCst) > self.budget_tokens && self.n_running.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// A generation in progress; when it ends its tokens count as cached.
+struct RunningGeneration {
+    budget: Arc<PrefixCacheBudget>,
+    n_tokens: usize,
+}
+
+impl Drop for RunningGeneration {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.budget.cached_tokens.fetch_add(self.n_tokens, Ordering::SeqCst);
+        self.budget.n_running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct GgufFacts {
+    /// Transformer blocks.
+    n_layers: usize,
+    /// Key (and value) width per token and layer: KV heads times head size.
+    kv_width: usize,
     architecture: String,
     bos_token_id: Option<u32>,
     eos_token_id: Option<u32>,
@@ -177,8 +250,14 @@ fn read_gguf_facts(path: &Path) -> Result<GgufFacts, EngineError> {
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| load_error(&error))?;
     let string = |key: &str| content.metadata.get(key).and_then(|value| value.to_string().ok().cloned());
     let id = |key: &str| content.metadata.get(key).and_then(|value| value.to_u32().ok());
+    let architecture = string("general.architecture").unwrap_or_default();
+    let number = |key: &str| id(&format!("{architecture}.{key}")).map(|value| value as usize);
+    let n_heads = number("attention.head_count").unwrap_or(1).max(1);
+    let head_size = number("attention.key_length").unwrap_or_else(|| number("embedding_length").unwrap_or(0) / n_heads);
     Ok(GgufFacts {
-        architecture: string("general.architecture").unwrap_or_default(),
+        n_layers: number("block_count").unwrap_or(1),
+        kv_width: number("attention.head_count_kv").unwrap_or(n_heads) * head_size,
+        architecture,
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_id: id("tokenizer.ggml.eos_token_id"),
         file_size,
@@ -219,6 +298,20 @@ impl LoadedModel for MistralRsModel {
             let _ = sender.send(GenerationEvent::Done(summary)).await;
             return Ok(receiver);
         }
+        let runner = {
+            let mut runner = self.runner.lock().await;
+            if self.prefix_cache.over_budget_and_idle() {
+                tracing::info!("prefix cache over budget; starting a fresh engine loop over the loaded weights");
+                *runner = build_runner(self.pipeline.clone(), self.max_running_sequences).await;
+                self.prefix_cache.cached_tokens.store(0, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.prefix_cache.n_running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            runner.clone()
+        };
+        let running = RunningGeneration {
+            budget: self.prefix_cache.clone(),
+            n_tokens: n_prompt_tokens + request.max_new_tokens.min(256),
+        };
         let record = Arc::new(Mutex::new(SamplerRecord::default()));
         let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
         let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
@@ -245,7 +338,7 @@ impl LoadedModel for MistralRsModel {
             response: response_sender,
             return_logprobs: false,
             is_streaming: true,
-            id: self.runner.next_request_id(),
+            id: runner.next_request_id(),
             constraint: match &request.json_schema {
                 Some(schema) => Constraint::JsonSchema(schema.clone()),
                 None => Constraint::None,
@@ -259,7 +352,7 @@ impl LoadedModel for MistralRsModel {
             model_id: None,
             truncate_sequence: false,
         };
-        let engine_sender = self.runner.get_sender(None).map_err(|error| EngineError::Request(error.to_string()))?;
+        let engine_sender = runner.get_sender(None).map_err(|error| EngineError::Request(error.to_string()))?;
         engine_sender
             .send(Request::Normal(Box::new(normal_request)))
             .await
@@ -274,7 +367,11 @@ impl LoadedModel for MistralRsModel {
             max_new_tokens: request.max_new_tokens,
             started,
         };
-        tokio::spawn(stream.run(response_receiver, sender));
+        tokio::spawn(async move {
+            stream.run(response_receiver, sender).await;
+            // The engine loop serving this generation lives until it ends.
+            drop((running, runner));
+        });
         Ok(receiver)
     }
 }
