@@ -41,9 +41,13 @@ fn tiny_gguf() -> Vec<u8> {
 }
 
 async fn harness_with(engine: ScriptedEngine) -> Harness {
+    harness_with_config(engine, SchedulerConfig { num_parallel: 4, ..SchedulerConfig::default() }).await
+}
+
+async fn harness_with_config(engine: ScriptedEngine, scheduler_config: SchedulerConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("models")).unwrap();
-    let scheduler = Scheduler::new(Arc::new(engine), SchedulerConfig { num_parallel: 4, ..SchedulerConfig::default() });
+    let scheduler = Scheduler::new(Arc::new(engine), scheduler_config);
     let config = ServerConfig {
         version: "0.0.0-test".into(),
         default_num_ctx: 2048,
@@ -554,6 +558,20 @@ async fn format_is_checked_before_decoding() {
         (status, error),
         (StatusCode::BAD_REQUEST, json!({"error": "the scripted engine cannot constrain output to a schema"}))
     );
+}
+
+#[tokio::test]
+async fn a_full_queue_is_ollamas_503() {
+    let config = SchedulerConfig { max_queue: 0, ..SchedulerConfig::default() };
+    let harness = harness_with_config(ScriptedEngine::new(), config).await;
+    let body = json!({"model": "tiny", "prompt": "Hi", "stream": false});
+    let (status, error) = harness.call(Method::POST, "/api/generate", body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error, json!({"error": "server busy, please try again.  maximum pending requests exceeded"}));
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, error) = harness.call(Method::POST, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error["error"]["type"], "api_error");
 }
 
 mod agents;
