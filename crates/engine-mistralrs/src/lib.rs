@@ -218,16 +218,18 @@ impl PrefixCacheBudget {
     }
 }
 
-/// A generation in progress; when it ends its tokens count as cached.
+/// A generation in progress; when it ends its prompt and sampled tokens count as cached.
 struct RunningGeneration {
     budget: Arc<PrefixCacheBudget>,
-    n_tokens: usize,
+    n_prompt_tokens: usize,
+    record: Arc<Mutex<SamplerRecord>>,
 }
 
 impl Drop for RunningGeneration {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering;
-        self.budget.cached_tokens.fetch_add(self.n_tokens, Ordering::SeqCst);
+        let n_sampled = self.record.lock().map_or(0, |record| record.token_ids.len());
+        self.budget.cached_tokens.fetch_add(self.n_prompt_tokens + n_sampled, Ordering::SeqCst);
         self.budget.n_running.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -308,11 +310,8 @@ impl LoadedModel for MistralRsModel {
             self.prefix_cache.n_running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             runner.clone()
         };
-        let running = RunningGeneration {
-            budget: self.prefix_cache.clone(),
-            n_tokens: n_prompt_tokens + request.max_new_tokens.min(256),
-        };
         let record = Arc::new(Mutex::new(SamplerRecord::default()));
+        let running = RunningGeneration { budget: self.prefix_cache.clone(), n_prompt_tokens, record: record.clone() };
         let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
         let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
         let sampling = &request.sampling;

@@ -66,7 +66,6 @@ impl HeaderCache {
             .map(|tokens| tokens.iter().filter_map(serde_json::Value::as_str).collect())
             .unwrap_or_default();
         let fim = FimTemplate::detect(|token| vocabulary.contains(token));
-        drop(vocabulary);
         let cached = (Arc::new(header), fim);
         self.headers.lock().unwrap().insert(digest.clone(), cached.clone());
         Ok(cached)

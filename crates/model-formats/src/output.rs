@@ -142,17 +142,14 @@ impl OutputParser {
             }
             self.json_call_may_follow = false;
         }
-        let open_tags = format.map_or(&[][..], ToolCallFormat::open_tags);
-        let earliest_tag =
-            open_tags.iter().filter_map(|tag| self.buffer.find(tag).map(|at| (at, *tag))).min_by_key(|(at, _)| *at);
-        if let Some((at, tag)) = earliest_tag {
+        if let Some((at, tag)) = self.earliest_open_tag() {
             let before: String = self.buffer[..at].to_owned();
             self.emit_content(before, events);
             self.buffer.drain(..at + tag.len());
             self.state = State::Calls(tag);
             return true;
         }
-        let held = if at_end { 0 } else { partial_marker_len(&self.buffer, open_tags) };
+        let held = if at_end { 0 } else { partial_marker_len(&self.buffer, self.open_tags()) };
         let ready: String = self.buffer[..self.buffer.len() - held].to_owned();
         self.buffer.drain(..ready.len());
         self.emit_content(ready, events);
@@ -161,13 +158,8 @@ impl OutputParser {
 
     fn step_thinking(&mut self, at_end: bool, events: &mut Vec<OutputEvent>) -> bool {
         // Some models call a tool before closing their thinking; the call ends it.
-        let open_tags = self.config.tool_calls.map_or(&[][..], ToolCallFormat::open_tags);
         let close_at = self.buffer.find(THINK_CLOSE);
-        let call_at = open_tags
-            .iter()
-            .filter_map(|tag| self.buffer.find(tag).map(|at| (at, *tag)))
-            .filter(|(at, _)| close_at.is_none_or(|close_at| *at < close_at))
-            .min_by_key(|(at, _)| *at);
+        let call_at = self.earliest_open_tag().filter(|(at, _)| close_at.is_none_or(|close_at| *at < close_at));
         if let Some((at, tag)) = call_at {
             let thinking = self.buffer[..at].trim_end().to_owned();
             self.buffer.drain(..at + tag.len());
@@ -189,8 +181,8 @@ impl OutputParser {
         let held = if at_end {
             self.buffer.len()
         } else {
-            let partial =
-                partial_marker_len(&self.buffer, &[THINK_CLOSE]).max(partial_marker_len(&self.buffer, open_tags));
+            let partial = partial_marker_len(&self.buffer, &[THINK_CLOSE])
+                .max(partial_marker_len(&self.buffer, self.open_tags()));
             let rest = &self.buffer[..self.buffer.len() - partial];
             self.buffer.len() - rest.trim_end().len()
         };
@@ -224,6 +216,16 @@ impl OutputParser {
         }
         self.state = State::Content;
         true
+    }
+
+    /// The markers that open a stretch of tool calls; none without tools.
+    fn open_tags(&self) -> &'static [&'static str] {
+        self.config.tool_calls.map_or(&[], ToolCallFormat::open_tags)
+    }
+
+    /// The first opening marker in the buffer, and where it is.
+    fn earliest_open_tag(&self) -> Option<(usize, &'static str)> {
+        self.open_tags().iter().filter_map(|tag| self.buffer.find(tag).map(|at| (at, *tag))).min_by_key(|(at, _)| *at)
     }
 
     fn emit_content(&mut self, text: String, events: &mut Vec<OutputEvent>) {

@@ -117,8 +117,9 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         modeld: Figure(modeld_speed.last().copied()),
         llama: Figure(llama_speed.as_ref().and_then(|speed| speed.last().copied())),
     });
-    let serving = |pick: &dyn Fn(&ServingFigures) -> Option<f64>| {
-        (Figure(pick(&modeld_serving)), Figure(llama_serving.as_ref().and_then(pick)))
+    let mut serving_row = |name: String, unit, higher_is_better, pick: &dyn Fn(&ServingFigures) -> Option<f64>| {
+        let (modeld, llama) = (Figure(pick(&modeld_serving)), Figure(llama_serving.as_ref().and_then(pick)));
+        rows.push(Row { name, unit, higher_is_better, modeld, llama });
     };
     let labels = [
         format!("first token, {PREFIX_PROMPT_TOKENS}-token prompt"),
@@ -126,40 +127,22 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         format!("first token, prompt +{PREFIX_EXTENSION_TOKENS} tokens"),
     ];
     for (index, name) in labels.into_iter().enumerate() {
-        let (modeld, llama) = serving(&|figures| figures.first_token_ms[index]);
-        rows.push(Row { name, unit: "ms", higher_is_better: false, modeld, llama });
+        serving_row(name, "ms", false, &|figures| figures.first_token_ms[index]);
     }
     for (index, n_requests) in args.concurrency.iter().enumerate() {
         let at = |figures: &ServingFigures| figures.concurrent.get(index).copied();
-        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, rate, _, _)| rate));
-        rows.push(Row {
-            name: format!("{n_requests} concurrent: total"),
-            unit: "tokens/s",
-            higher_is_better: true,
-            modeld,
-            llama,
+        serving_row(format!("{n_requests} concurrent: total"), "tokens/s", true, &|figures| {
+            at(figures).map(|(_, rate, _, _)| rate)
         });
-        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, _, p50, _)| p50));
-        rows.push(Row {
-            name: format!("{n_requests} concurrent: p50 latency"),
-            unit: "ms",
-            higher_is_better: false,
-            modeld,
-            llama,
+        serving_row(format!("{n_requests} concurrent: p50 latency"), "ms", false, &|figures| {
+            at(figures).map(|(_, _, p50, _)| p50)
         });
-        let (modeld, llama) = serving(&|figures| at(figures).map(|(_, _, _, p95)| p95));
-        rows.push(Row {
-            name: format!("{n_requests} concurrent: p95 latency"),
-            unit: "ms",
-            higher_is_better: false,
-            modeld,
-            llama,
+        serving_row(format!("{n_requests} concurrent: p95 latency"), "ms", false, &|figures| {
+            at(figures).map(|(_, _, _, p95)| p95)
         });
     }
-    let (modeld, llama) = serving(&|figures| figures.load_seconds);
-    rows.push(Row { name: "load".into(), unit: "s", higher_is_better: false, modeld, llama });
-    let (modeld, llama) = serving(&|figures| figures.peak_rss_mib);
-    rows.push(Row { name: "peak RSS".into(), unit: "MiB", higher_is_better: false, modeld, llama });
+    serving_row("load".into(), "s", false, &|figures| figures.load_seconds);
+    serving_row("peak RSS".into(), "MiB", false, &|figures| figures.peak_rss_mib);
 
     println!("{} ({} runs per figure, medians; {} CPUs)", gguf.display(), args.runs, num_cpus());
     println!(

@@ -17,6 +17,17 @@ pub(crate) enum Start {
     Running(std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>),
 }
 
+impl Start {
+    /// The outcomes to render: none for a load or unload, which the OpenAI routes answer as an
+    /// empty completion.
+    pub(crate) fn into_outcomes(self) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>> {
+        match self {
+            Start::Done(_) => Box::pin(futures_util::stream::empty()),
+            Start::Running(outcomes) => outcomes,
+        }
+    }
+}
+
 /// What a request's `think` asks of the template and of the output parser.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ThinkSettings {

@@ -15,7 +15,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::chat::start_chat;
-use super::common::Start;
 use super::generate::start_generate;
 use crate::inference::Outcome;
 use crate::json::{json_response, OllamaJson};
@@ -310,10 +309,7 @@ pub(crate) async fn chat_completions(
         think,
         ..Default::default()
     };
-    let outcomes = match start_chat(&state, &native, started).await? {
-        Start::Done(_) => Box::pin(futures_util::stream::empty()),
-        Start::Running(outcomes) => outcomes,
-    };
+    let outcomes = start_chat(&state, &native, started).await?.into_outcomes();
     let id = format!("chatcmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
@@ -389,10 +385,7 @@ pub(crate) async fn completions(
         stream: Some(request.sampling.stream),
         ..Default::default()
     };
-    let outcomes = match start_generate(&state, &native, started).await? {
-        Start::Done(_) => Box::pin(futures_util::stream::empty()),
-        Start::Running(outcomes) => outcomes,
-    };
+    let outcomes = start_generate(&state, &native, started).await?.into_outcomes();
     let id = format!("cmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
