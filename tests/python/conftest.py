@@ -22,12 +22,13 @@ def free_port():
 
 
 class Daemon:
-    def __init__(self, binary, home):
+    def __init__(self, binary, home, **extra_env):
         self.binary = binary
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
-        self.env = dict(os.environ, OLLAMA_HOST=self.host, OLLAMA_MODELS=os.path.join(home, "models"), HOME=home)
+        self.env = dict(os.environ, OLLAMA_HOST=self.host, OLLAMA_MODELS=os.path.join(home, "models"), HOME=home,
+                        **extra_env)
         self.log = open(os.path.join(home, "serve.log"), "wb")
         self.process = subprocess.Popen([binary, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30

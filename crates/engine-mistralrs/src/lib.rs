@@ -44,6 +44,7 @@ impl MistralRsEngine {
     /// `requantized_weights_dir`, or loads every file as it is when `None`, and batches up to
     /// `max_running_sequences` generations of one model together.
     pub fn new(requantized_weights_dir: Option<PathBuf>, max_running_sequences: usize) -> MistralRsEngine {
+        set_prefix_cache_budget();
         MistralRsEngine {
             requantized_weights_dir,
             max_running_sequences: NonZeroUsize::new(max_running_sequences).unwrap_or(NonZeroUsize::MIN),
@@ -52,12 +53,8 @@ impl MistralRsEngine {
 }
 
 struct MistralRsModel {
-    /// The engine loop over the loaded pipeline; replaced (weights kept) to empty its prefix
-    /// cache, see [`PrefixCacheBudget`].
-    runner: tokio::sync::Mutex<Arc<MistralRs>>,
-    pipeline: SharedPipeline,
-    max_running_sequences: NonZeroUsize,
-    prefix_cache: Arc<PrefixCacheBudget>,
+    /// The engine loop over the loaded pipeline, with its prefix cache.
+    runner: Arc<MistralRs>,
     tokenizer: Arc<tokenizers::Tokenizer>,
     eos_token_ids: Vec<u32>,
     description: ModelDescription,
@@ -145,12 +142,8 @@ impl Engine for MistralRsEngine {
                 }
             }
         }
-        let prefix_cache = Arc::new(PrefixCacheBudget::new(&facts));
         Ok(Arc::new(MistralRsModel {
-            runner: tokio::sync::Mutex::new(runner),
-            pipeline,
-            max_running_sequences: self.max_running_sequences,
-            prefix_cache,
+            runner,
             tokenizer,
             eos_token_ids,
             description,
@@ -169,10 +162,10 @@ fn activation_dtype() -> ModelDType {
     }
 }
 
-/// A loaded pipeline, shared by the engine loops built over it.
+/// A loaded pipeline.
 type SharedPipeline = Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline + Send + Sync>>;
 
-/// An engine loop over `pipeline` with a prefix cache.
+/// An engine loop over `pipeline` with a prefix cache, bounded by [`set_prefix_cache_budget`].
 async fn build_runner(pipeline: SharedPipeline, max_running_sequences: NonZeroUsize) -> Arc<MistralRs> {
     MistralRsBuilder::new(
         pipeline,
@@ -185,60 +178,17 @@ async fn build_runner(pipeline: SharedPipeline, max_running_sequences: NonZeroUs
     .await
 }
 
-/// Bounds the memory of mistral.rs's prefix cache.
-///
-/// mistral.rs 0.8.1 keeps the KV cache of every finished sequence for prefix reuse, and its
-/// eviction (`PrefixCacheManagerV2::evict_caches`) only moves caches off GPUs: on the CPU the
-/// cache grows without bound (about 190 MB per 2000-token prompt on SmolLM2-135M). modeld
-/// counts the tokens cached since the engine loop was built and, once they exceed the budget
-/// (`MODELD_PREFIX_CACHE_MIB`, default 512) and no generation runs, builds a fresh loop over
-/// the same weights, which drops the old cache.
-struct PrefixCacheBudget {
-    budget_tokens: usize,
-    cached_tokens: std::sync::atomic::AtomicUsize,
-    n_running: std::sync::atomic::AtomicUsize,
-}
-
-impl PrefixCacheBudget {
-    fn new(facts: &GgufFacts) -> PrefixCacheBudget {
-        let budget_mib: usize =
-            std::env::var("MODELD_PREFIX_CACHE_MIB").ok().and_then(|value| value.parse().ok()).unwrap_or(512);
-        // K and V in F32, and mistral.rs grows its caches in chunks, about twice what is used.
-        let bytes_per_token = (2 * 2 * 4 * facts.n_layers * facts.kv_width).max(1);
-        PrefixCacheBudget {
-            budget_tokens: budget_mib * 1024 * 1024 / bytes_per_token,
-            cached_tokens: Default::default(),
-            n_running: Default::default(),
-        }
-    }
-
-    fn over_budget_and_idle(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        self.cached_tokens.load(Ordering::SeqCst) > self.budget_tokens && self.n_running.load(Ordering::SeqCst) == 0
-    }
-}
-
-/// A generation in progress; when it ends its prompt and sampled tokens count as cached.
-struct RunningGeneration {
-    budget: Arc<PrefixCacheBudget>,
-    n_prompt_tokens: usize,
-    record: Arc<Mutex<SamplerRecord>>,
-}
-
-impl Drop for RunningGeneration {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        let n_sampled = self.record.lock().map_or(0, |record| record.token_ids.len());
-        self.budget.cached_tokens.fetch_add(self.n_prompt_tokens + n_sampled, Ordering::SeqCst);
-        self.budget.n_running.fetch_sub(1, Ordering::SeqCst);
-    }
+/// Bounds the KV cache mistral.rs keeps per model for prefix reuse (a chat's next turn,
+/// completion as you type) to `MODELD_PREFIX_CACHE_MIB` (default 512); past it the least
+/// recently used entries go. Released mistral.rs never evicts on the CPU; the bound is one of
+/// the patches in `vendor/mistralrs-core`.
+fn set_prefix_cache_budget() {
+    let budget_mib: usize =
+        std::env::var("MODELD_PREFIX_CACHE_MIB").ok().and_then(|value| value.parse().ok()).unwrap_or(512);
+    mistralrs::core::set_cpu_prefix_cache_budget_bytes(budget_mib.saturating_mul(1024 * 1024));
 }
 
 struct GgufFacts {
-    /// Transformer blocks.
-    n_layers: usize,
-    /// Key (and value) width per token and layer: KV heads times head size.
-    kv_width: usize,
     architecture: String,
     bos_token_id: Option<u32>,
     eos_token_id: Option<u32>,
@@ -252,14 +202,8 @@ fn read_gguf_facts(path: &Path) -> Result<GgufFacts, EngineError> {
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| load_error(&error))?;
     let string = |key: &str| content.metadata.get(key).and_then(|value| value.to_string().ok().cloned());
     let id = |key: &str| content.metadata.get(key).and_then(|value| value.to_u32().ok());
-    let architecture = string("general.architecture").unwrap_or_default();
-    let number = |key: &str| id(&format!("{architecture}.{key}")).map(|value| value as usize);
-    let n_heads = number("attention.head_count").unwrap_or(1).max(1);
-    let head_size = number("attention.key_length").unwrap_or_else(|| number("embedding_length").unwrap_or(0) / n_heads);
     Ok(GgufFacts {
-        n_layers: number("block_count").unwrap_or(1),
-        kv_width: number("attention.head_count_kv").unwrap_or(n_heads) * head_size,
-        architecture,
+        architecture: string("general.architecture").unwrap_or_default(),
         bos_token_id: id("tokenizer.ggml.bos_token_id"),
         eos_token_id: id("tokenizer.ggml.eos_token_id"),
         file_size,
@@ -300,18 +244,8 @@ impl LoadedModel for MistralRsModel {
             let _ = sender.send(GenerationEvent::Done(summary)).await;
             return Ok(receiver);
         }
-        let runner = {
-            let mut runner = self.runner.lock().await;
-            if self.prefix_cache.over_budget_and_idle() {
-                tracing::info!("prefix cache over budget; starting a fresh engine loop over the loaded weights");
-                *runner = build_runner(self.pipeline.clone(), self.max_running_sequences).await;
-                self.prefix_cache.cached_tokens.store(0, std::sync::atomic::Ordering::SeqCst);
-            }
-            self.prefix_cache.n_running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            runner.clone()
-        };
+        let runner = &self.runner;
         let record = Arc::new(Mutex::new(SamplerRecord::default()));
-        let running = RunningGeneration { budget: self.prefix_cache.clone(), n_prompt_tokens, record: record.clone() };
         let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
         let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
         let sampling = &request.sampling;
@@ -368,8 +302,6 @@ impl LoadedModel for MistralRsModel {
         };
         tokio::spawn(async move {
             stream.run(response_receiver, sender).await;
-            // The engine loop serving this generation lives until it ends.
-            drop((running, runner));
         });
         Ok(receiver)
     }

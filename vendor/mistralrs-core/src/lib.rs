@@ -69,6 +69,7 @@ mod models;
 mod paged_attention;
 mod pipeline;
 mod prefix_cacher;
+pub use prefix_cacher::set_cpu_prefix_cache_budget_bytes;
 pub mod reasoning_parsers;
 mod request;
 mod response;

@@ -47,6 +47,44 @@ impl CacheElement {
     }
 }
 
+/// modeld: the most bytes of KV cache kept for prefix reuse on the CPU, per prefix cache (one
+/// per loaded model); `usize::MAX` (the default) keeps mistral.rs's unbounded behaviour.
+static CPU_PREFIX_CACHE_BUDGET_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// modeld: bounds the KV cache that each prefix cache keeps on the CPU to `bytes`; past it the
+/// least recently used entries are dropped. mistral.rs's own eviction only moves caches off
+/// GPUs, so without a bound every finished sequence stays in memory.
+pub fn set_cpu_prefix_cache_budget_bytes(bytes: usize) {
+    CPU_PREFIX_CACHE_BUDGET_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl CacheElement {
+    /// Bytes held by the K and V tensors of every layer.
+    fn size_in_bytes(&self) -> usize {
+        let tensor_bytes = |tensor: &Option<candle_core::Tensor>| {
+            tensor.as_ref().map_or(0, |t| t.elem_count() * t.dtype().size_in_bytes())
+        };
+        self.cache
+            .iter()
+            .flatten()
+            .map(|layer| match layer {
+                KvCache::Normal { k, v } => tensor_bytes(&k.all_data) + tensor_bytes(&v.all_data),
+                KvCache::Rotating { k, v } => tensor_bytes(&k.all_data) + tensor_bytes(&v.all_data),
+                KvCache::Shared { .. } => 0,
+            })
+            .sum()
+    }
+
+    fn is_on_cpu(&self) -> bool {
+        self.cache.iter().flatten().any(|layer| match layer {
+            KvCache::Normal { k, .. } => k.all_data.as_ref().is_some_and(|t| t.device().is_cpu()),
+            KvCache::Rotating { k, .. } => k.all_data.as_ref().is_some_and(|t| t.device().is_cpu()),
+            KvCache::Shared { .. } => false,
+        })
+    }
+}
+
 pub struct PrefixCacheManagerV2 {
     caches: IndexMap<Tokens, CacheElement>,
     paged_recurrent_caches: IndexMap<Vec<BlockHash>, Vec<RecurrentStateSnapshot>>,
@@ -101,9 +139,21 @@ impl PrefixCacheManagerV2 {
         // PrefixCacheManagerV2 only handles non-paged attention caching.
         if !self.has_paged_attention {
             let cache = seq.normal_cache().to_vec();
+            let toks: Tokens = seq.get_toks().to_vec().into();
 
+            // modeld: an entry whose tokens the new one extends can serve no match the new one
+            // cannot (when the new one can be rewound), so it only holds memory; and the new
+            // entry goes last, as the most recently used.
+            let new_element_rewinds = seq.recurrent_state_idx().is_none();
+            self.caches.retain(|cached, element| {
+                !(new_element_rewinds
+                    && element.recurrent_snapshots.is_none()
+                    && cached.0.len() <= toks.0.len()
+                    && toks.shared_prefix_len(cached) == cached.0.len())
+            });
+            self.caches.shift_remove(&toks);
             self.caches.insert(
-                seq.get_toks().to_vec().into(),
+                toks,
                 CacheElement {
                     cache,
                     recurrent_snapshots,
@@ -176,6 +226,28 @@ impl PrefixCacheManagerV2 {
         }
 
         self.caches.retain(|_tokens, cache| !cache.cache.is_empty());
+
+        // modeld: on the CPU, drop the least recently used entries past the byte budget.
+        let budget = CPU_PREFIX_CACHE_BUDGET_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+        if budget != usize::MAX {
+            let mut cpu_bytes: usize = self
+                .caches
+                .values()
+                .filter(|element| element.is_on_cpu())
+                .map(CacheElement::size_in_bytes)
+                .sum();
+            let mut index = 0;
+            while cpu_bytes > budget && index < self.caches.len() {
+                let element = &self.caches[index];
+                if element.is_on_cpu() {
+                    cpu_bytes -= element.size_in_bytes();
+                    self.caches.shift_remove_index(index);
+                    n_evicted += 1;
+                } else {
+                    index += 1;
+                }
+            }
+        }
 
         Ok(n_evicted)
     }
@@ -250,8 +322,8 @@ impl PrefixCacheManagerV2 {
 
         let toks = Tokens(toks.to_vec());
 
-        let mut best_match: Option<(usize, &CacheElement, usize, usize, usize)> = None;
-        for (k, v) in &self.caches {
+        let mut best_match: Option<(usize, usize, usize, usize, usize)> = None;
+        for (index, (k, v)) in self.caches.iter().enumerate() {
             let match_len = toks.shared_prefix_len(k);
             if match_len == 0 {
                 continue;
@@ -330,7 +402,7 @@ impl PrefixCacheManagerV2 {
             {
                 best_match = Some((
                     match_len,
-                    v,
+                    index,
                     images_match_until,
                     audios_match_until,
                     videos_match_until,
@@ -340,12 +412,16 @@ impl PrefixCacheManagerV2 {
 
         if let Some((
             match_len,
-            cache_element,
+            cache_index,
             images_match_until,
             audios_match_until,
             videos_match_until,
         )) = best_match
         {
+            // modeld: the matched entry becomes the most recently used.
+            let last = self.caches.len() - 1;
+            self.caches.move_index(cache_index, last);
+            let cache_element = &self.caches[last];
             // modeld: a prompt that is wholly cached still needs the logits of its last
             // token, so rewind the cache by one token and evaluate just that one, instead of
             // evaluating the whole prompt again. States that cannot be rewound (recurrent
