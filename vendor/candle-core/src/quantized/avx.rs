@@ -137,6 +137,48 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
     }
 }
 
+/// modeld: four weight rows `xs` against one activation row `ys`, with four independent
+/// accumulators, loading each activation block once for four products.
+#[inline(always)]
+pub(crate) fn vec_dot_q8_0_q8_0_four(n: usize, xs: [&[BlockQ8_0]; 4], ys: &[BlockQ8_0]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_0),
+        "vec_dot_q8_0_q8_0_four: {n} is not divisible by {QK8_0}"
+    );
+    let nb = n / QK8_0;
+    let ys = &ys[..nb];
+    let [x0, x1, x2, x3] = xs.map(|x| &x[..nb]);
+    unsafe {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut acc2 = _mm256_setzero_ps();
+        let mut acc3 = _mm256_setzero_ps();
+        for i in 0..nb {
+            let y = &ys[i];
+            let dy = f16::to_f32(y.d);
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            macro_rules! accumulate {
+                ($acc:ident, $x:expr) => {{
+                    let x = &$x[i];
+                    let bx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+                    let q = mul_sum_i8_pairs_float(bx, by);
+                    $acc = _mm256_fmadd_ps(_mm256_set1_ps(f16::to_f32(x.d) * dy), q, $acc);
+                }};
+            }
+            accumulate!(acc0, x0);
+            accumulate!(acc1, x1);
+            accumulate!(acc2, x2);
+            accumulate!(acc3, x3);
+        }
+        [
+            hsum_float_8(acc0),
+            hsum_float_8(acc1),
+            hsum_float_8(acc2),
+            hsum_float_8(acc3),
+        ]
+    }
+}
+
 #[inline(always)]
 unsafe fn get_scale_shuffle(i: usize) -> __m128i {
     const K_SHUFFLE: [u8; 128] = [

@@ -61,6 +61,12 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
             *sum = Self::vec_dot(n, xs, row);
         }
     }
+
+    /// Dot products of four rows of `Self` (weight rows) with one row `ys`, for types whose
+    /// kernel can reuse `ys` across them.
+    fn vec_dot_four(n: usize, xs: [&[Self]; 4], ys: &[Self::VecDotType]) -> [f32; 4] {
+        xs.map(|x| Self::vec_dot(n, x, ys))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -655,6 +661,11 @@ impl GgmlType for BlockQ8_0 {
     }
 
     #[allow(unreachable_code)]
+    #[cfg(target_feature = "avx2")]
+    fn vec_dot_four(n: usize, xs: [&[Self]; 4], ys: &[Self::VecDotType]) -> [f32; 4] {
+        super::avx::vec_dot_q8_0_q8_0_four(n, xs, ys)
+    }
+
     #[cfg(target_feature = "avx2")]
     fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], sums: &mut [f32]) {
         super::avx::vec_dot_q8_0_q8_0_rows(n, xs, ys, sums)
@@ -2343,6 +2354,29 @@ pub fn matmul<T: GgmlType>(
         let cols = col_tile * MATMUL_COL_TILE..((col_tile + 1) * MATMUL_COL_TILE).min(n);
         let lhs_rows = &lhs_b[rows.start * k_in_blocks..rows.end * k_in_blocks];
         let mut sums = [0f32; MATMUL_ROW_TILE];
+        if rows.len() == 1 {
+            // One left-hand row (decoding one sequence): four weight rows at a time instead.
+            let mut col_idx = cols.start;
+            while col_idx + 4 <= cols.end {
+                let rhs_col = |c: usize| &rhs_t[c * k_in_blocks..(c + 1) * k_in_blocks];
+                let four = T::vec_dot_four(
+                    k,
+                    [rhs_col(col_idx), rhs_col(col_idx + 1), rhs_col(col_idx + 2), rhs_col(col_idx + 3)],
+                    lhs_rows,
+                );
+                for (i, sum) in four.into_iter().enumerate() {
+                    // SAFETY: as below.
+                    unsafe { *out.0.add(rows.start * n + col_idx + i) = sum };
+                }
+                col_idx += 4;
+            }
+            for col_idx in col_idx..cols.end {
+                let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
+                // SAFETY: as below.
+                unsafe { *out.0.add(rows.start * n + col_idx) = T::vec_dot(k, rhs_col, lhs_rows) };
+            }
+            return;
+        }
         for col_idx in cols {
             let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
             let sums = &mut sums[..rows.len()];

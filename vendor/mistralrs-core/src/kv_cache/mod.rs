@@ -299,6 +299,13 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     }
                 }
             };
+            // modeld: one sequence needs a private copy of its cache (the prefix cache may share the
+            // original), not a zeroed buffer and then a copy into it.
+            if batch_len == 1 {
+                new_k_cache.push(Some(first_k.force_contiguous().unwrap()));
+                new_v_cache.push(Some(first_v.force_contiguous().unwrap()));
+                continue;
+            }
             // Build dims for batched cache
             let mut dims_k = first_k.dims().to_vec();
             let mut dims_v = first_v.dims().to_vec();
