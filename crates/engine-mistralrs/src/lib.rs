@@ -53,7 +53,8 @@ impl MistralRsEngine {
 }
 
 struct MistralRsModel {
-    /// The engine loop over the loaded pipeline, with its prefix cache.
+    /// The engine loop over the loaded pipeline, with its prefix cache (bounded by
+    /// [`set_prefix_cache_budget`]).
     runner: Arc<MistralRs>,
     tokenizer: Arc<tokenizers::Tokenizer>,
     eos_token_ids: Vec<u32>,
@@ -117,7 +118,15 @@ impl Engine for MistralRsEngine {
             (pipeline.tokenizer(), pipeline.get_metadata())
         };
         let tokenizer = tokenizer.ok_or_else(|| EngineError::Load("the GGUF file has no tokenizer".into()))?;
-        let runner = build_runner(pipeline.clone(), self.max_running_sequences).await;
+        let runner = MistralRsBuilder::new(
+            pipeline,
+            SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(self.max_running_sequences) },
+            false,
+            None,
+        )
+        .with_prefix_cache_n(4)
+        .build()
+        .await;
         let token_text = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id));
         let description = ModelDescription {
             trained_context_length: Some(metadata.max_seq_len),
@@ -142,12 +151,7 @@ impl Engine for MistralRsEngine {
                 }
             }
         }
-        Ok(Arc::new(MistralRsModel {
-            runner,
-            tokenizer,
-            eos_token_ids,
-            description,
-        }))
+        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids, description }))
     }
 }
 
@@ -160,22 +164,6 @@ fn activation_dtype() -> ModelDType {
         Ok("auto") => ModelDType::Auto,
         _ => ModelDType::F32,
     }
-}
-
-/// A loaded pipeline.
-type SharedPipeline = Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline + Send + Sync>>;
-
-/// An engine loop over `pipeline` with a prefix cache, bounded by [`set_prefix_cache_budget`].
-async fn build_runner(pipeline: SharedPipeline, max_running_sequences: NonZeroUsize) -> Arc<MistralRs> {
-    MistralRsBuilder::new(
-        pipeline,
-        SchedulerConfig::DefaultScheduler { method: DefaultSchedulerMethod::Fixed(max_running_sequences) },
-        false,
-        None,
-    )
-    .with_prefix_cache_n(4)
-    .build()
-    .await
 }
 
 /// Bounds the KV cache mistral.rs keeps per model for prefix reuse (a chat's next turn,
@@ -244,7 +232,6 @@ impl LoadedModel for MistralRsModel {
             let _ = sender.send(GenerationEvent::Done(summary)).await;
             return Ok(receiver);
         }
-        let runner = &self.runner;
         let record = Arc::new(Mutex::new(SamplerRecord::default()));
         let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
         let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
@@ -271,7 +258,7 @@ impl LoadedModel for MistralRsModel {
             response: response_sender,
             return_logprobs: false,
             is_streaming: true,
-            id: runner.next_request_id(),
+            id: self.runner.next_request_id(),
             constraint: match &request.json_schema {
                 Some(schema) => Constraint::JsonSchema(schema.clone()),
                 None => Constraint::None,
@@ -285,7 +272,7 @@ impl LoadedModel for MistralRsModel {
             model_id: None,
             truncate_sequence: false,
         };
-        let engine_sender = runner.get_sender(None).map_err(|error| EngineError::Request(error.to_string()))?;
+        let engine_sender = self.runner.get_sender(None).map_err(|error| EngineError::Request(error.to_string()))?;
         engine_sender
             .send(Request::Normal(Box::new(normal_request)))
             .await
@@ -300,9 +287,7 @@ impl LoadedModel for MistralRsModel {
             max_new_tokens: request.max_new_tokens,
             started,
         };
-        tokio::spawn(async move {
-            stream.run(response_receiver, sender).await;
-        });
+        tokio::spawn(stream.run(response_receiver, sender));
         Ok(receiver)
     }
 }
