@@ -33,10 +33,10 @@ pub(crate) struct BenchArgs {
     /// Concurrent request counts for the serving figures.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     concurrency: Vec<usize>,
-    /// `OLLAMA_NUM_PARALLEL` for the measured daemon (llama-server gets one slot per concurrent
-    /// request).
-    #[arg(long, default_value_t = 1)]
-    num_parallel: usize,
+    /// `OLLAMA_NUM_PARALLEL` for the measured daemon; by default the largest concurrency, the
+    /// number of slots llama-server gets, so both serve the same number of requests at once.
+    #[arg(long)]
+    num_parallel: Option<usize>,
     /// Threads for llama.cpp (modeld uses every core).
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, usize::from))]
     threads: usize,
@@ -46,6 +46,18 @@ pub(crate) struct BenchArgs {
     /// llama.cpp's `llama-server`, for the serving figures on the same file.
     #[arg(long)]
     llama_server: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The most concurrent requests measured: llama-server's slot count.
+    fn max_concurrency(&self) -> usize {
+        self.concurrency.iter().copied().max().unwrap_or(1)
+    }
+
+    /// `OLLAMA_NUM_PARALLEL` for the measured daemon.
+    fn num_parallel(&self) -> usize {
+        self.num_parallel.unwrap_or_else(|| self.max_concurrency()).max(1)
+    }
 }
 
 /// Tokens each concurrent request generates.
@@ -144,7 +156,14 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     serving_row("load".into(), "s", false, &|figures| figures.load_seconds);
     serving_row("peak RSS".into(), "MiB", false, &|figures| figures.peak_rss_mib);
 
-    println!("{} ({} runs per figure, medians; {} CPUs)", gguf.display(), args.runs, num_cpus());
+    println!(
+        "{} ({} runs per figure, medians; {} CPUs; modeld OLLAMA_NUM_PARALLEL={}, llama-server {} slots)",
+        gguf.display(),
+        args.runs,
+        num_cpus(),
+        args.num_parallel(),
+        args.max_concurrency()
+    );
     println!(
         "{:<36} {:>12} {:>12}  {:<9} {:>8}",
         "figure", "modeld", "llama.cpp", "unit", "speed ratio (>1: modeld ahead)"
@@ -280,7 +299,7 @@ async fn run_modeld(args: &BenchArgs, gguf: &Path) -> anyhow::Result<(Vec<f64>, 
         .env("OLLAMA_HOST", &host)
         .env("OLLAMA_MODELS", home.join("models"))
         .env("OLLAMA_KEEP_ALIVE", "-1")
-        .env("OLLAMA_NUM_PARALLEL", args.num_parallel.to_string())
+        .env("OLLAMA_NUM_PARALLEL", args.num_parallel().to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -337,7 +356,7 @@ async fn run_modeld(args: &BenchArgs, gguf: &Path) -> anyhow::Result<(Vec<f64>, 
 /// the serving figures.
 async fn run_llama_server(binary: &Path, gguf: &Path, args: &BenchArgs) -> anyhow::Result<ServingFigures> {
     let port = free_port()?;
-    let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(1);
+    let max_concurrency = args.max_concurrency();
     let started = Instant::now();
     let mut server = tokio::process::Command::new(binary)
         .arg("-m")

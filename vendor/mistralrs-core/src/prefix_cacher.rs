@@ -142,26 +142,26 @@ impl PrefixCacheManagerV2 {
             let toks: Tokens = seq.get_toks().to_vec().into();
 
             // modeld: an entry whose tokens the new one extends can serve no match the new one
-            // cannot (when the new one can be rewound), so it only holds memory; and the new
-            // entry goes last, as the most recently used.
+            // cannot (when the new one can be rewound to every length the old one serves: no
+            // recurrent state, no sliding window rolled past its start), so it only holds
+            // memory; and the new entry goes last, as the most recently used.
+            let new_element = CacheElement {
+                cache,
+                recurrent_snapshots,
+                image_hashes: seq.image_hashes().map(|x| x.to_vec()),
+                audio_hashes: seq.audio_hashes().map(|x| x.to_vec()),
+                video_hashes: seq.video_hashes().map(|x| x.to_vec()),
+            };
             let new_element_rewinds = seq.recurrent_state_idx().is_none();
             self.caches.retain(|cached, element| {
                 !(new_element_rewinds
                     && element.recurrent_snapshots.is_none()
                     && cached.0.len() <= toks.0.len()
-                    && toks.shared_prefix_len(cached) == cached.0.len())
+                    && toks.shared_prefix_len(cached) == cached.0.len()
+                    && new_element.can_rewind_to(cached.0.len().saturating_sub(1)))
             });
             self.caches.shift_remove(&toks);
-            self.caches.insert(
-                toks,
-                CacheElement {
-                    cache,
-                    recurrent_snapshots,
-                    image_hashes: seq.image_hashes().map(|x| x.to_vec()),
-                    audio_hashes: seq.audio_hashes().map(|x| x.to_vec()),
-                    video_hashes: seq.video_hashes().map(|x| x.to_vec()),
-                },
-            );
+            self.caches.insert(toks, new_element);
         }
     }
 

@@ -72,6 +72,10 @@ pub trait BucketingManager<Backer: FcfsBacker>: Send + Sync {
 // Bucket by that metric for images because if we are not a prompt, then this doesn't apply
 type BucketKey = (usize, bool, usize);
 
+/// modeld: the widest gap, in tokens, that a shorter bucket closes by running alone before the
+/// longer ones resume (they wait at most this many steps, then decode in the same batch).
+const MAX_CATCH_UP_TOKENS: usize = 128;
+
 struct FixedBucketingManager;
 
 impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
@@ -88,45 +92,19 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
         let mut seq_buckets: HashMap<BucketKey, Vec<Sequence>> = HashMap::new();
         let mut seq_priorities: HashMap<BucketKey, f64> = HashMap::new();
         for seq in running {
-            let len = seq.len();
-            match seq_buckets.get_mut(&(
-                len,
+            // modeld: the prefix-cache offset only shapes a prompt step (all prompts of a step
+            // must share it); once decoding, sequences whose caches have the same length batch
+            // whatever part of their prompts came from the prefix cache. Keying completions by
+            // it too split concurrent requests into batches of one.
+            let key = (
+                seq.len(),
                 seq.images().is_some() && seq.is_prompt(),
-                seq.token_offset(),
-            )) {
-                Some(bucket) => {
-                    if !discrete {
-                        *seq_priorities
-                            .get_mut(&(
-                                len,
-                                seq.images().is_some() && seq.is_prompt(),
-                                seq.token_offset(),
-                            ))
-                            .unwrap() += seq.compute_priority();
-                    }
-                    bucket.push(seq);
-                }
-                None => {
-                    if !discrete {
-                        seq_priorities.insert(
-                            (
-                                len,
-                                seq.images().is_some() && seq.is_prompt(),
-                                seq.token_offset(),
-                            ),
-                            seq.compute_priority(),
-                        );
-                    }
-                    seq_buckets.insert(
-                        (
-                            len,
-                            seq.images().is_some() && seq.is_prompt(),
-                            seq.token_offset(),
-                        ),
-                        vec![seq],
-                    );
-                }
+                if seq.is_prompt() { seq.token_offset() } else { 0 },
+            );
+            if !discrete {
+                *seq_priorities.entry(key).or_insert(0.0) += seq.compute_priority();
             }
+            seq_buckets.entry(key).or_default().push(seq);
         }
         let running = if seq_buckets.len() <= 1 {
             // Full steam ahead or have everything
@@ -142,7 +120,14 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
                 .keys()
                 .min_by_key(|(x, _, _)| *x)
                 .expect("No sequence buckets.");
-            let len = if !discrete {
+            // modeld: sequences batch only when their lengths are equal, so a bucket a few
+            // tokens behind another runs alone until it catches up, and the two then decode as
+            // one batch. Choosing by priority instead alternates the buckets step by step, which
+            // keeps the gap forever: concurrent requests that arrived a step apart never batch.
+            let catches_up_soon = seq_buckets.keys().any(|(other_len, _, _)| {
+                *other_len > min.0 && *other_len - min.0 <= MAX_CATCH_UP_TOKENS
+            });
+            let len = if !discrete && !catches_up_soon {
                 seq_priorities
                     .iter()
                     .max_by(|(_, a), (_, b)| a.partial_cmp(b).unwrap())
