@@ -391,10 +391,11 @@ where
 
     // final output
     let mut out = vec![T::cast(0.0); b * h * dv];
-    // scratch: one tile  ×  heads ×  dv  (flattened)
-    let mut scratch = vec![0f32; kv_tiles * h * dv];
-    let mut scratch_s = vec![0f32; kv_tiles * h]; // softmax S per tile
-    let mut scratch_m = vec![f32::NEG_INFINITY; kv_tiles * h];
+    // modeld: scratch per (sequence, tile) pair: batch × tile × heads × dv (flattened). Released,
+    // it had no batch dimension, so every sequence of a batch read the last one's attention.
+    let mut scratch = vec![0f32; b * kv_tiles * h * dv];
+    let mut scratch_s = vec![0f32; b * kv_tiles * h]; // softmax S per tile
+    let mut scratch_m = vec![f32::NEG_INFINITY; b * kv_tiles * h];
 
     // Store as plain usize so the capture is Sync (raw *mut T is not Sync)
     let scratch_ptr = scratch.as_mut_ptr() as usize;
@@ -407,11 +408,14 @@ where
     };
 
     {
-        (0..kv_tiles).into_par_iter().for_each(|tile_idx| {
+        // modeld: one task per (sequence, tile) pair, so a batch spreads over the cores even
+        // when its context fits in one tile.
+        (0..b * kv_tiles).into_par_iter().for_each(|batch_tile_idx| {
+            let (b_i, tile_idx) = (batch_tile_idx / kv_tiles, batch_tile_idx % kv_tiles);
             let start = tile_idx * TILE_KV;
             let end = (start + TILE_KV).min(kv_len);
 
-            for b_i in 0..b {
+            {
                 for h_i in 0..h {
                     // Per‑head slope for ALiBi / NTK bias.
                     let slope = if max_bias > 0.0 {
@@ -423,8 +427,8 @@ where
                     let v_head = h_i / rv2;
 
                     // pointers into scratch
-                    let base_vk = ((tile_idx * h + h_i) * dv) as isize;
-                    let base_s = (tile_idx * h + h_i) as isize;
+                    let base_vk = ((batch_tile_idx * h + h_i) * dv) as isize;
+                    let base_s = (batch_tile_idx * h + h_i) as isize;
 
                     let q_base = b_i * qstride[0] + h_i * qstride[2];
                     let q_row = &q_data[q_base..q_base + d];
@@ -508,14 +512,15 @@ where
             let out_off = (b_i * h + h_i) * dv;
 
             // start with tile 0
+            let first_s = b_i * kv_tiles * h + h_i;
             let mut vkq = vec![0f32; dv];
-            vkq.copy_from_slice(&scratch[(h_i * dv)..(h_i * dv + dv)]);
-            let mut s = scratch_s[h_i];
-            let mut m = scratch_m[h_i];
+            vkq.copy_from_slice(&scratch[(first_s * dv)..(first_s * dv + dv)]);
+            let mut s = scratch_s[first_s];
+            let mut m = scratch_m[first_s];
 
             for tile_idx in 1..kv_tiles {
-                let base = (tile_idx * h + h_i) * dv;
-                let base_s = tile_idx * h + h_i;
+                let base_s = (b_i * kv_tiles + tile_idx) * h + h_i;
+                let base = base_s * dv;
 
                 let m_b = scratch_m[base_s];
                 let s_b = scratch_s[base_s];
