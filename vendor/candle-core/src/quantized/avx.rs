@@ -87,9 +87,10 @@ pub(crate) fn vec_dot_q8_0_q8_0(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0]) ->
 }
 
 /// modeld: `xs` (one weight row) against `sums.len()` consecutive rows of `ys`, four rows at a
-/// time so each weight block is loaded and sign-split once for four products.
+/// time so each weight block is loaded and sign-split once for four products. `ys_d` holds the
+/// scales of `ys`'s blocks as `f32` (converted once per matrix product, not once per product).
 #[inline(always)]
-pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0], sums: &mut [f32]) {
+pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0], ys_d: &[f32], sums: &mut [f32]) {
     debug_assert!(
         n.is_multiple_of(QK8_0),
         "vec_dot_q8_0_q8_0_rows: {n} is not divisible by {QK8_0}"
@@ -102,6 +103,10 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
         let y1 = &ys[(row + 1) * nb..(row + 2) * nb];
         let y2 = &ys[(row + 2) * nb..(row + 3) * nb];
         let y3 = &ys[(row + 3) * nb..(row + 4) * nb];
+        let d0 = &ys_d[row * nb..(row + 1) * nb];
+        let d1 = &ys_d[(row + 1) * nb..(row + 2) * nb];
+        let d2 = &ys_d[(row + 2) * nb..(row + 3) * nb];
+        let d3 = &ys_d[(row + 3) * nb..(row + 4) * nb];
         unsafe {
             let mut acc0 = _mm256_setzero_ps();
             let mut acc1 = _mm256_setzero_ps();
@@ -109,21 +114,22 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
             let mut acc3 = _mm256_setzero_ps();
             for i in 0..nb {
                 let x = &xs[i];
-                let dx = f16::to_f32(x.d);
+                let dx = _mm256_set1_ps(f16::to_f32(x.d));
                 let bx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
                 let ax = _mm256_sign_epi8(bx, bx);
                 macro_rules! accumulate {
-                    ($acc:ident, $y:expr) => {{
-                        let y = &$y[i];
-                        let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                    ($acc:ident, $y:expr, $d:expr) => {{
+                        let by = _mm256_loadu_si256($y[i].qs.as_ptr() as *const __m256i);
                         let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(by, bx));
-                        $acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16::to_f32(y.d)), q, $acc);
+                        // The same product `dx * dy` as the scalar kernel, lane by lane.
+                        let d = _mm256_mul_ps(dx, _mm256_broadcast_ss(&$d[i]));
+                        $acc = _mm256_fmadd_ps(d, q, $acc);
                     }};
                 }
-                accumulate!(acc0, y0);
-                accumulate!(acc1, y1);
-                accumulate!(acc2, y2);
-                accumulate!(acc3, y3);
+                accumulate!(acc0, y0, d0);
+                accumulate!(acc1, y1, d1);
+                accumulate!(acc2, y2, d2);
+                accumulate!(acc3, y3, d3);
             }
             sums[row] = hsum_float_8(acc0);
             sums[row + 1] = hsum_float_8(acc1);

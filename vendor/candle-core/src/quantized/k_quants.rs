@@ -53,9 +53,17 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
     /// Generic implementation of the dot product without simd optimizations.
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32;
 
+    /// The scales of `ys`'s blocks as `f32`, one per block, for kernels that take them in
+    /// [`GgmlType::vec_dot_rows`] rather than converting them for every product; empty for
+    /// the others.
+    fn vec_dot_row_scales(_ys: &[Self::VecDotType]) -> Vec<f32> {
+        Vec::new()
+    }
+
     /// Dot products of `xs` with each of `sums.len()` consecutive rows of `ys` (each `n`
-    /// elements long), for types whose kernel can reuse `xs` across rows.
-    fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], sums: &mut [f32]) {
+    /// elements long), for types whose kernel can reuse `xs` across rows. `ys_scales` is
+    /// [`GgmlType::vec_dot_row_scales`] of the same rows.
+    fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], _ys_scales: &[f32], sums: &mut [f32]) {
         let row_blocks = n.div_ceil(Self::VecDotType::BLCK_SIZE);
         for (row, sum) in ys.chunks_exact(row_blocks).zip(sums.iter_mut()) {
             *sum = Self::vec_dot(n, xs, row);
@@ -667,8 +675,13 @@ impl GgmlType for BlockQ8_0 {
     }
 
     #[cfg(target_feature = "avx2")]
-    fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], sums: &mut [f32]) {
-        super::avx::vec_dot_q8_0_q8_0_rows(n, xs, ys, sums)
+    fn vec_dot_row_scales(ys: &[Self::VecDotType]) -> Vec<f32> {
+        ys.iter().map(|block| block.d.to_f32()).collect()
+    }
+
+    #[cfg(target_feature = "avx2")]
+    fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], ys_scales: &[f32], sums: &mut [f32]) {
+        super::avx::vec_dot_q8_0_q8_0_rows(n, xs, ys, ys_scales, sums)
     }
 
     fn vec_dot(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
@@ -2344,6 +2357,8 @@ pub fn matmul<T: GgmlType>(
             .for_each(|(lhs_b_row, lhs_row)| T::VecDotType::from_float(lhs_row, lhs_b_row));
     }
 
+    let lhs_scales = if m == 1 { Vec::new() } else { T::vec_dot_row_scales(&lhs_b) };
+
     let row_tiles = m.div_ceil(MATMUL_ROW_TILE);
     let col_tiles = n.div_ceil(MATMUL_COL_TILE);
     let out = SharedOutput(dst.as_mut_ptr());
@@ -2380,7 +2395,8 @@ pub fn matmul<T: GgmlType>(
         for col_idx in cols {
             let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
             let sums = &mut sums[..rows.len()];
-            T::vec_dot_rows(k, rhs_col, lhs_rows, sums);
+            let lhs_row_scales = lhs_scales.get(rows.start * k_in_blocks..rows.end * k_in_blocks).unwrap_or(&[]);
+            T::vec_dot_rows(k, rhs_col, lhs_rows, lhs_row_scales, sums);
             for (i, sum) in sums.iter().enumerate() {
                 // SAFETY: `dst` holds `m * n` elements (checked above) and every (row, column)
                 // pair belongs to exactly one tile, so no two tasks write the same element.
