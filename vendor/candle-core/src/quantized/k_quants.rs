@@ -2369,26 +2369,30 @@ pub fn matmul<T: GgmlType>(
         let cols = col_tile * MATMUL_COL_TILE..((col_tile + 1) * MATMUL_COL_TILE).min(n);
         let lhs_rows = &lhs_b[rows.start * k_in_blocks..rows.end * k_in_blocks];
         let mut sums = [0f32; MATMUL_ROW_TILE];
-        if rows.len() == 1 {
-            // One left-hand row (decoding one sequence): four weight rows at a time instead.
-            let mut col_idx = cols.start;
-            while col_idx + 4 <= cols.end {
-                let rhs_col = |c: usize| &rhs_t[c * k_in_blocks..(c + 1) * k_in_blocks];
-                let four = T::vec_dot_four(
-                    k,
-                    [rhs_col(col_idx), rhs_col(col_idx + 1), rhs_col(col_idx + 2), rhs_col(col_idx + 3)],
-                    lhs_rows,
-                );
-                for (i, sum) in four.into_iter().enumerate() {
-                    // SAFETY: as below.
-                    unsafe { *out.0.add(rows.start * n + col_idx + i) = sum };
+        if rows.len() < 4 {
+            // Fewer left-hand rows than the row-blocked kernel takes (decoding one to three
+            // sequences): for each row, four weight rows at a time instead.
+            for row in rows.clone() {
+                let lhs_row = &lhs_b[row * k_in_blocks..(row + 1) * k_in_blocks];
+                let mut col_idx = cols.start;
+                while col_idx + 4 <= cols.end {
+                    let rhs_col = |c: usize| &rhs_t[c * k_in_blocks..(c + 1) * k_in_blocks];
+                    let four = T::vec_dot_four(
+                        k,
+                        [rhs_col(col_idx), rhs_col(col_idx + 1), rhs_col(col_idx + 2), rhs_col(col_idx + 3)],
+                        lhs_row,
+                    );
+                    for (i, sum) in four.into_iter().enumerate() {
+                        // SAFETY: as below.
+                        unsafe { *out.0.add(row * n + col_idx + i) = sum };
+                    }
+                    col_idx += 4;
                 }
-                col_idx += 4;
-            }
-            for col_idx in col_idx..cols.end {
-                let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
-                // SAFETY: as below.
-                unsafe { *out.0.add(rows.start * n + col_idx) = T::vec_dot(k, rhs_col, lhs_rows) };
+                for col_idx in col_idx..cols.end {
+                    let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
+                    // SAFETY: as below.
+                    unsafe { *out.0.add(row * n + col_idx) = T::vec_dot(k, rhs_col, lhs_row) };
+                }
             }
             return;
         }
