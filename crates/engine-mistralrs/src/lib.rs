@@ -10,6 +10,8 @@
 mod requantize;
 mod sampler;
 
+pub use requantize::remove_stale_copies;
+
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

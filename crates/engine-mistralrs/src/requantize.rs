@@ -80,10 +80,56 @@ fn temporary_path_in(dir: &Path) -> PathBuf {
     dir.join(format!(".partial-{}-{nanos}", std::process::id()))
 }
 
+/// Removes what a crash or a deleted model left in the cache directory: `.partial-*` files of
+/// processes that are gone, and copies of weights files for which `source_exists` is false
+/// (copies are named after the store's blob, `sha256-<hex>.<type>.gguf`). Returns the number
+/// of files removed.
+pub fn remove_stale_copies(cache_dir: &Path, source_exists: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else { return 0 };
+    let mut n_removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = if let Some(rest) = name.strip_prefix(".partial-") {
+            let pid = rest.split('-').next().unwrap_or_default();
+            pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists()
+        } else if name.starts_with("sha256-") && name.ends_with(".gguf") {
+            let source = name.split('.').next().unwrap_or_default();
+            !source_exists(source)
+        } else {
+            false
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            n_removed += 1;
+        }
+    }
+    n_removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Tensor;
+
+    #[test]
+    fn stale_copies_and_dead_partial_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "sha256-aaaa.q8_0.gguf",
+            "sha256-bbbb.q8_0.gguf",
+            ".partial-999999999-1",
+            &format!(".partial-{}-2", std::process::id()),
+            "notes.txt",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let removed = remove_stale_copies(dir.path(), |source| source == "sha256-aaaa");
+        assert_eq!(removed, 2);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, vec![format!(".partial-{}-2", std::process::id()), "notes.txt".into(), "sha256-aaaa.q8_0.gguf".into()]);
+    }
 
     fn write_model(path: &Path, dtype: GgmlDType) -> Vec<f32> {
         let values: Vec<f32> = (0..128).map(|index| (index as f32 * 0.37).sin()).collect();

@@ -68,16 +68,26 @@ pub struct ChatTemplateInput<'a> {
 #[error("template error: {0}")]
 pub struct RenderError(pub String);
 
-/// Renders `template` with the given input.
+/// Instructions a template may execute per render. Real chat templates use a few thousand per
+/// message; a template that loops for ever runs out instead of holding a thread.
+pub(crate) const TEMPLATE_FUEL: u64 = 20_000_000;
+
+/// Bytes a rendered prompt may have. A template that writes more (on purpose or by a loop over
+/// huge strings) fails instead of exhausting memory.
+pub(crate) const TEMPLATE_OUTPUT_LIMIT: usize = 64 << 20;
+
+/// Renders `template` with the given input, within [`TEMPLATE_FUEL`] and
+/// [`TEMPLATE_OUTPUT_LIMIT`]. CPU-bound: callers on an async runtime run it on a blocking thread.
 pub fn render_chat(template: &str, input: &ChatTemplateInput<'_>) -> Result<String, RenderError> {
     let mut environment = minijinja::Environment::new();
+    environment.set_fuel(Some(TEMPLATE_FUEL));
     environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     environment.set_lstrip_blocks(true);
     environment.set_trim_blocks(true);
     environment.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
     });
-    environment.add_function("strftime_now", |format: String| chrono::Local::now().format(&format).to_string());
+    environment.add_function("strftime_now", strftime_now);
     // Python's `x[::-1]` reversal is common in templates and absent from Jinja.
     let template_text = template.replace("[::-1]", "|reverse");
     environment.add_template("chat", &template_text).map_err(|error| RenderError(error.to_string()))?;
@@ -99,7 +109,56 @@ pub fn render_chat(template: &str, input: &ChatTemplateInput<'_>) -> Result<Stri
         variables.insert("reasoning_effort", reasoning_effort.into());
     }
     let context = minijinja::Value::from_serialize(&variables);
-    compiled.render(context).map_err(|error| RenderError(error.to_string()))
+    let mut output = LimitedOutput { bytes: Vec::new(), limit: TEMPLATE_OUTPUT_LIMIT, exceeded: false };
+    let rendered = compiled.render_captured_to(context, &mut output).map(drop);
+    match rendered {
+        Ok(()) => String::from_utf8(output.bytes).map_err(|error| RenderError(error.to_string())),
+        Err(_) if output.exceeded => {
+            Err(RenderError(format!("the rendered prompt exceeds {} MiB", TEMPLATE_OUTPUT_LIMIT >> 20)))
+        }
+        Err(error) => Err(RenderError(error.to_string())),
+    }
+}
+
+/// Python's `strftime` on the local time; a malformed format is a template error, not a panic
+/// (chrono panics when it formats an invalid specifier).
+fn strftime_now(format: String) -> Result<String, minijinja::Error> {
+    use chrono::format::{Item, StrftimeItems};
+    let items: Vec<Item<'_>> = StrftimeItems::new(&format).collect();
+    if items.iter().any(|item| matches!(item, Item::Error)) {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("strftime_now: invalid format {format:?}"),
+        ));
+    }
+    let mut text = String::new();
+    use std::fmt::Write as _;
+    write!(text, "{}", chrono::Local::now().format_with_items(items.into_iter())).map_err(|_| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("strftime_now: cannot format {format:?}"))
+    })?;
+    Ok(text)
+}
+
+/// A writer that refuses bytes past `limit`, so a runaway template stops at the cap.
+struct LimitedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for LimitedOutput {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buffer.len()) > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("template output limit"));
+        }
+        self.bytes.extend_from_slice(buffer);
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +183,30 @@ mod tests {
             rendered,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn runaway_templates_fail_instead_of_exhausting_memory_or_time() {
+        let messages = [message("user", "Hi")];
+        let input = ChatTemplateInput { messages: &messages, ..Default::default() };
+        let huge_output = "{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}";
+        let error = render_chat(huge_output, &input).unwrap_err();
+        assert!(error.0.contains("exceeds"), "{error}");
+        let endless = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let error = render_chat(endless, &input).unwrap_err();
+        assert!(error.0.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn strftime_now_with_a_malformed_format_is_an_error_not_a_panic() {
+        let messages = [message("user", "Hi")];
+        let input = ChatTemplateInput { messages: &messages, ..Default::default() };
+        for format in ["%", "%Q", "%-", "abc%"] {
+            let error = render_chat(&format!("{{{{ strftime_now('{format}') }}}}"), &input).unwrap_err();
+            assert!(error.0.contains("strftime_now"), "{format}: {error}");
+        }
+        let year = render_chat("{{ strftime_now('%Y') }}", &input).unwrap();
+        assert!(year.len() == 4 && year.starts_with('2'), "{year}");
     }
 
     #[test]

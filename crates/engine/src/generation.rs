@@ -15,6 +15,16 @@ pub struct LoadSpec {
     pub num_ctx: usize,
 }
 
+impl LoadSpec {
+    /// Whether a model loaded with `loaded` can serve this spec. Only the weights count: the
+    /// context window is enforced per request (prompt fitting and the generation cap) and the
+    /// engine grows its KV cache as sequences need it, so a request with another `num_ctx`
+    /// never reloads the model (clients alternating `num_ctx` cost a load each otherwise).
+    pub fn served_by(&self, loaded: &LoadSpec) -> bool {
+        self.model_path == loaded.model_path
+    }
+}
+
 /// Facts about a loaded model.
 #[derive(Debug, Clone, Default)]
 pub struct ModelDescription {

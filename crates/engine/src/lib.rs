@@ -16,5 +16,8 @@ pub use generation::{
     DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
     ModelDescription, Sampling,
 };
-pub use scheduler::{Lease, LoadedModelStatus, Scheduler, SchedulerConfig, SchedulerError};
+pub use scheduler::{
+    estimated_model_memory, human_bytes, system_available_memory, Lease, LoadedModelStatus, Scheduler, SchedulerConfig,
+    SchedulerError,
+};
 pub use stop::{StopFilter, StopStep};

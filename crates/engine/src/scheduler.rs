@@ -18,6 +18,9 @@ pub struct SchedulerConfig {
     pub num_parallel: usize,
     /// Requests that may wait at once (`OLLAMA_MAX_QUEUE`); more are refused as busy.
     pub max_queue: usize,
+    /// Memory a model load may assume available, at most (`MODELD_MAX_MEMORY`); the system's
+    /// available memory (`MemAvailable`) bounds it in any case.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -28,6 +31,7 @@ impl Default for SchedulerConfig {
             default_keep_alive: Some(Duration::from_secs(300)),
             num_parallel: 1,
             max_queue: 512,
+            max_memory: None,
         }
     }
 }
@@ -41,6 +45,48 @@ pub enum SchedulerError {
     /// `max_queue` requests are already waiting.
     #[error("server busy, please try again.  maximum pending requests exceeded")]
     Busy,
+    /// The model would not fit in the memory available; loading it would get the daemon killed.
+    #[error("model requires more system memory ({}) than is available ({})", human_bytes(*required), human_bytes(*available))]
+    InsufficientMemory {
+        /// Estimated bytes the model needs.
+        required: u64,
+        /// Bytes available.
+        available: u64,
+    },
+}
+
+/// Ollama's `format.HumanBytes2`: binary units, one decimal.
+pub fn human_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let value = bytes as f64;
+    if value >= KIB * KIB * KIB {
+        format!("{:.1} GiB", value / (KIB * KIB * KIB))
+    } else if value >= KIB * KIB {
+        format!("{:.1} MiB", value / (KIB * KIB))
+    } else if value >= KIB {
+        format!("{:.1} KiB", value / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Bytes a model needs in memory, estimated from its weights file: the weights, read into
+/// memory, plus a quarter for the KV cache, activations and copies the engine makes.
+pub fn estimated_model_memory(spec: &LoadSpec) -> u64 {
+    let weights = std::fs::metadata(&spec.model_path).map(|metadata| metadata.len()).unwrap_or(0);
+    weights.saturating_add(weights / 4)
+}
+
+/// `MemAvailable` of `/proc/meminfo` in bytes; `None` where the system does not say.
+pub fn system_available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let kibibytes: u64 = line.trim_start_matches("MemAvailable:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    kibibytes.checked_mul(1024)
 }
 
 /// What `/api/ps` shows of a loaded model.
@@ -121,7 +167,7 @@ impl Scheduler {
     }
 
     /// The loaded model under `key`, loading it with `spec` first if needed (or reloading it if
-    /// it was loaded with another spec). `keep_alive`: `None` keeps the model's setting,
+    /// it was loaded from other weights; see [`LoadSpec::served_by`]). `keep_alive`: `None` keeps the model's setting,
     /// `Some(None)` is forever, `Some(Some(d))` is `d`. Waits while the model serves
     /// `num_parallel` requests; refuses with [`SchedulerError::Busy`] when `max_queue` requests
     /// already wait.
@@ -158,6 +204,7 @@ impl Scheduler {
             Err(turn) => turn,
         };
         self.make_room(key);
+        self.check_memory(key, spec)?;
         tracing::info!(model = key, path = %spec.model_path.display(), num_ctx = spec.num_ctx, "loading model");
         let model = self.engine.load(spec).await?;
         let mut slots = self.slots.lock().unwrap();
@@ -191,7 +238,8 @@ impl Scheduler {
         turn: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Lease, tokio::sync::OwnedSemaphorePermit> {
         let mut slots = self.slots.lock().unwrap();
-        let Some(slot) = slots.get_mut(key).filter(|slot| slot.spec == *spec) else { return Err(turn) };
+        let Some(slot) = slots.get_mut(key).filter(|slot| spec.served_by(&slot.spec)) else { return Err(turn) };
+        slot.spec.num_ctx = spec.num_ctx;
         slot.n_active_requests += 1;
         slot.idle_deadline = None;
         slot.last_used = Instant::now();
@@ -205,6 +253,30 @@ impl Scheduler {
             load_duration: started.elapsed(),
             _turn: turn,
         })
+    }
+
+    /// Refuses a load that would not fit, after unloading idle models to make room.
+    fn check_memory(&self, key: &str, spec: &LoadSpec) -> Result<(), SchedulerError> {
+        let required = estimated_model_memory(spec);
+        let available = || {
+            let system = system_available_memory().unwrap_or(u64::MAX);
+            self.config.max_memory.map_or(system, |limit| limit.min(system))
+        };
+        if required <= available() {
+            return Ok(());
+        }
+        let n_unloaded = {
+            let mut slots = self.slots.lock().unwrap();
+            let before = slots.len();
+            slots.retain(|other, slot| other == key || slot.n_active_requests > 0);
+            before - slots.len()
+        };
+        let available = available();
+        if required <= available {
+            return Ok(());
+        }
+        tracing::warn!(model = key, required, available, n_unloaded, "refusing to load a model that does not fit in memory");
+        Err(SchedulerError::InsufficientMemory { required, available })
     }
 
     /// Drops a stale copy of `key` and, at the limit, the least recently used idle models.

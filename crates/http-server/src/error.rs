@@ -52,6 +52,9 @@ impl From<model_store::Error> for ApiError {
             model_store::Error::BlobNotFound(_) | model_store::Error::DigestMismatch { .. } => {
                 ApiError::bad_request(error.to_string())
             }
+            model_store::Error::BlobTooLarge { .. } => {
+                ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: error.to_string() }
+            }
             _ => ApiError::internal(error.to_string()),
         }
     }

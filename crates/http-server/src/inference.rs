@@ -78,9 +78,17 @@ pub(crate) async fn acquire(
     keep_alive: Option<Option<Duration>>,
 ) -> Result<Lease, ApiError> {
     let spec = LoadSpec { model_path: model.model_path.clone(), num_ctx };
-    state.scheduler().acquire(&model.name.display_full(), &spec, keep_alive).await.map_err(|error| match error {
+    let key = model.name.display_full();
+    let acquired = tokio::select! {
+        biased;
+        () = state.shutdown_started() => return Err(ApiError::busy(SHUTTING_DOWN)),
+        acquired = state.scheduler().acquire(&key, &spec, keep_alive) => acquired,
+    };
+    acquired.map_err(|error| match error {
         engine::SchedulerError::Busy => ApiError::busy(error.to_string()),
-        engine::SchedulerError::Engine(_) => ApiError::internal(error.to_string()),
+        engine::SchedulerError::Engine(_) | engine::SchedulerError::InsufficientMemory { .. } => {
+            ApiError::internal(error.to_string())
+        }
     })
 }
 
@@ -129,10 +137,16 @@ pub(crate) fn num_keep(options: &Options) -> usize {
     options.num_keep.filter(|n| *n >= 0).map(|n| n as usize).unwrap_or(DEFAULT_NUM_KEEP)
 }
 
+/// The error line a stream ends with when the server shuts down under it.
+pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
+
 /// Starts generating and returns the stream of outcomes, the output read by `parser`. The
 /// stream owns the lease, so the model stays loaded until the stream ends or is dropped;
-/// dropping it cancels generation.
+/// dropping it cancels generation. When the server shuts down, the stream ends with
+/// [`SHUTTING_DOWN`] and the generation is cancelled.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
+    state: &AppState,
     lease: Lease,
     prompt_tokens: Vec<u32>,
     options: &Options,
@@ -161,6 +175,7 @@ pub(crate) async fn run(
         parser: OutputParser,
         pending: VecDeque<Outcome>,
         n_tool_calls: usize,
+        shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     }
     impl RunState {
         fn queue(&mut self, events: Vec<OutputEvent>) {
@@ -186,15 +201,32 @@ pub(crate) async fn run(
             }
         }
     }
-    let run_state =
-        RunState { receiver, lease: Some(lease), prompt_tokens, parser, pending: VecDeque::new(), n_tool_calls: 0 };
+    let run_state = RunState {
+        receiver,
+        lease: Some(lease),
+        prompt_tokens,
+        parser,
+        pending: VecDeque::new(),
+        n_tool_calls: 0,
+        shutdown: Box::pin(state.shutdown_started()),
+    };
     Ok(futures_util::stream::unfold(run_state, move |mut run_state| async move {
         loop {
             if let Some(outcome) = run_state.pending.pop_front() {
                 return Some((outcome, run_state));
             }
             run_state.lease.as_ref()?;
-            match run_state.receiver.recv().await {
+            let event = tokio::select! {
+                event = run_state.receiver.recv() => event,
+                () = &mut run_state.shutdown => {
+                    run_state.lease = None;
+                    run_state.receiver.close();
+                    tracing::warn!("ending a running generation: {SHUTTING_DOWN}");
+                    run_state.pending.push_back(Outcome::Failed(SHUTTING_DOWN.into()));
+                    continue;
+                }
+            };
+            match event {
                 Some(GenerationEvent::Text(text)) => {
                     let events = run_state.parser.push(&text);
                     run_state.queue(events);
@@ -219,10 +251,12 @@ pub(crate) async fn run(
                     run_state.pending.push_back(Outcome::Done(Box::new(done)));
                 }
                 Some(GenerationEvent::Failed(error)) => {
+                    tracing::error!(%error, "generation failed mid-stream");
                     run_state.lease = None;
                     run_state.pending.push_back(Outcome::Failed(error));
                 }
                 None => {
+                    tracing::error!("the engine stopped without finishing the response");
                     run_state.lease = None;
                     run_state
                         .pending

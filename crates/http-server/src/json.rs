@@ -19,7 +19,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OllamaJson<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = bytes::Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+            .map_err(|rejection| ApiError { status: rejection.status(), message: rejection.body_text() })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("missing request body"));
         }

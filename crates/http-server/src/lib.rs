@@ -3,8 +3,10 @@
 //! One module per resource under `routes/`; `inference` holds the prompt-to-stream pipeline
 //! shared by generate and chat; `ApiError` renders every failure as Ollama's error body.
 
+mod access;
 mod error;
 mod inference;
+mod layers;
 mod json;
 mod ndjson;
 mod resolve;
@@ -17,6 +19,7 @@ use axum::Router;
 use engine::Scheduler;
 use model_store::Store;
 
+pub use access::{AccessDecision, AccessPolicy, ForbiddenReason};
 pub use error::ApiError;
 pub use resolve::{is_jinja, ResolvedModel};
 
@@ -29,7 +32,18 @@ pub struct ServerConfig {
     pub default_num_ctx: usize,
     /// Keep-alive when a request sets none (`OLLAMA_KEEP_ALIVE`); `None` is forever.
     pub default_keep_alive: Option<Duration>,
+    /// Which origins and hosts may call the API (`OLLAMA_ORIGINS`, the bind address).
+    pub access: AccessPolicy,
+    /// Largest blob `POST /api/blobs` accepts, in bytes (`MODELD_MAX_BLOB_SIZE`).
+    pub max_blob_bytes: u64,
+    /// Unreferenced blobs younger than this survive garbage collection, so a client's upload
+    /// waits for its create (`MODELD_BLOB_GRACE`).
+    pub blob_grace: Duration,
 }
+
+/// How long running streams get to finish after a shutdown signal before the server stops
+/// waiting for them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -42,12 +56,29 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     config: ServerConfig,
     headers: resolve::HeaderCache,
+    /// `true` once the server is shutting down: streams end with an error line and waiting
+    /// requests are refused.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
     /// State over a store and a scheduler.
     pub fn new(store: Store, scheduler: Arc<Scheduler>, config: ServerConfig) -> AppState {
-        AppState { inner: Arc::new(Inner { store, scheduler, config, headers: Default::default() }) }
+        let shutting_down = tokio::sync::watch::Sender::new(false);
+        AppState { inner: Arc::new(Inner { store, scheduler, config, headers: Default::default(), shutting_down }) }
+    }
+
+    /// Ends running streams with an error line and refuses requests still waiting for a model.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.send_replace(true);
+    }
+
+    /// Completes once [`AppState::begin_shutdown`] has been called.
+    pub(crate) fn shutdown_started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.inner.shutting_down.subscribe();
+        async move {
+            let _ = receiver.wait_for(|shutting_down| *shutting_down).await;
+        }
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -67,18 +98,40 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// The whole API, behind the access policy, panic catching and per-request logging.
 pub fn app(state: AppState) -> Router {
-    routes::router().with_state(state)
+    let access = Arc::new(state.config().access.clone());
+    layers::wrap(routes::router().with_state(state), access)
 }
 
-/// Serves the API on `listener` until `shutdown` completes; running requests finish first.
+/// Serves the API on `listener` until `shutdown` completes. Then it stops accepting, ends
+/// running streams with an error line, and returns once their connections close, or after
+/// [`SHUTDOWN_GRACE`] at the latest.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let signalled = state.clone();
+    let graceful = async move {
+        shutdown.await;
+        signalled.begin_shutdown();
+    };
+    let deadline = {
+        let started = state.shutdown_started();
+        async move {
+            started.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    let server = std::future::IntoFuture::into_future(axum::serve(listener, app(state)).with_graceful_shutdown(graceful));
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("connections still open {} s after the shutdown signal; closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

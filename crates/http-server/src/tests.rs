@@ -52,6 +52,9 @@ async fn harness_with_config(engine: ScriptedEngine, scheduler_config: Scheduler
         version: "0.0.0-test".into(),
         default_num_ctx: 2048,
         default_keep_alive: Some(Duration::from_secs(300)),
+        access: AccessPolicy::loopback_default(),
+        max_blob_bytes: 1 << 20,
+        blob_grace: Duration::from_secs(3600),
     };
     let harness = Harness { _dir: dir, state: AppState::new(store, scheduler, config) };
     let gguf = tiny_gguf();
@@ -575,3 +578,4 @@ async fn a_full_queue_is_ollamas_503() {
 }
 
 mod agents;
+mod hardening;

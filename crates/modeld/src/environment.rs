@@ -117,3 +117,79 @@ pub(crate) fn requantized_weights_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(cache.join("modeld").join("requantized"))
 }
+
+/// A byte size variable (`MODELD_MAX_BLOB_SIZE=64GiB`), or `default` when unset.
+pub(crate) fn byte_size(name: &str, default: u64) -> anyhow::Result<u64> {
+    match variable(name) {
+        None => Ok(default),
+        Some(text) => parse_byte_size(&text).with_context(|| format!("invalid {name} {text:?} (e.g. 500MB, 64GiB)")),
+    }
+}
+
+/// `123`, `500MB`, `64GiB`, `1.5G`: decimal units for `kB/MB/GB/TB`, binary for `KiB/MiB/GiB/TiB`
+/// and for bare `K/M/G/T`.
+fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * multiplier;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// A duration variable in Go's syntax or seconds (`30m`, `3600`), or `default` when unset.
+pub(crate) fn duration(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    let Some(text) = variable(name) else { return Ok(default) };
+    match KeepAlive::parse(&text).with_context(|| format!("invalid {name} {text:?}"))? {
+        KeepAlive::Forever => Ok(Duration::MAX),
+        KeepAlive::For(duration) => Ok(duration),
+    }
+}
+
+/// A boolean variable as Go's `strconv.ParseBool` reads it; unparsable text is true, as in
+/// Ollama.
+pub(crate) fn flag(name: &str) -> bool {
+    match variable(name) {
+        None => false,
+        Some(text) => !matches!(text.as_str(), "0" | "f" | "F" | "false" | "FALSE" | "False"),
+    }
+}
+
+/// This machine's host name, for the DNS-rebinding guard.
+pub(crate) fn machine_hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn byte_sizes() {
+        let cases = [
+            ("123", Some(123)),
+            ("500MB", Some(500_000_000)),
+            ("64GiB", Some(64 << 30)),
+            ("2G", Some(2 << 30)),
+            ("1.5 KiB", Some(1536)),
+            ("lots", None),
+            ("-1", None),
+            ("5XB", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(super::parse_byte_size(text), expected, "{text}");
+        }
+    }
+}

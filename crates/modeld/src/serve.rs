@@ -9,6 +9,13 @@ use http_server::{AppState, ServerConfig};
 
 use crate::environment;
 
+/// Largest upload by default: above the biggest GGUF files published (405B at 4 bits).
+const DEFAULT_MAX_BLOB_BYTES: u64 = 512 << 30;
+
+/// How long an unreferenced blob is kept by default: long enough for a client to upload all
+/// of a model's files and call create.
+const DEFAULT_BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 pub(crate) async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -20,6 +27,8 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     let models_dir = environment::models_dir();
     let store = model_store::Store::open(&models_dir)
         .with_context(|| format!("opening models directory {}", models_dir.display()))?;
+    let blob_grace = environment::duration("MODELD_BLOB_GRACE", DEFAULT_BLOB_GRACE)?;
+    recover_store(&store, blob_grace);
     let num_parallel = environment::unsigned("OLLAMA_NUM_PARALLEL", 1)?.max(1);
     let engine: Arc<dyn Engine> = match environment::variable("MODELD_ENGINE").as_deref() {
         None | Some("mistralrs") => {
@@ -36,14 +45,24 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
             default_keep_alive,
             num_parallel,
             max_queue: environment::unsigned("OLLAMA_MAX_QUEUE", 512)?,
+            max_memory: environment::variable("MODELD_MAX_MEMORY")
+                .map(|_| environment::byte_size("MODELD_MAX_MEMORY", u64::MAX))
+                .transpose()?,
         },
     );
+    let address = environment::bind_address()?;
     let config = ServerConfig {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         default_num_ctx: environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?,
         default_keep_alive,
+        access: http_server::AccessPolicy::new(
+            environment::variable("OLLAMA_ORIGINS").as_deref(),
+            address.ip(),
+            environment::machine_hostname(),
+        ),
+        max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE", DEFAULT_MAX_BLOB_BYTES)?,
+        blob_grace,
     };
-    let address = environment::bind_address()?;
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     let local_address = listener.local_addr()?;
     tracing::info!(models = %models_dir.display(), "Listening on {local_address} (version {})", config.version);
@@ -51,6 +70,35 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     http_server::serve(listener, state, shutdown_signal()).await?;
     scheduler.unload_all();
     Ok(())
+}
+
+/// Start-up recovery after `Store::open` removed temporary files: unreferenced blobs older
+/// than the grace period (unless `OLLAMA_NOPRUNE`, as in Ollama) and requantized copies whose
+/// weights are gone or that a crash left half written.
+fn recover_store(store: &model_store::Store, blob_grace: std::time::Duration) {
+    if environment::flag("OLLAMA_NOPRUNE") {
+        tracing::info!("OLLAMA_NOPRUNE is set: keeping unreferenced blobs");
+    } else {
+        match store.collect_garbage(model_store::GcPolicy::with_grace(blob_grace)) {
+            Ok(report) => {
+                for path in report.unparsable_manifests.iter().chain(&report.unreadable) {
+                    tracing::warn!(path = %path.display(), "manifest could not be read; its blobs are kept");
+                }
+                if !report.removed.is_empty() {
+                    tracing::info!(n_blobs = report.removed.len(), bytes = report.bytes_freed, "removed unreferenced blobs");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "garbage collection at start-up failed"),
+        }
+    }
+    if let Some(cache_dir) = environment::requantized_weights_dir() {
+        let n_removed = engine_mistralrs::remove_stale_copies(&cache_dir, |source| {
+            model_store::Digest::parse(source).is_ok_and(|digest| store.has_blob(&digest))
+        });
+        if n_removed > 0 {
+            tracing::info!(n_removed, dir = %cache_dir.display(), "removed stale requantized copies");
+        }
+    }
 }
 
 async fn shutdown_signal() {

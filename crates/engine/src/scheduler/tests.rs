@@ -14,7 +14,7 @@ fn scheduler(engine: Arc<ScriptedEngine>, max_loaded_models: usize) -> Arc<Sched
 }
 
 #[tokio::test]
-async fn reuses_loaded_model_and_reloads_on_new_spec() {
+async fn reuses_loaded_model_across_context_sizes_and_reloads_on_new_weights() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(ScriptedEngine::new());
     let scheduler = scheduler(engine.clone(), 3);
@@ -22,10 +22,14 @@ async fn reuses_loaded_model_and_reloads_on_new_spec() {
     drop(scheduler.acquire("a", &a, None).await.unwrap());
     drop(scheduler.acquire("a", &a, None).await.unwrap());
     assert_eq!(engine.n_loads(), 1);
-    let bigger = LoadSpec { num_ctx: 4096, ..a.clone() };
-    drop(scheduler.acquire("a", &bigger, None).await.unwrap());
-    assert_eq!(engine.n_loads(), 2);
-    assert_eq!(scheduler.status()[0].context_length, 4096);
+    for num_ctx in [2049, 2048, 4096] {
+        drop(scheduler.acquire("a", &LoadSpec { num_ctx, ..a.clone() }, None).await.unwrap());
+    }
+    assert_eq!(engine.n_loads(), 1, "another num_ctx serves on the loaded copy");
+    assert_eq!(scheduler.status()[0].context_length, 4096, "ps shows the latest context size");
+    let other_weights = spec(&dir, "a-updated");
+    drop(scheduler.acquire("a", &other_weights, None).await.unwrap());
+    assert_eq!(engine.n_loads(), 2, "new weights under the same name reload");
 }
 
 #[tokio::test]
@@ -113,4 +117,29 @@ async fn requests_beyond_num_parallel_wait_and_beyond_max_queue_are_busy() {
         task.await.unwrap().unwrap();
     }
     drop(scheduler.acquire("a", &a, None).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_model_that_does_not_fit_is_refused_with_ollamas_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(ScriptedEngine::new());
+    let config = SchedulerConfig { max_memory: Some(4), ..SchedulerConfig::default() };
+    let scheduler = Scheduler::new(engine.clone(), config);
+    let Err(error) = scheduler.acquire("a", &spec(&dir, "a"), None).await else { panic!("loaded") };
+    assert_eq!(error, SchedulerError::InsufficientMemory { required: 8, available: 4 });
+    assert_eq!(error.to_string(), "model requires more system memory (8 B) than is available (4 B)");
+    assert_eq!(engine.n_loads(), 0, "nothing was loaded");
+    assert!(!scheduler.is_loaded("a"));
+}
+
+#[test]
+fn available_memory_and_human_bytes() {
+    let meminfo = "MemTotal:       24576000 kB\nMemFree:         1000 kB\nMemAvailable:   20971520 kB\n";
+    assert_eq!(parse_mem_available(meminfo), Some(20 << 30));
+    assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+    assert!(system_available_memory().is_some_and(|bytes| bytes > 0));
+    assert_eq!(human_bytes(20 << 30), "20.0 GiB");
+    assert_eq!(human_bytes(1536 << 20), "1.5 GiB");
+    assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+    assert_eq!(human_bytes(512), "512 B");
 }

@@ -9,31 +9,54 @@ use model_store::Digest;
 
 use crate::{ApiError, AppState};
 
+/// Answers whether the blob is present. A present blob's time is refreshed, since the client
+/// will name it in a create and garbage collection spares recent blobs.
 pub(crate) async fn head_blob(State(state): State<AppState>, Path(digest): Path<String>) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest).map_err(|_| ApiError::bad_request("invalid digest format"))?;
-    if state.store().has_blob(&digest) {
+    let store = state.store().clone();
+    let touched = tokio::task::spawn_blocking(move || store.touch_blob(&digest).map(|present| (present, digest)))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    let (present, digest) = touched?;
+    if present {
         Ok(StatusCode::OK.into_response())
     } else {
         Err(ApiError::not_found(format!("blob \"{digest}\" not found")))
     }
 }
 
-/// Streams the body into a temporary file, hashing as it goes; a dropped connection or a wrong
-/// digest leaves nothing behind.
+/// Streams the body into a temporary file, hashing as it goes; a dropped connection, a wrong
+/// digest or a body past the size limit (`MODELD_MAX_BLOB_SIZE`, 413) leaves nothing behind.
 pub(crate) async fn post_blob(
     State(state): State<AppState>,
     Path(digest): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest).map_err(|_| ApiError::bad_request("invalid digest format"))?;
+    let limit = state.config().max_blob_bytes;
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("blob is larger than the upload limit of {} (MODELD_MAX_BLOB_SIZE)", engine::human_bytes(limit)),
+    };
+    let declared_length = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
     if state.store().has_blob(&digest) {
         return Ok(StatusCode::OK.into_response());
     }
-    let mut blob = state.store().begin_blob()?;
+    let mut blob = state.store().begin_blob_limited(limit)?;
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let bytes = frame.map_err(|error| ApiError::bad_request(error.to_string()))?;
-        blob.write(&bytes)?;
+        blob.write(&bytes).map_err(|error| match error {
+            model_store::Error::BlobTooLarge { .. } => too_large(),
+            other => ApiError::from(other),
+        })?;
     }
     blob.finish(Some(&digest))?;
     Ok(StatusCode::CREATED.into_response())

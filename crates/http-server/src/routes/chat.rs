@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
-use engine::{render_chat, ChatTemplateInput, LoadedModel, TemplateMessage};
+use engine::{LoadedModel, TemplateMessage};
 use futures_util::StreamExt;
 use model_formats::{OutputParser, ParserConfig, ToolCallFormat};
 use model_store::ModelName;
@@ -23,6 +23,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     if request.model.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
+    crate::layers::record_model(&request.model);
     let not_found = || ApiError::not_found(format!("model '{}' not found", request.model));
     let name = ModelName::parse(&request.model).map_err(|_| not_found())?;
     common::check_top_logprobs(request.top_logprobs)?;
@@ -67,27 +68,16 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
     let template = model.chat_template();
     let tool_call_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
     common::shape_tool_history(&mut messages, tool_call_format);
-    let render = |messages: &[TemplateMessage]| -> Result<String, ApiError> {
-        match &template {
-            Some(template) => render_chat(
-                template,
-                &ChatTemplateInput {
-                    messages,
-                    tools: tools.as_deref(),
-                    add_generation_prompt: true,
-                    bos_token: description.bos_token.as_deref(),
-                    eos_token: description.eos_token.as_deref(),
-                    enable_thinking: think.enable_thinking,
-                    reasoning_effort: think.reasoning_effort.as_deref(),
-                },
-            )
-            .map_err(|error| ApiError::internal(error.to_string())),
-            None => Ok(common::render_without_template(messages)),
-        }
-    };
+    let renderer = std::sync::Arc::new(common::PromptRenderer {
+        template,
+        tools: tools.clone(),
+        bos_token: description.bos_token.clone(),
+        eos_token: description.eos_token.clone(),
+        think: think.clone(),
+    });
     let truncate = request.truncate != Some(false);
     let (prompt_text, prompt_tokens) =
-        fitted_prompt(lease.model().as_ref(), messages, render, num_ctx, truncate).await?;
+        fitted_prompt(lease.model().as_ref(), messages, &renderer, num_ctx, truncate).await?;
     let prompt_tokens = if truncate {
         inference::fit_prompt(prompt_tokens, num_ctx, inference::num_keep(&options))
     } else {
@@ -99,7 +89,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
         tool_calls: tools.as_ref().map(|_| tool_call_format),
         tool_names: tools.iter().flatten().filter_map(tool_name).collect(),
     });
-    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
+    let outcomes = inference::run(state, lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
     Ok(Start::Running(Box::pin(outcomes)))
 }
 
@@ -165,12 +155,12 @@ pub(crate) async fn chat(
 async fn fitted_prompt(
     model: &dyn LoadedModel,
     mut messages: Vec<TemplateMessage>,
-    render: impl Fn(&[TemplateMessage]) -> Result<String, ApiError>,
+    renderer: &std::sync::Arc<common::PromptRenderer>,
     num_ctx: usize,
     truncate: bool,
 ) -> Result<(String, Vec<u32>), ApiError> {
     loop {
-        let text = render(&messages)?;
+        let text = renderer.render(messages.clone()).await?;
         let tokens = model.tokenize(&text, false).await.map_err(|error| ApiError::internal(error.to_string()))?;
         if !truncate || tokens.len() < num_ctx {
             return Ok((text, tokens));

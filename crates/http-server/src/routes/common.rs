@@ -244,3 +244,43 @@ pub(crate) fn render_without_template(messages: &[TemplateMessage]) -> String {
         .map(|message| message.content.clone())
         .unwrap_or_default()
 }
+
+/// Everything a chat template reads besides the messages, owned so that rendering (CPU-bound,
+/// bounded by the engine's fuel and output cap) runs on a blocking thread, never on the async
+/// threads that serve every other request.
+pub(crate) struct PromptRenderer {
+    /// The Jinja template; `None` renders as Ollama's default `{{ .Prompt }}`.
+    pub(crate) template: Option<String>,
+    pub(crate) tools: Option<Vec<Value>>,
+    pub(crate) bos_token: Option<String>,
+    pub(crate) eos_token: Option<String>,
+    pub(crate) think: ThinkSettings,
+}
+
+impl PromptRenderer {
+    /// Renders `messages` with the generation prompt appended, off the async threads. A
+    /// template error, a runaway template and a panic while rendering all become a 500.
+    pub(crate) async fn render(self: &std::sync::Arc<Self>, messages: Vec<TemplateMessage>) -> Result<String, ApiError> {
+        let renderer = self.clone();
+        tokio::task::spawn_blocking(move || renderer.render_now(&messages))
+            .await
+            .map_err(|error| ApiError::internal(format!("template error: rendering failed ({error})")))?
+    }
+
+    fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ApiError> {
+        let Some(template) = &self.template else { return Ok(render_without_template(messages)) };
+        engine::render_chat(
+            template,
+            &engine::ChatTemplateInput {
+                messages,
+                tools: self.tools.as_deref(),
+                add_generation_prompt: true,
+                bos_token: self.bos_token.as_deref(),
+                eos_token: self.eos_token.as_deref(),
+                enable_thinking: self.think.enable_thinking,
+                reasoning_effort: self.think.reasoning_effort.as_deref(),
+            },
+        )
+        .map_err(|error| ApiError::internal(error.to_string()))
+    }
+}

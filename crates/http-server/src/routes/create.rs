@@ -16,6 +16,7 @@ pub(crate) async fn create(
     OllamaJson(request): OllamaJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream.unwrap_or(true);
+    crate::layers::record_model(if request.model.is_empty() { request.name.as_deref().unwrap_or_default() } else { &request.model });
     let progress = tokio::task::spawn_blocking(move || create_model(&state, &request))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))??;
@@ -44,6 +45,10 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
     if request.adapters.as_ref().is_some_and(|adapters| !adapters.is_empty()) {
         return Err(ApiError::not_implemented("adapters are not supported by modeld yet"));
     }
+    // Writing the layers, the manifest and collecting what it replaced is one unit under the
+    // store's write lock, so a concurrent delete or collection never removes a blob between its
+    // write and the manifest that names it.
+    let guard = store.write_lock()?;
     let mut progress = Vec::new();
     let (mut config, mut layers) = match (&request.from, &request.files) {
         (_, Some(files)) if !files.is_empty() => {
@@ -122,11 +127,20 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
     );
     progress.push(status("writing manifest"));
     let previous = store.get(&name).ok();
-    store.put(&name, &manifest)?;
+    guard.put(&name, &manifest)?;
     if let Some(previous) = previous {
         let candidates: Vec<Digest> = previous.manifest.all_digests().cloned().collect();
-        store.remove_unreferenced(candidates)?;
+        guard.remove_unreferenced(candidates)?;
     }
+    // Uploads nobody created a model from, once older than the grace period.
+    match guard.collect_garbage(model_store::GcPolicy::with_grace(state.config().blob_grace)) {
+        Ok(report) if !report.removed.is_empty() => {
+            tracing::info!(n_blobs = report.removed.len(), bytes = report.bytes_freed, "removed unreferenced blobs")
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "garbage collection after create failed"),
+    }
+    drop(guard);
     progress.push(status("success"));
     Ok(progress)
 }

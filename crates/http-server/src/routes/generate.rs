@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
-use engine::{render_chat, ChatTemplateInput, TemplateMessage};
+use engine::TemplateMessage;
 use futures_util::StreamExt;
 use model_formats::{OutputParser, ParserConfig, ThinkingMode};
 use model_store::ModelName;
@@ -24,6 +24,7 @@ pub(crate) async fn start_generate(
     request: &GenerateRequest,
     started: Instant,
 ) -> Result<Start, ApiError> {
+    crate::layers::record_model(&request.model);
     let not_found = || ApiError::not_found(format!("model '{}' not found", request.model));
     let name = ModelName::parse(&request.model).map_err(|_| not_found())?;
     if request.raw && (request.template.is_some() || request.system.is_some() || request.context.is_some()) {
@@ -86,22 +87,14 @@ pub(crate) async fn start_generate(
             messages.extend(model.messages.iter().map(common::template_message));
         }
         messages.push(TemplateMessage { role: "user".into(), content: request.prompt.clone(), ..Default::default() });
-        match template {
-            Some(template) => render_chat(
-                &template,
-                &ChatTemplateInput {
-                    messages: &messages,
-                    tools: None,
-                    add_generation_prompt: true,
-                    bos_token: description.bos_token.as_deref(),
-                    eos_token: description.eos_token.as_deref(),
-                    enable_thinking: think.enable_thinking,
-                    reasoning_effort: think.reasoning_effort.as_deref(),
-                },
-            )
-            .map_err(|error| ApiError::internal(error.to_string()))?,
-            None => request.prompt.clone(),
-        }
+        let renderer = common::PromptRenderer {
+            template,
+            tools: None,
+            bos_token: description.bos_token.clone(),
+            eos_token: description.eos_token.clone(),
+            think: think.clone(),
+        };
+        std::sync::Arc::new(renderer).render(messages).await?
     };
     let mut prompt_tokens = request.context.clone().unwrap_or_default();
     prompt_tokens.extend(
@@ -121,7 +114,7 @@ pub(crate) async fn start_generate(
         starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
         ..ParserConfig::default()
     });
-    let outcomes = inference::run(lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
+    let outcomes = inference::run(state, lease, prompt_tokens, &options, json_schema, num_ctx, started, parser).await?;
     Ok(Start::Running(Box::pin(outcomes)))
 }
 
