@@ -9,3 +9,5 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELD_ROOT/tests/python/requirements.txt"
 fetch_smollm2
+# cargo-fuzz for scripts/fuzz.sh; building it takes a few minutes the first time.
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

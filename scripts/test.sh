@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit and in-process API tests on a scripted engine),
 # then the end-to-end tests in tests/python against the real daemon on real weights, driven
-# by the official Ollama Python client among others.
+# by the official Ollama Python client among others, then a short run of each fuzz target.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 bash "$MODELD_ROOT/scripts/install-test-deps.sh"
@@ -13,3 +13,6 @@ cargo test --locked --workspace
 
 export MODELD_BIN SMOLLM2_GGUF
 python -m pytest -q tests/python
+
+# A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).
+bash "$MODELD_ROOT/scripts/fuzz.sh" "${MODELD_FUZZ_SECONDS:-10}"

@@ -128,7 +128,10 @@ mod tests {
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
         left.sort();
-        assert_eq!(left, vec![format!(".partial-{}-2", std::process::id()), "notes.txt".into(), "sha256-aaaa.q8_0.gguf".into()]);
+        assert_eq!(
+            left,
+            vec![format!(".partial-{}-2", std::process::id()), "notes.txt".into(), "sha256-aaaa.q8_0.gguf".into()]
+        );
     }
 
     fn write_model(path: &Path, dtype: GgmlDType) -> Vec<f32> {

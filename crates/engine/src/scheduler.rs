@@ -275,7 +275,13 @@ impl Scheduler {
         if required <= available {
             return Ok(());
         }
-        tracing::warn!(model = key, required, available, n_unloaded, "refusing to load a model that does not fit in memory");
+        tracing::warn!(
+            model = key,
+            required,
+            available,
+            n_unloaded,
+            "refusing to load a model that does not fit in memory"
+        );
         Err(SchedulerError::InsufficientMemory { required, available })
     }
 

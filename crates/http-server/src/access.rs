@@ -227,19 +227,54 @@ mod tests {
             (false, Some("app://obsidian.md"), Some("127.0.0.1:11434"), allow(Some("app://obsidian.md"))),
             // OLLAMA_ORIGINS entries, exact and wildcard.
             (false, Some("https://chat.example.com"), Some("127.0.0.1:11434"), allow(Some("https://chat.example.com"))),
-            (false, Some("chrome-extension://abcdef"), Some("127.0.0.1:11434"), allow(Some("chrome-extension://abcdef"))),
+            (
+                false,
+                Some("chrome-extension://abcdef"),
+                Some("127.0.0.1:11434"),
+                allow(Some("chrome-extension://abcdef")),
+            ),
             // Foreign origins, whatever the method.
-            (false, Some("https://evil.example"), Some("127.0.0.1:11434"), AccessDecision::Forbidden(ForbiddenReason::Origin)),
-            (true, Some("https://evil.example"), Some("127.0.0.1:11434"), AccessDecision::Forbidden(ForbiddenReason::Origin)),
+            (
+                false,
+                Some("https://evil.example"),
+                Some("127.0.0.1:11434"),
+                AccessDecision::Forbidden(ForbiddenReason::Origin),
+            ),
+            (
+                true,
+                Some("https://evil.example"),
+                Some("127.0.0.1:11434"),
+                AccessDecision::Forbidden(ForbiddenReason::Origin),
+            ),
             (false, Some("null"), Some("127.0.0.1:11434"), AccessDecision::Forbidden(ForbiddenReason::Origin)),
-            (false, Some("http://localhost.evil.example"), Some("127.0.0.1:11434"), AccessDecision::Forbidden(ForbiddenReason::Origin)),
-            (false, Some("https://chat.example.com.evil"), Some("127.0.0.1:11434"), AccessDecision::Forbidden(ForbiddenReason::Origin)),
+            (
+                false,
+                Some("http://localhost.evil.example"),
+                Some("127.0.0.1:11434"),
+                AccessDecision::Forbidden(ForbiddenReason::Origin),
+            ),
+            (
+                false,
+                Some("https://chat.example.com.evil"),
+                Some("127.0.0.1:11434"),
+                AccessDecision::Forbidden(ForbiddenReason::Origin),
+            ),
             // Preflights from allowed origins.
-            (true, Some("http://localhost:5173"), Some("127.0.0.1:11434"), AccessDecision::Preflight { origin: "http://localhost:5173".into() }),
+            (
+                true,
+                Some("http://localhost:5173"),
+                Some("127.0.0.1:11434"),
+                AccessDecision::Preflight { origin: "http://localhost:5173".into() },
+            ),
             // A page served by the daemon's own host is same-origin.
             (false, Some("http://127.0.0.1:11434"), Some("127.0.0.1:11434"), allow(None)),
             // DNS rebinding: a foreign name pointing at 127.0.0.1, same-origin with itself.
-            (false, Some("http://evil.example:11434"), Some("evil.example:11434"), AccessDecision::Forbidden(ForbiddenReason::Host)),
+            (
+                false,
+                Some("http://evil.example:11434"),
+                Some("evil.example:11434"),
+                AccessDecision::Forbidden(ForbiddenReason::Host),
+            ),
             (false, None, Some("evil.example:11434"), AccessDecision::Forbidden(ForbiddenReason::Host)),
             (false, None, Some("evil.example"), AccessDecision::Forbidden(ForbiddenReason::Host)),
             (false, None, Some("8.8.8.8:11434"), AccessDecision::Forbidden(ForbiddenReason::Host)),
@@ -260,7 +295,10 @@ mod tests {
     #[test]
     fn binding_beyond_loopback_turns_the_host_check_off_but_not_the_origin_check() {
         let policy = AccessPolicy::new(None, IpAddr::from([0, 0, 0, 0]), None);
-        assert_eq!(policy.decide(false, None, Some("gpu-box.example:11434")), AccessDecision::Allow { cors_origin: None });
+        assert_eq!(
+            policy.decide(false, None, Some("gpu-box.example:11434")),
+            AccessDecision::Allow { cors_origin: None }
+        );
         assert_eq!(
             policy.decide(false, Some("https://evil.example"), Some("gpu-box.example:11434")),
             AccessDecision::Forbidden(ForbiddenReason::Origin)

@@ -6,8 +6,8 @@
 mod access;
 mod error;
 mod inference;
-mod layers;
 mod json;
+mod layers;
 mod ndjson;
 mod resolve;
 mod routes;
@@ -124,7 +124,8 @@ pub async fn serve(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
     };
-    let server = std::future::IntoFuture::into_future(axum::serve(listener, app(state)).with_graceful_shutdown(graceful));
+    let server =
+        std::future::IntoFuture::into_future(axum::serve(listener, app(state)).with_graceful_shutdown(graceful));
     tokio::select! {
         result = server => result,
         () = deadline => {

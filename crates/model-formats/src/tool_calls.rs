@@ -141,8 +141,13 @@ impl ToolCallFormat {
                     }
                     _ => body.into(),
                 };
+                let mut pieces = body.split(DEEPSEEK_CALL_OPEN);
+                // Text before the first call is not a call: the stretch is not well formed.
+                if !pieces.next().unwrap_or_default().trim().is_empty() {
+                    return None;
+                }
                 let mut calls = Vec::new();
-                for piece in body.split(DEEPSEEK_CALL_OPEN).skip(1) {
+                for piece in pieces {
                     let piece = piece.trim_end();
                     let piece = piece.strip_suffix(DEEPSEEK_CALL_CLOSE).unwrap_or(piece);
                     calls.push(deepseek_call(piece)?);
@@ -150,6 +155,11 @@ impl ToolCallFormat {
                 calls
             }
         };
+        // A stretch that names no call (`[]`, an opener with nothing after it) is text; only
+        // Mistral's closing marker is a stretch of its own without calls.
+        if calls.is_empty() && !(self == ToolCallFormat::Mistral && tag == MISTRAL_CLOSE) {
+            return None;
+        }
         Some(calls)
     }
 }

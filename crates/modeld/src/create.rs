@@ -5,11 +5,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use ollama_api::modelfile;
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 
 use crate::client::Client;
-use crate::modelfile;
 
 pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result<()> {
     let text =

@@ -7,7 +7,6 @@ mod create;
 mod environment;
 mod format;
 mod manage;
-mod modelfile;
 mod run;
 mod serve;
 
@@ -139,6 +138,9 @@ fn main() -> ExitCode {
             Some(Command::Bench(args)) => bench::bench(args).await,
         }
     });
+    // Engine work still running on blocking threads (a load the shutdown interrupted) must not
+    // hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -85,7 +85,11 @@ fn recover_store(store: &model_store::Store, blob_grace: std::time::Duration) {
                     tracing::warn!(path = %path.display(), "manifest could not be read; its blobs are kept");
                 }
                 if !report.removed.is_empty() {
-                    tracing::info!(n_blobs = report.removed.len(), bytes = report.bytes_freed, "removed unreferenced blobs");
+                    tracing::info!(
+                        n_blobs = report.removed.len(),
+                        bytes = report.bytes_freed,
+                        "removed unreferenced blobs"
+                    );
                 }
             }
             Err(error) => tracing::warn!(%error, "garbage collection at start-up failed"),

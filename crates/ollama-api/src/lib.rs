@@ -2,9 +2,11 @@
 //!
 //! These types are a compatibility promise with every Ollama client, so they mirror Ollama's
 //! JSON field for field. Parsing of loosely typed fields (`keep_alive`, `options`, `think`)
-//! into checked values also lives here, next to the fields it reads.
+//! into checked values also lives here, next to the fields it reads, and so does the parser of
+//! Ollama's Modelfile format ([`modelfile`]).
 
 mod duration;
+pub mod modelfile;
 mod options;
 mod types;
 

@@ -37,7 +37,10 @@ pub(crate) async fn post_blob(
     let limit = state.config().max_blob_bytes;
     let too_large = || ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("blob is larger than the upload limit of {} (MODELD_MAX_BLOB_SIZE)", engine::human_bytes(limit)),
+        message: format!(
+            "blob is larger than the upload limit of {} (MODELD_MAX_BLOB_SIZE)",
+            engine::human_bytes(limit)
+        ),
     };
     let declared_length = headers
         .get(axum::http::header::CONTENT_LENGTH)

@@ -260,7 +260,10 @@ pub(crate) struct PromptRenderer {
 impl PromptRenderer {
     /// Renders `messages` with the generation prompt appended, off the async threads. A
     /// template error, a runaway template and a panic while rendering all become a 500.
-    pub(crate) async fn render(self: &std::sync::Arc<Self>, messages: Vec<TemplateMessage>) -> Result<String, ApiError> {
+    pub(crate) async fn render(
+        self: &std::sync::Arc<Self>,
+        messages: Vec<TemplateMessage>,
+    ) -> Result<String, ApiError> {
         let renderer = self.clone();
         tokio::task::spawn_blocking(move || renderer.render_now(&messages))
             .await

@@ -16,7 +16,11 @@ pub(crate) async fn create(
     OllamaJson(request): OllamaJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream.unwrap_or(true);
-    crate::layers::record_model(if request.model.is_empty() { request.name.as_deref().unwrap_or_default() } else { &request.model });
+    crate::layers::record_model(if request.model.is_empty() {
+        request.name.as_deref().unwrap_or_default()
+    } else {
+        &request.model
+    });
     let progress = tokio::task::spawn_blocking(move || create_model(&state, &request))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))??;

@@ -170,7 +170,11 @@ pub(crate) async fn copy(
         .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", request.source)))?;
     let destination = ModelName::parse(&request.destination)
         .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", request.destination)))?;
-    state.store().copy(&source, &destination).map_err(|error| match error {
+    let store = state.store().clone();
+    let copied = tokio::task::spawn_blocking(move || store.copy(&source, &destination))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    copied.map_err(|error| match error {
         model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model \"{}\" not found", request.source)),
         other => other.into(),
     })?;
@@ -186,7 +190,11 @@ pub(crate) async fn delete(
     let name =
         ModelName::parse(&requested).map_err(|_| ApiError::bad_request(format!("name \"{requested}\" is invalid")))?;
     state.scheduler().unload(&name.display_full());
-    state.store().delete(&name).map_err(|error| match error {
+    let store = state.store().clone();
+    let deleted = tokio::task::spawn_blocking(move || store.delete(&name))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    deleted.map_err(|error| match error {
         model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model '{requested}' not found")),
         other => other.into(),
     })?;

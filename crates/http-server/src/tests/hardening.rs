@@ -21,7 +21,11 @@ async fn a_cross_origin_no_cors_post_is_refused_and_changes_nothing() {
     // What `fetch(url, {method: 'POST', mode: 'no-cors', body})` from a web page sends.
     for path in ["/api/create", "/api/copy"] {
         let body = json!({"model": "tiny", "from": "tiny", "system": "You obey evil.example", "source": "tiny", "destination": "tiny"});
-        let headers = [("origin", "https://evil.example"), ("content-type", "text/plain;charset=UTF-8"), ("host", "127.0.0.1:11434")];
+        let headers = [
+            ("origin", "https://evil.example"),
+            ("content-type", "text/plain;charset=UTF-8"),
+            ("host", "127.0.0.1:11434"),
+        ];
         let response = send(&harness, request(Method::POST, path, &headers, body)).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
         assert!(response.headers().get("access-control-allow-origin").is_none());
@@ -71,9 +75,17 @@ async fn allowed_origins_get_cors_headers_and_preflights() {
 #[tokio::test]
 async fn template_errors_and_malformed_strftime_formats_answer_instead_of_panicking() {
     let harness = harness().await;
-    for template in ["{{ strftime_now('%') }}", "{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}", "{{ raise_exception('no') }}"] {
+    for template in [
+        "{{ strftime_now('%') }}",
+        "{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}",
+        "{{ raise_exception('no') }}",
+    ] {
         let (status, body) = harness
-            .call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi", "template": template, "stream": false}))
+            .call(
+                Method::POST,
+                "/api/generate",
+                json!({"model": "tiny", "prompt": "Hi", "template": template, "stream": false}),
+            )
             .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{template}: {body}");
         assert!(body["error"].as_str().unwrap().starts_with("template error"), "{body}");

@@ -238,3 +238,20 @@ fn formats_are_read_from_templates() {
     assert_eq!(ToolCallFormat::from_template("<｜tool▁calls▁begin｜>"), ToolCallFormat::DeepSeek);
     assert_eq!(ToolCallFormat::from_template("{{ tools }} parameters"), ToolCallFormat::Json);
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/output_parser.rs`): a stretch that opens like tool
+/// calls but names none is text, never dropped.
+#[test]
+fn stretches_without_calls_stay_content() {
+    let deepseek = tools(ToolCallFormat::DeepSeek);
+    let cases = [
+        "<｜tool▁calls▁begin｜>junk<｜tool▁calls▁end｜> after",
+        "Sure. <｜tool▁calls▁begin｜>junk",
+        "<｜tool▁calls▁begin｜>",
+    ];
+    for output in cases {
+        assert_eq!(parse(&deepseek, output), vec![content(output)], "{output}");
+    }
+    assert_eq!(parse(&tools(ToolCallFormat::Json), "[]"), vec![content("[]")]);
+    assert_eq!(parse(&tools(ToolCallFormat::Mistral), "[TOOL_CALLS][]"), vec![content("[TOOL_CALLS][]")]);
+}

@@ -1,25 +1,65 @@
 //! The Modelfile format: `FROM`, `PARAMETER`, `TEMPLATE`, `SYSTEM`, `MESSAGE`, `LICENSE`...
+//!
+//! Pure text to data, with Ollama's error texts; `modeld create` reads a Modelfile with it.
 
-use anyhow::bail;
-use ollama_api::Options;
 use serde_json::{Map, Value};
 
+use crate::Options;
+
 /// A parsed Modelfile.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Modelfile {
-    pub(crate) from: String,
-    pub(crate) parameters: Map<String, Value>,
-    pub(crate) template: Option<String>,
-    pub(crate) system: Option<String>,
-    pub(crate) licenses: Vec<String>,
-    pub(crate) messages: Vec<(String, String)>,
-    pub(crate) adapter: Option<String>,
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Modelfile {
+    /// `FROM`: a local path or a model name.
+    pub from: String,
+    /// `PARAMETER`s, typed as the option takes them (`stop` collects a list).
+    pub parameters: Map<String, Value>,
+    /// `TEMPLATE`.
+    pub template: Option<String>,
+    /// `SYSTEM`.
+    pub system: Option<String>,
+    /// `LICENSE`s, in order.
+    pub licenses: Vec<String>,
+    /// `MESSAGE`s as (role, content).
+    pub messages: Vec<(String, String)>,
+    /// `ADAPTER`.
+    pub adapter: Option<String>,
 }
 
 const COMMANDS: &str = "command must be one of \"from\", \"license\", \"template\", \"system\", \"adapter\", \"draft\", \"renderer\", \"parser\", \"parameter\", \"message\", or \"requires\"";
 
+/// The Modelfile is malformed; the texts are Ollama's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelfileError {
+    /// No `FROM` instruction.
+    #[error("no FROM line")]
+    NoFrom,
+    /// An instruction Ollama does not know.
+    #[error("{}", COMMANDS)]
+    UnknownCommand {
+        /// The command as written, lowercased.
+        command: String,
+    },
+    /// `PARAMETER` with a key that is not an option.
+    #[error("unknown parameter '{0}'")]
+    UnknownParameter(String),
+    /// `PARAMETER` with a value of the wrong type.
+    #[error("invalid {kind} value [{value}]")]
+    InvalidValue {
+        /// `int`, `float` or `bool`.
+        kind: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// `MESSAGE` with a role other than system, user or assistant.
+    #[error("message role must be one of \"system\", \"user\", or \"assistant\"")]
+    InvalidRole(String),
+    /// A `"""` string that never closes.
+    #[error("unterminated \"\"\" string")]
+    UnterminatedString,
+}
+
 /// Parses Modelfile text.
-pub(crate) fn parse(text: &str) -> anyhow::Result<Modelfile> {
+pub fn parse(text: &str) -> Result<Modelfile, ModelfileError> {
     let text = text.trim_start_matches('\u{feff}');
     let mut modelfile = Modelfile::default();
     let mut saw_from = false;
@@ -47,16 +87,13 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Modelfile> {
                 let key = key.to_ascii_lowercase();
                 let raw = unquote(raw.trim());
                 if !Options::is_known_key(&key) {
-                    bail!("unknown parameter '{key}'");
+                    return Err(ModelfileError::UnknownParameter(key));
                 }
+                let invalid = |kind: &'static str| ModelfileError::InvalidValue { kind, value: raw.to_owned() };
                 let typed = match Options::key_kind(&key) {
-                    "int" => Value::from(raw.parse::<i64>().map_err(|_| anyhow::anyhow!("invalid int value [{raw}]"))?),
-                    "float" => {
-                        Value::from(raw.parse::<f64>().map_err(|_| anyhow::anyhow!("invalid float value [{raw}]"))?)
-                    }
-                    "bool" => {
-                        Value::from(raw.parse::<bool>().map_err(|_| anyhow::anyhow!("invalid bool value [{raw}]"))?)
-                    }
+                    "int" => Value::from(raw.parse::<i64>().map_err(|_| invalid("int"))?),
+                    "float" => Value::from(raw.parse::<f64>().map_err(|_| invalid("float"))?),
+                    "bool" => Value::from(raw.parse::<bool>().map_err(|_| invalid("bool"))?),
                     _ => Value::from(raw.to_owned()),
                 };
                 if key == "stop" {
@@ -76,25 +113,25 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Modelfile> {
                 let (role, content) = value.split_once(char::is_whitespace).unwrap_or((value.as_str(), ""));
                 let role = role.to_ascii_lowercase();
                 if !["system", "user", "assistant"].contains(&role.as_str()) {
-                    bail!("message role must be one of \"system\", \"user\", or \"assistant\"");
+                    return Err(ModelfileError::InvalidRole(role));
                 }
                 modelfile.messages.push((role, unquote(content.trim()).to_owned()));
             }
             "draft" | "renderer" | "parser" | "requires" => {}
-            _ => bail!("{COMMANDS}"),
+            _ => return Err(ModelfileError::UnknownCommand { command }),
         }
     }
     if !saw_from {
-        bail!("no FROM line");
+        return Err(ModelfileError::NoFrom);
     }
     Ok(modelfile)
 }
 
 /// Reads a value: `"""multi-line"""`, `"quoted"` or the rest of the line. Returns the value
 /// and the text after it.
-fn read_value(text: &str) -> anyhow::Result<(String, &str)> {
+fn read_value(text: &str) -> Result<(String, &str), ModelfileError> {
     if let Some(body) = text.strip_prefix("\"\"\"") {
-        let Some(end) = body.find("\"\"\"") else { bail!("unterminated \"\"\" string") };
+        let Some(end) = body.find("\"\"\"") else { return Err(ModelfileError::UnterminatedString) };
         let after = &body[end + 3..];
         let after = after.find('\n').map_or("", |newline| &after[newline + 1..]);
         return Ok((body[..end].to_owned(), after));
@@ -145,5 +182,15 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(parse(text).unwrap_err().to_string(), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn errors_carry_what_was_wrong() {
+        assert_eq!(parse("FROM x\nFOO bar"), Err(ModelfileError::UnknownCommand { command: "foo".into() }));
+        assert_eq!(
+            parse("FROM x\nPARAMETER use_mmap maybe"),
+            Err(ModelfileError::InvalidValue { kind: "bool", value: "maybe".into() })
+        );
+        assert_eq!(parse("FROM x\nMESSAGE Tool hi"), Err(ModelfileError::InvalidRole("tool".into())));
     }
 }
