@@ -471,7 +471,9 @@ class SpawnedDaemon:
         self.log.close()
         return code, elapsed
 
-    def log_tail(self, n_lines=40):
+    def log_tail(self, n_lines=40, skip_busy=True):
+        """The log's last lines, without colours and (by default) without the lines of 503
+        busy refusals, which would otherwise fill it under load."""
         try:
             self.log.flush()
         except (ValueError, OSError):
@@ -481,6 +483,12 @@ class SpawnedDaemon:
                 lines = file.read().decode("utf-8", "replace").splitlines()
         except OSError:
             return ""
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+        if skip_busy:
+            n_all = len(lines)
+            lines = [line for line in lines if "status=503" not in line and BUSY_MESSAGE not in line]
+            if n_all > len(lines):
+                lines.append(f"({n_all - len(lines)} lines about 503 busy refusals left out)")
         return "\n".join(lines[-n_lines:])
 
 
@@ -612,7 +620,7 @@ def print_table(summary, out=sys.stdout):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:11434")
     parser.add_argument("--model", default="smollm2:135m")

@@ -39,7 +39,7 @@ def raw_request(daemon, method, path, body=b"", headers=None):
     response = connection.getresponse()
     payload = response.read()
     connection.close()
-    return response.status, dict(response.getheaders()), payload
+    return response.status, response.headers, payload
 
 
 def alive(daemon):
