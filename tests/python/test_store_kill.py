@@ -70,7 +70,7 @@ def test_sigkill_during_creates_never_corrupts_the_store():
                             file.write(f"FROM {gguf}\nSYSTEM round {index}\n")
                         subprocess.run([binary, "create", f"import-{index % 4}", "-f", modelfile], env=daemon.env,
                                        capture_output=True, timeout=120)
-                    for step in range(20):
+                    for step in range(100_000):  # until the kill
                         daemon.request("POST", "/api/create", {
                             "model": f"variant-{step % 5}", "from": "base",
                             "system": f"round {index} step {step}", "stream": False})
