@@ -30,6 +30,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -234,9 +235,14 @@ async def run_request(host, port, kind, method, path, body, model, record):
                         chunk = json.loads(line)
                     except ValueError:
                         raise Failure(f"invalid JSON line #{n_lines + 1}: {snippet(line)}") from None
+                    now = time.monotonic() - started
                     if n_lines == 0:
-                        record["ttfc"] = time.monotonic() - started
+                        record["ttfc"] = now
+                    else:
+                        record["max_gap_s"] = max(record.get("max_gap_s", 0.0), now - record["last_chunk_s"])
+                    record["last_chunk_s"] = now
                     n_lines += 1
+                    record["lines"] = n_lines
                     if not isinstance(chunk, dict):
                         raise Failure(f"non-object line #{n_lines}: {snippet(line)}")
                     if "error" in chunk:
@@ -286,6 +292,7 @@ class Stats:
                                "latency": [], "ttfc": [], "eval_tokens": 0} for kind in KINDS}
         self.failures = []  # (kind, reason, request body) in order
         self.hung = []
+        self.model_requests = []  # every chat/generate that was not refused busy
         self.in_flight = 0
 
     def total(self, field):
@@ -310,9 +317,11 @@ async def client(index, args, host, port, stats, stop_at, rng, weights):
         record = {}
         started = time.monotonic()
         outcome = "served"
+        timeout = args.request_timeout
+        if args.max_drain is not None:  # nothing may run past the end of the load plus max_drain
+            timeout = max(0.001, min(timeout, stop_at + args.max_drain - started))
         try:
-            await asyncio.wait_for(run_request(host, port, kind, method, path, body, args.model, record),
-                                   args.request_timeout)
+            await asyncio.wait_for(run_request(host, port, kind, method, path, body, args.model, record), timeout)
         except Busy:
             outcome = "busy"
         except Failure as error:
@@ -322,10 +331,11 @@ async def client(index, args, host, port, stats, stop_at, rng, weights):
                                    "at_s": round(started - stats.started, 3)})
         except asyncio.TimeoutError:
             outcome = "hung"
-            stats.hung.append({"kind": kind, "client": index,
+            stats.hung.append({"kind": kind, "client": index, "timeout_s": round(timeout, 3),
                                "request": f"{method} {path} {json.dumps(body) if body else ''}".strip(),
                                "at_s": round(started - stats.started, 3),
-                               "ttfc": record.get("ttfc")})
+                               "ttfc": record.get("ttfc"), "lines": record.get("lines", 0),
+                               "last_chunk_s": record.get("last_chunk_s")})
         except Exception as error:  # anything unexpected in the client itself is a failure too
             outcome = "failed"
             stats.failures.append({"kind": kind, "client": index,
@@ -335,6 +345,13 @@ async def client(index, args, host, port, stats, stop_at, rng, weights):
             stats.in_flight -= 1
         elapsed = time.monotonic() - started
         entry[outcome] += 1
+        if kind in ("chat", "generate") and outcome != "busy":
+            stats.model_requests.append({"kind": kind, "client": index, "outcome": outcome,
+                                         "start_s": round(started - stats.started, 3), "elapsed_s": round(elapsed, 3),
+                                         "ttfc_s": record.get("ttfc"), "lines": record.get("lines"),
+                                         "max_gap_s": record.get("max_gap_s"),
+                                         "num_predict": body["options"]["num_predict"],
+                                         "eval_count": record.get("eval_count")})
         if outcome == "served":
             entry["latency"].append(elapsed)
             if "ttfc" in record:
@@ -342,6 +359,15 @@ async def client(index, args, host, port, stats, stop_at, rng, weights):
             entry["eval_tokens"] += record.get("eval_count", 0)
         elif outcome == "busy" and args.busy_backoff > 0:
             await asyncio.sleep(args.busy_backoff * rng.uniform(0.5, 1.5))
+
+
+def read_cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def read_rss_kib(pid):
@@ -358,6 +384,12 @@ def read_rss_kib(pid):
 async def sample_rss(pid, rss, stop_event):
     while True:
         value = read_rss_kib(pid)
+        cpu = read_cpu_seconds(pid)
+        if cpu is not None:
+            rss["cpu_first_s"] = cpu if rss.get("cpu_first_s") is None else rss["cpu_first_s"]
+            rss["cpu_last_s"] = cpu
+            rss["cpu_wall_first"] = rss.get("cpu_wall_first") or time.monotonic()
+            rss["cpu_wall_last"] = time.monotonic()
         if value is not None:
             rss["samples"] += 1
             rss["first_kib"] = rss["first_kib"] or value
@@ -379,6 +411,8 @@ async def run_load(args, host, port, pid):
     rss = {"samples": 0, "first_kib": None, "peak_kib": None, "final_kib": None, "gone": False}
     stop_event = asyncio.Event()
     sampler = asyncio.create_task(sample_rss(pid, rss, stop_event)) if pid else None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu_before = usage.ru_utime + usage.ru_stime
     stats.started = time.monotonic()
     stop_at = stats.started + args.duration
     progress = asyncio.create_task(report_progress(stats, stop_at, args.progress)) if args.progress > 0 else None
@@ -386,6 +420,8 @@ async def run_load(args, host, port, pid):
                for i in range(args.clients)]
     await asyncio.gather(*clients)
     elapsed = time.monotonic() - stats.started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss["client_cpu_s"] = usage.ru_utime + usage.ru_stime - client_cpu_before
     if progress:
         progress.cancel()
     if sampler:
@@ -534,7 +570,8 @@ def build_summary(args, stats, elapsed, rss, daemon_info):
     tokens = sum(entry["eval_tokens"] for entry in stats.by_kind.values())
     return {
         "config": {"url": args.url, "model": args.model, "clients": args.clients, "duration_s": args.duration,
-                   "request_timeout_s": args.request_timeout, "busy_backoff_s": args.busy_backoff,
+                   "request_timeout_s": args.request_timeout, "max_drain_s": args.max_drain,
+                   "busy_backoff_s": args.busy_backoff,
                    "num_parallel": args.num_parallel if args.spawn else None,
                    "max_queue": args.max_queue if args.spawn else None, "seed": args.seed},
         "elapsed_s": elapsed,
@@ -546,6 +583,7 @@ def build_summary(args, stats, elapsed, rss, daemon_info):
         "failures": stats.failures,
         "failure_reasons": count_reasons(stats.failures),
         "hung": stats.hung,
+        "model_requests": stats.model_requests,
         "rss": rss,
         "daemon": daemon_info,
     }
@@ -588,6 +626,14 @@ def print_table(summary, out=sys.stdout):
         print(f"daemon RSS: at start {fmt_mib(rss['first_kib'])}, peak {fmt_mib(rss['peak_kib'])}, final "
               f"{fmt_mib(rss['final_kib'])} ({rss['samples']} samples every 0.5 s)"
               + ("; the process went away during the run" if rss["gone"] else ""), file=out)
+        if rss.get("cpu_last_s") is not None and rss["cpu_wall_last"] > rss["cpu_wall_first"]:
+            cpu = rss["cpu_last_s"] - rss["cpu_first_s"]
+            wall = rss["cpu_wall_last"] - rss["cpu_wall_first"]
+            print(f"daemon CPU: {cpu:.1f} s in {wall:.1f} s ({cpu / wall:.2f} cores on average; "
+                  f"{os.cpu_count()} CPUs here)", file=out)
+    if rss.get("client_cpu_s") is not None:
+        print(f"load client CPU (this script): {rss['client_cpu_s']:.1f} s in {summary['elapsed_s']:.1f} s "
+              f"({rss['client_cpu_s'] / summary['elapsed_s']:.2f} cores on average)", file=out)
     if summary["failures"]:
         print(f"FAILED reasons (first {min(5, len(summary['failures']))} of {len(summary['failures'])}):", file=out)
         for failure in summary["failures"][:5]:
@@ -599,8 +645,12 @@ def print_table(summary, out=sys.stdout):
     if summary["hung"]:
         print(f"HUNG requests (first {min(5, len(summary['hung']))} of {len(summary['hung'])}):", file=out)
         for hung in summary["hung"][:5]:
-            print(f"  at {hung['at_s']:.1f} s, {hung['request']} (first chunk after "
-                  f"{fmt_seconds(hung['ttfc'])} s)", file=out)
+            detail = "no answer yet" if hung["kind"] not in STREAMED else (
+                "no chunk" if not hung["lines"] else
+                f"{hung['lines']} chunks, the first after {fmt_seconds(hung['ttfc'])} s, the last after "
+                f"{fmt_seconds(hung['last_chunk_s'])} s")
+            print(f"  at {hung['at_s']:.1f} s, {hung['request']}\n    -> no end after {hung['timeout_s']:.1f} s; "
+                  f"{detail}", file=out)
     daemon = summary["daemon"]
     if daemon:
         if daemon.get("warmup_s") is not None:
@@ -627,6 +677,9 @@ def parse_args(argv):
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of load (default 300)")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="per request; past it: HUNG")
+    parser.add_argument("--max-drain", type=float, default=None,
+                        help="seconds requests in flight may run on after the load ends; those still unanswered "
+                             "then count as HUNG (default: only --request-timeout applies)")
     parser.add_argument("--busy-backoff", type=float, default=0.25,
                         help="seconds a client pauses after a 503 busy (x0.5-1.5 jitter; 0: none)")
     parser.add_argument("--pid", type=int, help="daemon PID whose VmRSS to sample")

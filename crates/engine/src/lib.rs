@@ -10,6 +10,7 @@ mod generation;
 mod scheduler;
 pub mod scripted;
 mod stop;
+mod template_worker;
 
 pub use chat_template::{render_chat, ChatTemplateInput, RenderError, TemplateMessage};
 pub use generation::{
@@ -21,3 +22,4 @@ pub use scheduler::{
     SchedulerError,
 };
 pub use stop::{StopFilter, StopStep};
+pub use template_worker::{serve_template_worker, OwnedRender, TemplateWorkers, WireMessage};

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// Unreferenced blobs younger than this survive garbage collection, so a client's upload
     /// waits for its create (`MODELD_BLOB_GRACE`).
     pub blob_grace: Duration,
+    /// Worker processes that render chat templates under a memory limit; `None` renders in
+    /// this process (fuel and the output cap still apply).
+    pub template_workers: Option<Arc<engine::TemplateWorkers>>,
 }
 
 /// How long running streams get to finish after a shutdown signal before the server stops

@@ -9,6 +9,7 @@ mod format;
 mod manage;
 mod run;
 mod serve;
+mod template_worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,10 +101,17 @@ enum Command {
     },
     /// Measure prompt and decode speed, time to first token and peak memory of the daemon.
     Bench(bench::BenchArgs),
+    /// Render chat templates from stdin under a memory limit (started by `serve`).
+    #[command(hide = true)]
+    TemplateWorker,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::TemplateWorker) = cli.command {
+        // Before any runtime or thread exists, so the memory limit counts only the worker.
+        return template_worker::run();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -136,6 +144,7 @@ fn main() -> ExitCode {
             Some(Command::Create { model, file }) => create::create(&model, &file).await,
             Some(Command::Stop { model }) => manage::stop(&model).await,
             Some(Command::Bench(args)) => bench::bench(args).await,
+            Some(Command::TemplateWorker) => unreachable!("handled before the runtime starts"),
         }
     });
     // Engine work still running on blocking threads (a load the shutdown interrupted) must not

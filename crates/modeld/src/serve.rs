@@ -62,6 +62,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         ),
         max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE", DEFAULT_MAX_BLOB_BYTES)?,
         blob_grace,
+        template_workers: Some(template_workers()?),
     };
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     let local_address = listener.local_addr()?;
@@ -70,6 +71,22 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     http_server::serve(listener, state, shutdown_signal()).await?;
     scheduler.unload_all();
     Ok(())
+}
+
+/// Template workers: this binary's `template-worker` command, its errors discarded (a worker
+/// that runs out of memory prints an allocation failure the daemon reports itself).
+fn template_workers() -> anyhow::Result<Arc<engine::TemplateWorkers>> {
+    let binary = std::env::current_exe().context("locating the modeld binary for template workers")?;
+    let limit = crate::template_worker::memory_limit()?;
+    Ok(Arc::new(engine::TemplateWorkers::new(
+        move || {
+            let mut command = std::process::Command::new(&binary);
+            command.arg("template-worker").env("MODELD_TEMPLATE_MEMORY", limit.to_string());
+            command.stderr(std::process::Stdio::null());
+            command
+        },
+        engine::human_bytes(limit),
+    )))
 }
 
 /// Start-up recovery after `Store::open` removed temporary files: unreferenced blobs older

@@ -46,21 +46,51 @@ pub(crate) async fn post_blob(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<u64>().ok());
+    let mut frames = body.into_data_stream();
     if declared_length.is_some_and(|length| length > limit) {
+        discard_rest(&mut frames, declared_length).await;
         return Err(too_large());
     }
     if state.store().has_blob(&digest) {
         return Ok(StatusCode::OK.into_response());
     }
     let mut blob = state.store().begin_blob_limited(limit)?;
-    let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let bytes = frame.map_err(|error| ApiError::bad_request(error.to_string()))?;
-        blob.write(&bytes).map_err(|error| match error {
-            model_store::Error::BlobTooLarge { .. } => too_large(),
-            other => ApiError::from(other),
-        })?;
+        if let Err(error) = blob.write(&bytes) {
+            return Err(match error {
+                model_store::Error::BlobTooLarge { .. } => {
+                    drop(blob);
+                    discard_rest(&mut frames, None).await;
+                    too_large()
+                }
+                other => ApiError::from(other),
+            });
+        }
     }
     blob.finish(Some(&digest))?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Most of a refused upload read and thrown away before answering: closing a connection with
+/// unread bytes resets it, and the client would lose the 413 along with it. Past this, the
+/// connection is closed anyway.
+const MAX_DISCARDED_BYTES: u64 = 64 << 20;
+
+/// Reads and drops the rest of a refused body, up to [`MAX_DISCARDED_BYTES`] (and not at all
+/// when `declared_length` says it is longer than that).
+async fn discard_rest(
+    frames: &mut (impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin),
+    declared_length: Option<u64>,
+) {
+    if declared_length.is_some_and(|length| length > MAX_DISCARDED_BYTES) {
+        return;
+    }
+    let mut discarded = 0u64;
+    while let Some(Ok(bytes)) = frames.next().await {
+        discarded += bytes.len() as u64;
+        if discarded > MAX_DISCARDED_BYTES {
+            return;
+        }
+    }
 }

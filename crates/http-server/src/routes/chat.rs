@@ -74,6 +74,7 @@ pub(crate) async fn start_chat(state: &AppState, request: &ChatRequest, started:
         bos_token: description.bos_token.clone(),
         eos_token: description.eos_token.clone(),
         think: think.clone(),
+        workers: state.config().template_workers.clone(),
     });
     let truncate = request.truncate != Some(false);
     let (prompt_text, prompt_tokens) =

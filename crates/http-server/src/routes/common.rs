@@ -255,6 +255,8 @@ pub(crate) struct PromptRenderer {
     pub(crate) bos_token: Option<String>,
     pub(crate) eos_token: Option<String>,
     pub(crate) think: ThinkSettings,
+    /// Where to render: worker processes with a memory limit, or here when `None`.
+    pub(crate) workers: Option<std::sync::Arc<engine::TemplateWorkers>>,
 }
 
 impl PromptRenderer {
@@ -272,18 +274,19 @@ impl PromptRenderer {
 
     fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ApiError> {
         let Some(template) = &self.template else { return Ok(render_without_template(messages)) };
-        engine::render_chat(
-            template,
-            &engine::ChatTemplateInput {
-                messages,
-                tools: self.tools.as_deref(),
-                add_generation_prompt: true,
-                bos_token: self.bos_token.as_deref(),
-                eos_token: self.eos_token.as_deref(),
-                enable_thinking: self.think.enable_thinking,
-                reasoning_effort: self.think.reasoning_effort.as_deref(),
-            },
-        )
-        .map_err(|error| ApiError::internal(error.to_string()))
+        let input = engine::ChatTemplateInput {
+            messages,
+            tools: self.tools.as_deref(),
+            add_generation_prompt: true,
+            bos_token: self.bos_token.as_deref(),
+            eos_token: self.eos_token.as_deref(),
+            enable_thinking: self.think.enable_thinking,
+            reasoning_effort: self.think.reasoning_effort.as_deref(),
+        };
+        let rendered = match &self.workers {
+            Some(workers) => workers.render(&engine::OwnedRender::new(template, &input)),
+            None => engine::render_chat(template, &input),
+        };
+        rendered.map_err(|error| ApiError::internal(error.to_string()))
     }
 }

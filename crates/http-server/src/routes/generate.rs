@@ -93,6 +93,7 @@ pub(crate) async fn start_generate(
             bos_token: description.bos_token.clone(),
             eos_token: description.eos_token.clone(),
             think: think.clone(),
+            workers: state.config().template_workers.clone(),
         };
         std::sync::Arc::new(renderer).render(messages).await?
     };
