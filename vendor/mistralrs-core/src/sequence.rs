@@ -668,6 +668,12 @@ impl Sequence {
         self
     }
 
+    /// modeld: how many scheduling passes this sequence has waited, so that a bucket left
+    /// waiting while a shorter one catches up is not starved by new arrivals.
+    pub fn scheduling_urgency(&self) -> usize {
+        self.scheduling_urgency
+    }
+
     pub fn reset_urgency(mut self) -> Self {
         self.scheduling_urgency = 0;
         self

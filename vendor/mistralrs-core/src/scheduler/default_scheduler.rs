@@ -127,7 +127,14 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
             let catches_up_soon = seq_buckets.keys().any(|(other_len, _, _)| {
                 *other_len > min.0 && *other_len - min.0 <= MAX_CATCH_UP_TOKENS
             });
-            let len = if !discrete && !catches_up_soon {
+            // modeld: but a bucket that has waited MAX_CATCH_UP_TOKENS passes is starving:
+            // requests that keep arriving are always the shortest, and under steady load they
+            // held longer answers back for a minute and more. Then priority (which grows with
+            // the wait) decides, as released.
+            let starving = seq_buckets.iter().any(|(key, seqs)| {
+                *key != min && seqs.iter().any(|seq| seq.scheduling_urgency() > MAX_CATCH_UP_TOKENS)
+            });
+            let len = if !discrete && (starving || !catches_up_soon) {
                 seq_priorities
                     .iter()
                     .max_by(|(_, a), (_, b)| a.partial_cmp(b).unwrap())
