@@ -120,3 +120,20 @@ async fn shutdown_ends_running_streams_with_an_error_line() {
     let (status, body) = harness.call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    let router = crate::layers::wrap(
+        axum::Router::new()
+            .route("/panic", axum::routing::get(|| async { panic!("boom") as &'static str }))
+            .route("/fine", axum::routing::get(|| async { "fine" })),
+        Arc::new(AccessPolicy::loopback_default()),
+    );
+    let response = router.clone().oneshot(request(Method::GET, "/panic", &[], json!({}))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(response.headers().get("x-request-id").is_some());
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(body["error"].as_str().unwrap().starts_with("internal error"), "{body}");
+    let response = router.oneshot(request(Method::GET, "/fine", &[], json!({}))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
