@@ -3,8 +3,10 @@
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-/// A message as chat templates see it.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A message as chat templates see it. It serializes to the OpenAI shape templates read, and
+/// deserializes from that same shape (template workers receive messages that way).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(from = "TemplateMessageShape")]
 pub struct TemplateMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -41,6 +43,29 @@ impl Serialize for TemplateMessage {
             map.serialize_entry("tool_call_id", tool_call_id)?;
         }
         map.end()
+    }
+}
+
+/// The serialized form of [`TemplateMessage`]: `content` is `null` when `content_is_none`.
+#[derive(serde::Deserialize)]
+struct TemplateMessageShape {
+    role: String,
+    content: Option<String>,
+    tool_calls: Option<Vec<serde_json::Value>>,
+    name: Option<String>,
+    tool_call_id: Option<String>,
+}
+
+impl From<TemplateMessageShape> for TemplateMessage {
+    fn from(shape: TemplateMessageShape) -> TemplateMessage {
+        TemplateMessage {
+            role: shape.role,
+            content_is_none: shape.content.is_none(),
+            content: shape.content.unwrap_or_default(),
+            tool_calls: shape.tool_calls,
+            name: shape.name,
+            tool_call_id: shape.tool_call_id,
+        }
     }
 }
 

@@ -17,9 +17,6 @@ pub use generation::{
     DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
     ModelDescription, Sampling,
 };
-pub use scheduler::{
-    estimated_model_memory, human_bytes, system_available_memory, Lease, LoadedModelStatus, Scheduler, SchedulerConfig,
-    SchedulerError,
-};
+pub use scheduler::{human_binary_bytes, Lease, LoadedModelStatus, Scheduler, SchedulerConfig, SchedulerError};
 pub use stop::{StopFilter, StopStep};
-pub use template_worker::{serve_template_worker, OwnedRender, TemplateWorkers, WireMessage};
+pub use template_worker::{serve_template_worker, OwnedRender, TemplateWorkers};

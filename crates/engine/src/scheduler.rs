@@ -46,7 +46,7 @@ pub enum SchedulerError {
     #[error("server busy, please try again.  maximum pending requests exceeded")]
     Busy,
     /// The model would not fit in the memory available; loading it would get the daemon killed.
-    #[error("model requires more system memory ({}) than is available ({})", human_bytes(*required), human_bytes(*available))]
+    #[error("model requires more system memory ({}) than is available ({})", human_binary_bytes(*required), human_binary_bytes(*available))]
     InsufficientMemory {
         /// Estimated bytes the model needs.
         required: u64,
@@ -55,8 +55,9 @@ pub enum SchedulerError {
     },
 }
 
-/// Ollama's `format.HumanBytes2`: binary units, one decimal.
-pub fn human_bytes(bytes: u64) -> String {
+/// Ollama's `format.HumanBytes2`: binary units, one decimal (`1.5 GiB`); the CLI's sizes use
+/// `HumanBytes`, decimal units, instead.
+pub fn human_binary_bytes(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
     let value = bytes as f64;
     if value >= KIB * KIB * KIB {
@@ -72,13 +73,13 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Bytes a model needs in memory, estimated from its weights file: the weights, read into
 /// memory, plus a quarter for the KV cache, activations and copies the engine makes.
-pub fn estimated_model_memory(spec: &LoadSpec) -> u64 {
+fn estimated_model_memory(spec: &LoadSpec) -> u64 {
     let weights = std::fs::metadata(&spec.model_path).map(|metadata| metadata.len()).unwrap_or(0);
     weights.saturating_add(weights / 4)
 }
 
 /// `MemAvailable` of `/proc/meminfo` in bytes; `None` where the system does not say.
-pub fn system_available_memory() -> Option<u64> {
+fn system_available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     parse_mem_available(&text)
 }

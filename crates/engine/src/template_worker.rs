@@ -25,7 +25,7 @@ pub struct OwnedRender {
     /// The Jinja template.
     pub template: String,
     /// The conversation.
-    pub messages: Vec<WireMessage>,
+    pub messages: Vec<TemplateMessage>,
     /// Tool schemas.
     pub tools: Option<Vec<Value>>,
     /// Append the assistant header.
@@ -40,35 +40,12 @@ pub struct OwnedRender {
     pub reasoning_effort: Option<String>,
 }
 
-/// A [`TemplateMessage`] on the wire.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WireMessage {
-    role: String,
-    content: String,
-    content_is_none: bool,
-    tool_calls: Option<Vec<Value>>,
-    name: Option<String>,
-    tool_call_id: Option<String>,
-}
-
 impl OwnedRender {
     /// The owned form of a render of `template` with `input`.
     pub fn new(template: &str, input: &ChatTemplateInput<'_>) -> OwnedRender {
         OwnedRender {
             template: template.to_owned(),
-            messages: input
-                .messages
-                .iter()
-                .map(|message| WireMessage {
-                    role: message.role.clone(),
-                    content: message.content.clone(),
-                    content_is_none: message.content_is_none,
-                    tool_calls: message.tool_calls.clone(),
-                    name: message.name.clone(),
-                    tool_call_id: message.tool_call_id.clone(),
-                })
-                .collect(),
+            messages: input.messages.to_vec(),
             tools: input.tools.map(<[Value]>::to_vec),
             add_generation_prompt: input.add_generation_prompt,
             bos_token: input.bos_token.map(str::to_owned),
@@ -80,22 +57,10 @@ impl OwnedRender {
 
     /// Renders in this process.
     pub fn render_here(&self) -> Result<String, RenderError> {
-        let messages: Vec<TemplateMessage> = self
-            .messages
-            .iter()
-            .map(|message| TemplateMessage {
-                role: message.role.clone(),
-                content: message.content.clone(),
-                content_is_none: message.content_is_none,
-                tool_calls: message.tool_calls.clone(),
-                name: message.name.clone(),
-                tool_call_id: message.tool_call_id.clone(),
-            })
-            .collect();
         render_chat(
             &self.template,
             &ChatTemplateInput {
-                messages: &messages,
+                messages: &self.messages,
                 tools: self.tools.as_deref(),
                 add_generation_prompt: self.add_generation_prompt,
                 bos_token: self.bos_token.as_deref(),
@@ -238,6 +203,30 @@ mod tests {
         assert!(matches!(&replies[1], WorkerReply::Failed(text) if text.contains("no")), "{replies:?}");
         assert!(matches!(&replies[2], WorkerReply::Failed(text) if text.contains("bad request")), "{replies:?}");
         assert_eq!(good.render_here().unwrap(), "Hi!");
+    }
+
+    #[test]
+    fn messages_cross_the_pipe_unchanged() {
+        let messages = [
+            TemplateMessage { role: "user".into(), content: "Hi".into(), ..Default::default() },
+            TemplateMessage {
+                role: "assistant".into(),
+                content_is_none: true,
+                tool_calls: Some(vec![serde_json::json!({"type": "function", "function": {"name": "f"}})]),
+                ..Default::default()
+            },
+            TemplateMessage {
+                role: "tool".into(),
+                content: "42".into(),
+                name: Some("f".into()),
+                tool_call_id: Some("call_1".into()),
+                ..Default::default()
+            },
+        ];
+        let input = ChatTemplateInput { messages: &messages, ..Default::default() };
+        let request = OwnedRender::new("x", &input);
+        let received: OwnedRender = serde_json::from_slice(&serde_json::to_vec(&request).unwrap()).unwrap();
+        assert_eq!(received.messages, messages);
     }
 
     #[test]

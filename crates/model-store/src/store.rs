@@ -348,7 +348,7 @@ impl StoreWriteGuard<'_> {
         let store = self.store();
         let manifests_dir = store.manifests_dir();
         let path = store.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
-        let candidates = fs::read(&path).map(|bytes| gc::referenced_digests(&bytes)).unwrap_or_default();
+        let candidates = fs::read(&path).map(|bytes| gc::referenced_digests(&bytes).digests).unwrap_or_default();
         fs::remove_file(&path).map_err(io_context(format!("removing {}", path.display())))?;
         let mut dir = path.parent().map(Path::to_path_buf);
         if let Some(parent) = &dir {

@@ -118,12 +118,11 @@ pub(crate) fn requantized_weights_dir() -> Option<PathBuf> {
     Some(cache.join("modeld").join("requantized"))
 }
 
-/// A byte size variable (`MODELD_MAX_BLOB_SIZE=64GiB`), or `default` when unset.
-pub(crate) fn byte_size(name: &str, default: u64) -> anyhow::Result<u64> {
-    match variable(name) {
-        None => Ok(default),
-        Some(text) => parse_byte_size(&text).with_context(|| format!("invalid {name} {text:?} (e.g. 500MB, 64GiB)")),
-    }
+/// A byte size variable (`MODELD_MAX_BLOB_SIZE=64GiB`); `None` when unset.
+pub(crate) fn byte_size(name: &str) -> anyhow::Result<Option<u64>> {
+    let Some(text) = variable(name) else { return Ok(None) };
+    let bytes = parse_byte_size(&text).with_context(|| format!("invalid {name} {text:?} (e.g. 500MB, 64GiB)"))?;
+    Ok(Some(bytes))
 }
 
 /// `123`, `500MB`, `64GiB`, `1.5G`: decimal units for `kB/MB/GB/TB`, binary for `KiB/MiB/GiB/TiB`

@@ -45,9 +45,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
             default_keep_alive,
             num_parallel,
             max_queue: environment::unsigned("OLLAMA_MAX_QUEUE", 512)?,
-            max_memory: environment::variable("MODELD_MAX_MEMORY")
-                .map(|_| environment::byte_size("MODELD_MAX_MEMORY", u64::MAX))
-                .transpose()?,
+            max_memory: environment::byte_size("MODELD_MAX_MEMORY")?,
         },
     );
     let address = environment::bind_address()?;
@@ -60,7 +58,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
             address.ip(),
             environment::machine_hostname(),
         ),
-        max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE", DEFAULT_MAX_BLOB_BYTES)?,
+        max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE")?.unwrap_or(DEFAULT_MAX_BLOB_BYTES),
         blob_grace,
         template_workers: Some(template_workers()?),
     };
@@ -85,7 +83,7 @@ fn template_workers() -> anyhow::Result<Arc<engine::TemplateWorkers>> {
             command.stderr(std::process::Stdio::null());
             command
         },
-        engine::human_bytes(limit),
+        engine::human_binary_bytes(limit),
     )))
 }
 

@@ -12,7 +12,7 @@ pub(crate) const DEFAULT_TEMPLATE_MEMORY: u64 = 2 << 30;
 
 /// The limit of `MODELD_TEMPLATE_MEMORY`, or the default.
 pub(crate) fn memory_limit() -> anyhow::Result<u64> {
-    environment::byte_size("MODELD_TEMPLATE_MEMORY", DEFAULT_TEMPLATE_MEMORY)
+    Ok(environment::byte_size("MODELD_TEMPLATE_MEMORY")?.unwrap_or(DEFAULT_TEMPLATE_MEMORY))
 }
 
 pub(crate) fn run() -> ExitCode {

@@ -138,8 +138,8 @@ fn available_memory_and_human_bytes() {
     assert_eq!(parse_mem_available(meminfo), Some(20 << 30));
     assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
     assert!(system_available_memory().is_some_and(|bytes| bytes > 0));
-    assert_eq!(human_bytes(20 << 30), "20.0 GiB");
-    assert_eq!(human_bytes(1536 << 20), "1.5 GiB");
-    assert_eq!(human_bytes(3 << 20), "3.0 MiB");
-    assert_eq!(human_bytes(512), "512 B");
+    assert_eq!(human_binary_bytes(20 << 30), "20.0 GiB");
+    assert_eq!(human_binary_bytes(1536 << 20), "1.5 GiB");
+    assert_eq!(human_binary_bytes(3 << 20), "3.0 MiB");
+    assert_eq!(human_binary_bytes(512), "512 B");
 }

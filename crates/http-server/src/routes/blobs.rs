@@ -39,7 +39,7 @@ pub(crate) async fn post_blob(
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: format!(
             "blob is larger than the upload limit of {} (MODELD_MAX_BLOB_SIZE)",
-            engine::human_bytes(limit)
+            engine::human_binary_bytes(limit)
         ),
     };
     let declared_length = headers

@@ -181,14 +181,23 @@ pub(super) fn walk_files(root: &Path) -> Walk {
     walk
 }
 
-/// Every digest a manifest file's bytes reference: those of the parsed manifest, if it parses,
-/// and every `sha256:<64 hex>` / `sha256-<64 hex>` string in the raw bytes.
-pub(super) fn referenced_digests(bytes: &[u8]) -> HashSet<Digest> {
+/// What one manifest file's bytes reference.
+pub(super) struct FileReferences {
+    /// The digests of the parsed manifest, if it parses, and every `sha256:<64 hex>` /
+    /// `sha256-<64 hex>` string in the raw bytes.
+    pub(super) digests: HashSet<Digest>,
+    /// Whether the bytes parse as a manifest.
+    pub(super) parses: bool,
+}
+
+/// Reads what a manifest file's bytes reference, parsing them once.
+pub(super) fn referenced_digests(bytes: &[u8]) -> FileReferences {
     let mut digests = raw_digests(bytes);
-    if let Ok(manifest) = serde_json::from_slice::<Manifest>(bytes) {
+    let manifest = serde_json::from_slice::<Manifest>(bytes);
+    if let Ok(manifest) = &manifest {
         digests.extend(manifest.all_digests().cloned());
     }
-    digests
+    FileReferences { digests, parses: manifest.is_ok() }
 }
 
 /// Every `sha256:<64 hex>` or `sha256-<64 hex>` in `bytes`.
@@ -218,10 +227,11 @@ impl Store {
         for path in walk.files {
             match fs::read(&path) {
                 Ok(bytes) => {
-                    if serde_json::from_slice::<Manifest>(&bytes).is_err() {
+                    let file = referenced_digests(&bytes);
+                    if !file.parses {
                         references.unparsable.push(path);
                     }
-                    references.digests.extend(referenced_digests(&bytes));
+                    references.digests.extend(file.digests);
                 }
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(_) => references.unreadable.push(path),
