@@ -9,5 +9,9 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELD_ROOT/tests/python/requirements.txt"
 fetch_smollm2
+# rustfmt and clippy for the checks in scripts/test.sh.
+if command -v rustup >/dev/null 2>&1; then
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+fi
 # cargo-fuzz for scripts/fuzz.sh; building it takes a few minutes the first time.
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -8,10 +8,17 @@ bash "$MODELD_ROOT/scripts/install-test-deps.sh"
 source "$MODELD_CACHE/venv/bin/activate"
 
 cd "$MODELD_ROOT"
+# Formatting first, fast; which crate may import what is `crates/modeld/tests/tidy.rs`, from
+# `cargo metadata`.
+cargo fmt --all --check
 cargo build --locked -p modeld -p tiny-models
+cargo clippy --locked --workspace --all-targets -- -D warnings
+# The real-weights tests in the workspace (the engine's cancellation and prefix-cache counters)
+# read SmolLM2 from here.
+export SMOLLM2_GGUF
 cargo test --locked --workspace
 
-export MODELD_BIN SMOLLM2_GGUF
+export MODELD_BIN
 python -m pytest -q tests/python
 
 # A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).

@@ -35,13 +35,30 @@ def test_chat_whole_and_streamed_agree(daemon):
 
 
 def test_same_seed_same_text(daemon):
-    def sample(seed, temperature):
-        body = {"model": MODEL, "prompt": "Write a sentence about the sea.", "stream": False,
-                "options": {"seed": seed, "temperature": temperature, "num_predict": 20}}
-        return daemon.post("/api/generate", body)["response"]
+    def sample(seed, temperature, **options):
+        options = {"temperature": temperature, "num_predict": 20, **options}
+        if seed is not None:
+            options["seed"] = seed
+        body = {"model": MODEL, "prompt": "Write a sentence about the sea.", "stream": False, "options": options}
+        result = daemon.post("/api/generate", body)
+        assert result["eval_count"] > 0 and result["response"].strip(), result
+        return result["response"]
 
+    # The greedy pair comes first: its first request evaluates the whole prompt, every later one
+    # reuses the prompt's KV cache, so the sampled answers below are all compared on one path.
     assert sample(42, 0) == sample(42, 0)
     assert sample(7, 0.9) == sample(7, 0.9)
+    # At temperature 1.0, with top_k and top_p at their defaults (40, 0.9) and then widened to
+    # the whole vocabulary, a seed gives its text again and other seeds give other texts.
+    for widened in ({}, {"top_k": 0, "top_p": 1.0}):
+        texts = {}
+        for seed in (1, 2, 3):
+            texts[seed] = sample(seed, 1.0, **widened)
+            assert sample(seed, 1.0, **widened) == texts[seed], (seed, widened)
+        assert len(set(texts.values())) == 3, f"different seeds at temperature 1.0 gave the same text: {texts}"
+    # Without a seed, the sampler draws a fresh one per request.
+    unseeded = {sample(None, 1.0) for _ in range(3)}
+    assert len(unseeded) > 1, f"unseeded samples at temperature 1.0 all gave the same text: {unseeded}"
     different = {sample(seed, 1.5) for seed in (1, 2, 3)}
     assert len(different) > 1, "different seeds at a high temperature all gave the same text"
 

@@ -72,30 +72,11 @@ fn main() {
     }
 }
 
+// modeld: this copy lives inside modeld's repository, where `git rev-parse HEAD` names modeld's
+// commit, so every commit changed the value and rebuilt the whole crate, and the `.git/HEAD` it
+// watched does not exist here, so the script ran again on every build. The revision is the
+// release's, fixed.
 fn set_git_revision() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|output| {
-            if output.status.success() {
-                String::from_utf8(output.stdout).ok()
-            } else {
-                None
-            }
-        })
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-
-    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
-        if let Some(ref_path) = head.strip_prefix("ref:") {
-            let ref_path = ref_path.trim();
-            if !ref_path.is_empty() {
-                println!("cargo:rerun-if-changed=.git/{}", ref_path);
-            }
-        }
-    }
+    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION=v0.8.1 (crates.io release, patched by modeld)");
+    println!("cargo:rerun-if-changed=build.rs");
 }

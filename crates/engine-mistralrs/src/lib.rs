@@ -10,15 +10,16 @@
 mod requantize;
 mod sampler;
 
-pub use requantize::remove_stale_copies;
+pub use requantize::{remove_stale_copies, RequantizeType};
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engine::{
-    DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
+    DoneReason, Engine, EngineCounters, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
     ModelDescription, StopFilter, StopStep,
 };
 use mistralrs::core::{
@@ -34,22 +35,87 @@ use crate::sampler::{SamplerRecord, TokenSampler};
 const SUPPORTED_ARCHITECTURES: &[&str] =
     &["llama", "mistral3", "phi2", "phi3", "starcoder2", "qwen2", "qwen3", "qwen3moe"];
 
+/// Settings of the engine, read once where the daemon starts and passed in as values.
+#[derive(Debug, Clone)]
+pub struct MistralRsConfig {
+    /// Where copies of weights without SIMD kernels (Q4_1, Q5_0, Q5_1) are kept, requantized;
+    /// `None` loads every file as it is.
+    pub requantized_weights_dir: Option<PathBuf>,
+    /// The type those copies take.
+    pub requantize_type: RequantizeType,
+    /// Generations of one model decoded together at most.
+    pub max_running_sequences: usize,
+    /// The activations' type.
+    pub activation_dtype: ActivationDtype,
+    /// KV cache bytes kept per model for prefix reuse (a chat's next turn, completion as you
+    /// type); past it the least recently used entries go.
+    pub prefix_cache_bytes: usize,
+}
+
+impl Default for MistralRsConfig {
+    fn default() -> MistralRsConfig {
+        MistralRsConfig {
+            requantized_weights_dir: None,
+            requantize_type: RequantizeType::Q8_0,
+            max_running_sequences: 1,
+            activation_dtype: ActivationDtype::F32,
+            prefix_cache_bytes: 512 << 20,
+        }
+    }
+}
+
+/// The type activations are computed in. F32 is the default: faster than F16 on CPUs here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationDtype {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// What mistral.rs picks for the device.
+    Auto,
+}
+
+impl ActivationDtype {
+    /// `f32`, `f16`, `bf16` or `auto`.
+    pub fn from_name(name: &str) -> Option<ActivationDtype> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" => Some(ActivationDtype::F32),
+            "f16" => Some(ActivationDtype::F16),
+            "bf16" => Some(ActivationDtype::Bf16),
+            "auto" => Some(ActivationDtype::Auto),
+            _ => None,
+        }
+    }
+
+    fn model_dtype(self) -> ModelDType {
+        match self {
+            ActivationDtype::F32 => ModelDType::F32,
+            ActivationDtype::F16 => ModelDType::F16,
+            ActivationDtype::Bf16 => ModelDType::BF16,
+            ActivationDtype::Auto => ModelDType::Auto,
+        }
+    }
+}
+
 /// Loads GGUF models with mistral.rs on the CPU.
 #[derive(Debug)]
 pub struct MistralRsEngine {
-    requantized_weights_dir: Option<PathBuf>,
+    config: MistralRsConfig,
     max_running_sequences: NonZeroUsize,
 }
 
 impl MistralRsEngine {
-    /// An engine that keeps Q8_0 copies of weights without SIMD kernels (Q4_1, Q5_0, Q5_1) in
-    /// `requantized_weights_dir`, or loads every file as it is when `None`, and batches up to
-    /// `max_running_sequences` generations of one model together.
-    pub fn new(requantized_weights_dir: Option<PathBuf>, max_running_sequences: usize) -> MistralRsEngine {
-        set_prefix_cache_budget();
+    /// An engine with `config`.
+    ///
+    /// The prefix cache budget is a process-wide setting of the vendored mistral.rs (one value
+    /// for every model), so it is set here, once per daemon.
+    pub fn new(config: MistralRsConfig) -> MistralRsEngine {
+        mistralrs::core::set_cpu_prefix_cache_budget_bytes(config.prefix_cache_bytes);
         MistralRsEngine {
-            requantized_weights_dir,
-            max_running_sequences: NonZeroUsize::new(max_running_sequences).unwrap_or(NonZeroUsize::MIN),
+            max_running_sequences: NonZeroUsize::new(config.max_running_sequences).unwrap_or(NonZeroUsize::MIN),
+            config,
         }
     }
 }
@@ -61,6 +127,8 @@ struct MistralRsModel {
     tokenizer: Arc<tokenizers::Tokenizer>,
     eos_token_ids: Vec<u32>,
     description: ModelDescription,
+    tokens_sampled: Arc<AtomicU64>,
+    generations_started: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -78,13 +146,16 @@ impl Engine for MistralRsEngine {
             )));
         }
         let original_path = spec.model_path.clone();
-        let cache_dir = self.requantized_weights_dir.clone();
-        let path =
-            tokio::task::spawn_blocking(move || requantize::weights_to_load(&original_path, cache_dir.as_deref()))
-                .await
-                .map_err(|error| EngineError::Load(error.to_string()))?
-                .map_err(EngineError::Load)?;
+        let cache_dir = self.config.requantized_weights_dir.clone();
+        let requantize_type = self.config.requantize_type;
+        let path = tokio::task::spawn_blocking(move || {
+            requantize::weights_to_load(&original_path, cache_dir.as_deref(), requantize_type)
+        })
+        .await
+        .map_err(|error| EngineError::Load(error.to_string()))?
+        .map_err(EngineError::Load)?;
         let loaded_path = path.clone();
+        let activation_dtype = self.config.activation_dtype.model_dtype();
         let pipeline = tokio::task::spawn_blocking(move || {
             let dir = path.parent().unwrap_or(Path::new(".")).to_string_lossy().into_owned();
             let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -103,7 +174,7 @@ impl Engine for MistralRsEngine {
             });
             loader.load_model_from_path(
                 &paths,
-                &activation_dtype(),
+                &activation_dtype,
                 &Device::Cpu,
                 true,
                 DeviceMapSetting::dummy(),
@@ -145,37 +216,22 @@ impl Engine for MistralRsEngine {
         // Grammar-constrained decoding ends with the tokenizer's own end token, which mistral.rs
         // may not count as EOS; every end-of-text token the vocabulary has ends generation.
         let mut eos_token_ids = metadata.eos_tok.clone();
-        for text in ["<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>"]
-        {
+        for text in model_formats::END_OF_TURN_TOKENS {
             if let Some(id) = tokenizer.token_to_id(text) {
                 if !eos_token_ids.contains(&id) {
                     eos_token_ids.push(id);
                 }
             }
         }
-        Ok(Arc::new(MistralRsModel { runner, tokenizer, eos_token_ids, description }))
+        Ok(Arc::new(MistralRsModel {
+            runner,
+            tokenizer,
+            eos_token_ids,
+            description,
+            tokens_sampled: Arc::new(AtomicU64::new(0)),
+            generations_started: AtomicU64::new(0),
+        }))
     }
-}
-
-/// F32 activations by default (faster than F16 on CPUs here); `MODELD_ACTIVATION_DTYPE`
-/// (`f32`, `f16`, `bf16`, `auto`) overrides it for measurements.
-fn activation_dtype() -> ModelDType {
-    match std::env::var("MODELD_ACTIVATION_DTYPE").as_deref() {
-        Ok("f16") => ModelDType::F16,
-        Ok("bf16") => ModelDType::BF16,
-        Ok("auto") => ModelDType::Auto,
-        _ => ModelDType::F32,
-    }
-}
-
-/// Bounds the KV cache mistral.rs keeps per model for prefix reuse (a chat's next turn,
-/// completion as you type) to `MODELD_PREFIX_CACHE_MIB` (default 512); past it the least
-/// recently used entries go. Released mistral.rs never evicts on the CPU; the bound is one of
-/// the patches in `vendor/mistralrs-core`.
-fn set_prefix_cache_budget() {
-    let budget_mib: usize =
-        std::env::var("MODELD_PREFIX_CACHE_MIB").ok().and_then(|value| value.parse().ok()).unwrap_or(512);
-    mistralrs::core::set_cpu_prefix_cache_budget_bytes(budget_mib.saturating_mul(1024 * 1024));
 }
 
 struct GgufFacts {
@@ -204,6 +260,13 @@ fn read_gguf_facts(path: &Path) -> Result<GgufFacts, EngineError> {
 impl LoadedModel for MistralRsModel {
     fn description(&self) -> ModelDescription {
         self.description.clone()
+    }
+
+    fn counters(&self) -> EngineCounters {
+        EngineCounters {
+            tokens_sampled: self.tokens_sampled.load(Ordering::Relaxed),
+            generations_started: self.generations_started.load(Ordering::Relaxed),
+        }
     }
 
     async fn tokenize(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EngineError> {
@@ -235,7 +298,8 @@ impl LoadedModel for MistralRsModel {
             return Ok(receiver);
         }
         let record = Arc::new(Mutex::new(SamplerRecord::default()));
-        let sampler = TokenSampler::new(request.sampling.clone(), record.clone());
+        self.generations_started.fetch_add(1, Ordering::Relaxed);
+        let sampler = TokenSampler::new(request.sampling.clone(), record.clone(), self.tokens_sampled.clone());
         let (response_sender, response_receiver) = mpsc::channel::<Response>(10_000);
         let sampling = &request.sampling;
         let penalty = |value: f64, neutral: f64| ((value - neutral).abs() > f64::EPSILON).then_some(value as f32);

@@ -13,7 +13,11 @@ use candle_core::Device;
 
 /// The file to load: `path` itself, or its cached Q8_0 copy when `path` holds tensors of a
 /// type without SIMD kernels and a cache directory is configured.
-pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<PathBuf, String> {
+pub(crate) fn weights_to_load(
+    path: &Path,
+    cache_dir: Option<&Path>,
+    requantize_type: RequantizeType,
+) -> Result<PathBuf, String> {
     let Some(cache_dir) = cache_dir else { return Ok(path.to_owned()) };
     let mut reader = BufReader::new(File::open(path).map_err(|error| error.to_string())?);
     let content = gguf_file::Content::read(&mut reader).map_err(|error| error.to_string())?;
@@ -21,7 +25,7 @@ pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<P
     if !slow {
         return Ok(path.to_owned());
     }
-    let target_type = target_type();
+    let target_type = requantize_type.ggml_dtype();
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
     let target = cache_dir.join(format!("{file_name}.{target_type:?}.gguf").to_lowercase());
     if target.is_file() {
@@ -60,14 +64,42 @@ pub(crate) fn weights_to_load(path: &Path, cache_dir: Option<&Path>) -> Result<P
     Ok(target)
 }
 
-/// Q8_0, or the type `MODELD_REQUANTIZE_TYPE` names (`f32`, `f16`, `q4k`, `q6k`), for measuring.
-fn target_type() -> GgmlDType {
-    match std::env::var("MODELD_REQUANTIZE_TYPE").unwrap_or_default().to_lowercase().as_str() {
-        "f32" => GgmlDType::F32,
-        "f16" => GgmlDType::F16,
-        "q4k" => GgmlDType::Q4K,
-        "q6k" => GgmlDType::Q6K,
-        _ => GgmlDType::Q8_0,
+/// The type requantized copies take: Q8_0 (the default), or another for measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequantizeType {
+    /// Q8_0, which has AVX2 kernels.
+    Q8_0,
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// Q4_K.
+    Q4K,
+    /// Q6_K.
+    Q6K,
+}
+
+impl RequantizeType {
+    /// `q8_0`, `f32`, `f16`, `q4k` or `q6k`.
+    pub fn from_name(name: &str) -> Option<RequantizeType> {
+        match name.to_ascii_lowercase().as_str() {
+            "q8_0" | "q80" => Some(RequantizeType::Q8_0),
+            "f32" => Some(RequantizeType::F32),
+            "f16" => Some(RequantizeType::F16),
+            "q4k" | "q4_k" => Some(RequantizeType::Q4K),
+            "q6k" | "q6_k" => Some(RequantizeType::Q6K),
+            _ => None,
+        }
+    }
+
+    fn ggml_dtype(self) -> GgmlDType {
+        match self {
+            RequantizeType::Q8_0 => GgmlDType::Q8_0,
+            RequantizeType::F32 => GgmlDType::F32,
+            RequantizeType::F16 => GgmlDType::F16,
+            RequantizeType::Q4K => GgmlDType::Q4K,
+            RequantizeType::Q6K => GgmlDType::Q6K,
+        }
     }
 }
 
@@ -185,7 +217,7 @@ mod tests {
         let values = write_model(&original, GgmlDType::Q4_1);
         let cache = dir.path().join("cache");
 
-        let converted = weights_to_load(&original, Some(&cache)).unwrap();
+        let converted = weights_to_load(&original, Some(&cache), RequantizeType::Q8_0).unwrap();
         assert_ne!(converted, original);
         let (content, mut reader) = read(&converted);
         assert_eq!(content.tensor_infos["weight"].ggml_dtype, GgmlDType::Q8_0);
@@ -198,7 +230,7 @@ mod tests {
 
         // The second load reuses the copy.
         let modified = std::fs::metadata(&converted).unwrap().modified().unwrap();
-        assert_eq!(weights_to_load(&original, Some(&cache)).unwrap(), converted);
+        assert_eq!(weights_to_load(&original, Some(&cache), RequantizeType::Q8_0).unwrap(), converted);
         assert_eq!(std::fs::metadata(&converted).unwrap().modified().unwrap(), modified);
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1, "no temporary files left");
     }
@@ -208,9 +240,12 @@ mod tests {
         let dir = TemporaryDir::new("fast");
         let original = dir.path().join("model.gguf");
         write_model(&original, GgmlDType::Q8_0);
-        assert_eq!(weights_to_load(&original, Some(&dir.path().join("cache"))).unwrap(), original);
+        assert_eq!(
+            weights_to_load(&original, Some(&dir.path().join("cache")), RequantizeType::Q8_0).unwrap(),
+            original
+        );
         let slow = dir.path().join("slow.gguf");
         write_model(&slow, GgmlDType::Q4_1);
-        assert_eq!(weights_to_load(&slow, None).unwrap(), slow);
+        assert_eq!(weights_to_load(&slow, None, RequantizeType::Q8_0).unwrap(), slow);
     }
 }

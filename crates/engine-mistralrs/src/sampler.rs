@@ -26,17 +26,23 @@ pub(crate) struct TokenSampler {
     sampling: Sampling,
     rng: Mutex<SplitMix64>,
     record: Arc<Mutex<SamplerRecord>>,
+    /// The model's count of tokens sampled, over every generation.
+    tokens_sampled: Arc<AtomicU64>,
 }
 
 impl TokenSampler {
-    pub(crate) fn new(sampling: Sampling, record: Arc<Mutex<SamplerRecord>>) -> TokenSampler {
+    pub(crate) fn new(
+        sampling: Sampling,
+        record: Arc<Mutex<SamplerRecord>>,
+        tokens_sampled: Arc<AtomicU64>,
+    ) -> TokenSampler {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let seed = sampling.seed.unwrap_or_else(|| {
             let nanos =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
             nanos as u64 ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
         });
-        TokenSampler { sampling, rng: Mutex::new(SplitMix64(seed)), record }
+        TokenSampler { sampling, rng: Mutex::new(SplitMix64(seed)), record, tokens_sampled }
     }
 }
 
@@ -48,6 +54,7 @@ impl CustomLogitsProcessor for TokenSampler {
             choose_token(&values, &self.sampling, || rng.next_f64())
         };
         let now = Instant::now();
+        self.tokens_sampled.fetch_add(1, Ordering::Relaxed);
         {
             let mut record = self.record.lock().unwrap();
             if record.last_context_len == Some(context.len()) {

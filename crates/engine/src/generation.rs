@@ -6,6 +6,26 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+/// What a model does, which decides the engine that loads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ModelKind {
+    /// Generates text: completion, chat, fill-in-the-middle.
+    #[default]
+    Generation,
+    /// Turns text into vectors.
+    Embedding,
+}
+
+impl ModelKind {
+    /// The name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Generation => "generation",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
 /// What to load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSpec {
@@ -13,6 +33,73 @@ pub struct LoadSpec {
     pub model_path: PathBuf,
     /// Context window to serve, in tokens.
     pub num_ctx: usize,
+    /// What the model does; [`Engines`] picks the engine by it.
+    pub kind: ModelKind,
+}
+
+/// How long a model stays loaded after its last request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Until it is unloaded explicitly or room is needed.
+    Forever,
+    /// For this long; zero unloads it as soon as it is idle.
+    For(Duration),
+}
+
+impl KeepAlive {
+    /// The duration; `None` is forever.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            KeepAlive::Forever => None,
+            KeepAlive::For(duration) => Some(duration),
+        }
+    }
+
+    /// Whether this unloads the model as soon as it is idle.
+    pub fn is_zero(self) -> bool {
+        self == KeepAlive::For(Duration::ZERO)
+    }
+}
+
+/// The engines of a daemon, one per kind of model. Adding an engine (embeddings, a remote
+/// server) is one [`Engines::register`] line where the daemon starts.
+#[derive(Clone, Default)]
+pub struct Engines {
+    by_kind: std::collections::HashMap<ModelKind, Arc<dyn Engine>>,
+}
+
+impl Engines {
+    /// No engines.
+    pub fn new() -> Engines {
+        Engines::default()
+    }
+
+    /// Loads models of `kind` with `engine` from now on.
+    pub fn register(mut self, kind: ModelKind, engine: Arc<dyn Engine>) -> Engines {
+        self.by_kind.insert(kind, engine);
+        self
+    }
+
+    /// The engine for `kind`; a client error when none is registered.
+    pub fn for_kind(&self, kind: ModelKind) -> Result<&Arc<dyn Engine>, EngineError> {
+        self.by_kind
+            .get(&kind)
+            .ok_or_else(|| EngineError::Unsupported(format!("no engine loads {} models", kind.as_str())))
+    }
+}
+
+impl<E: Engine> From<Arc<E>> for Engines {
+    /// One engine for generation models.
+    fn from(engine: Arc<E>) -> Engines {
+        Engines::new().register(ModelKind::Generation, engine)
+    }
+}
+
+impl From<Arc<dyn Engine>> for Engines {
+    /// One engine for generation models.
+    fn from(engine: Arc<dyn Engine>) -> Engines {
+        Engines::new().register(ModelKind::Generation, engine)
+    }
 }
 
 impl LoadSpec {
@@ -21,7 +108,7 @@ impl LoadSpec {
     /// engine grows its KV cache as sequences need it, so a request with another `num_ctx`
     /// never reloads the model (clients alternating `num_ctx` cost a load each otherwise).
     pub fn served_by(&self, loaded: &LoadSpec) -> bool {
-        self.model_path == loaded.model_path
+        self.model_path == loaded.model_path && self.kind == loaded.kind
     }
 }
 
@@ -139,6 +226,17 @@ pub enum EngineError {
     Unsupported(String),
 }
 
+/// Running totals an engine keeps for one loaded model: what it did, counted where it did it,
+/// so tests and diagnostics see the engine's own account (a cancelled generation stops
+/// sampling; a cached prompt is not evaluated again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Tokens sampled, over every generation.
+    pub tokens_sampled: u64,
+    /// Generations started.
+    pub generations_started: u64,
+}
+
 /// Loads models.
 #[async_trait::async_trait]
 pub trait Engine: Send + Sync + 'static {
@@ -155,6 +253,11 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// Facts about the model.
     fn description(&self) -> ModelDescription;
 
+    /// The engine's running totals for this model; engines that keep none report zeros.
+    fn counters(&self) -> EngineCounters {
+        EngineCounters::default()
+    }
+
     /// Tokens of `text`; special-token text (such as `<|im_start|>`) maps to special tokens.
     /// With `add_special_tokens`, the tokenizer adds its BOS as configured.
     async fn tokenize(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EngineError>;
@@ -162,6 +265,17 @@ pub trait LoadedModel: Send + Sync + 'static {
     /// Text of `tokens`.
     async fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError>;
 
-    /// Starts generating; events arrive on the returned channel.
-    async fn generate(&self, request: GenerationRequest) -> Result<mpsc::Receiver<GenerationEvent>, EngineError>;
+    /// Starts generating; events arrive on the returned channel. Models that cannot generate
+    /// (embedding models) keep the default, which refuses.
+    async fn generate(&self, request: GenerationRequest) -> Result<mpsc::Receiver<GenerationEvent>, EngineError> {
+        let _ = request;
+        Err(EngineError::Unsupported("this model does not generate text".into()))
+    }
+
+    /// One vector per input (token ids, already fitted to the context). Models that cannot
+    /// embed keep the default, which refuses.
+    async fn embed(&self, inputs: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        let _ = inputs;
+        Err(EngineError::Unsupported("this model does not support embeddings".into()))
+    }
 }

@@ -14,9 +14,11 @@ mod template_worker;
 
 pub use chat_template::{render_chat, ChatTemplateInput, RenderError, TemplateMessage};
 pub use generation::{
-    DoneReason, Engine, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
-    ModelDescription, Sampling,
+    DoneReason, Engine, EngineCounters, EngineError, Engines, GenerationEvent, GenerationRequest, GenerationSummary, KeepAlive,
+    LoadSpec, LoadedModel, ModelDescription, ModelKind, Sampling,
 };
-pub use scheduler::{human_binary_bytes, Lease, LoadedModelStatus, Scheduler, SchedulerConfig, SchedulerError};
+pub use scheduler::{
+    human_binary_bytes, Lease, LoadedModelStatus, Priority, Scheduler, SchedulerConfig, SchedulerError,
+};
 pub use stop::{StopFilter, StopStep};
 pub use template_worker::{serve_template_worker, OwnedRender, TemplateWorkers};

@@ -5,7 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{Engine, EngineError, LoadSpec, LoadedModel};
+pub use turns::Priority;
+use turns::{Turn, TurnQueue};
+
+use crate::{EngineError, Engines, KeepAlive, LoadSpec, LoadedModel};
+
+mod turns;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -14,8 +19,13 @@ pub struct SchedulerConfig {
     pub max_loaded_models: usize,
     /// Keep-alive for a model loaded without one; `None` is forever (`OLLAMA_KEEP_ALIVE`).
     pub default_keep_alive: Option<Duration>,
-    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`); more wait their turn.
+    /// Requests one model serves at once (`OLLAMA_NUM_PARALLEL`); more wait their turn, by
+    /// [`Priority`]. One request more may run when it is [`Priority::Interactive`] (see
+    /// [`SchedulerConfig::reserved_interactive`]).
     pub num_parallel: usize,
+    /// Slots per model that only interactive requests (completion while typing) may use, on
+    /// top of `num_parallel`, so that they never wait behind a long chat.
+    pub reserved_interactive: usize,
     /// Requests that may wait at once (`OLLAMA_MAX_QUEUE`); more are refused as busy.
     pub max_queue: usize,
     /// Memory a model load may assume available, at most (`MODELD_MAX_MEMORY`); the system's
@@ -30,6 +40,7 @@ impl Default for SchedulerConfig {
             max_loaded_models: 3,
             default_keep_alive: Some(Duration::from_secs(300)),
             num_parallel: 1,
+            reserved_interactive: 1,
             max_queue: 512,
             max_memory: None,
         }
@@ -73,8 +84,8 @@ pub fn human_binary_bytes(bytes: u64) -> String {
 
 /// Bytes a model needs in memory, estimated from its weights file: the weights, read into
 /// memory, plus a quarter for the KV cache, activations and copies the engine makes.
-fn estimated_model_memory(spec: &LoadSpec) -> u64 {
-    let weights = std::fs::metadata(&spec.model_path).map(|metadata| metadata.len()).unwrap_or(0);
+fn estimated_model_memory(model_path: &std::path::Path) -> u64 {
+    let weights = std::fs::metadata(model_path).map(|metadata| metadata.len()).unwrap_or(0);
     weights.saturating_add(weights / 4)
 }
 
@@ -107,12 +118,12 @@ pub struct LoadedModelStatus {
 
 /// Keeps models loaded.
 pub struct Scheduler {
-    engine: Arc<dyn Engine>,
+    engines: Engines,
     config: SchedulerConfig,
     slots: Mutex<HashMap<String, Slot>>,
     load_lock: tokio::sync::Mutex<()>,
-    /// Per model: one permit per request it may serve at once.
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Per model: whose turn it is.
+    turns: Mutex<HashMap<String, Arc<TurnQueue>>>,
     n_waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -131,7 +142,7 @@ pub struct Lease {
     key: String,
     model: Arc<dyn LoadedModel>,
     load_duration: Duration,
-    _turn: tokio::sync::OwnedSemaphorePermit,
+    _turn: Turn,
 }
 
 /// Counts a request as waiting while it lives.
@@ -144,11 +155,12 @@ impl Drop for Waiting {
 }
 
 impl Scheduler {
-    /// A scheduler over `engine`. Spawns a task that unloads expired models, so it must be
-    /// called inside a tokio runtime.
-    pub fn new(engine: Arc<dyn Engine>, config: SchedulerConfig) -> Arc<Scheduler> {
+    /// A scheduler over `engines` (one engine converts into the set that loads generation
+    /// models with it). Spawns a task that unloads expired models, so it must be called inside
+    /// a tokio runtime.
+    pub fn new(engines: impl Into<Engines>, config: SchedulerConfig) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
-            engine,
+            engines: engines.into(),
             config,
             slots: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
@@ -168,15 +180,16 @@ impl Scheduler {
     }
 
     /// The loaded model under `key`, loading it with `spec` first if needed (or reloading it if
-    /// it was loaded from other weights; see [`LoadSpec::served_by`]). `keep_alive`: `None` keeps the model's setting,
-    /// `Some(None)` is forever, `Some(Some(d))` is `d`. Waits while the model serves
-    /// `num_parallel` requests; refuses with [`SchedulerError::Busy`] when `max_queue` requests
-    /// already wait.
+    /// it was loaded from other weights; see [`LoadSpec::served_by`]), with the engine for the
+    /// spec's kind of model. `keep_alive`: `None` keeps the model's setting. Waits while the
+    /// model serves `num_parallel` requests, more urgent requests first; refuses with
+    /// [`SchedulerError::Busy`] when `max_queue` requests already wait.
     pub async fn acquire(
         self: &Arc<Self>,
         key: &str,
         spec: &LoadSpec,
-        keep_alive: Option<Option<Duration>>,
+        keep_alive: Option<KeepAlive>,
+        priority: Priority,
     ) -> Result<Lease, SchedulerError> {
         let started = Instant::now();
         let turn = {
@@ -191,9 +204,9 @@ impl Scheduler {
                 .lock()
                 .unwrap()
                 .entry(key.to_owned())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.config.num_parallel.max(1))))
+                .or_insert_with(|| TurnQueue::new(self.config.num_parallel, self.config.reserved_interactive))
                 .clone();
-            turns.acquire_owned().await.expect("the semaphore is never closed")
+            turns.take(priority).await
         };
         let turn = match self.try_reuse(key, spec, keep_alive, started, turn) {
             Ok(lease) => return Ok(lease),
@@ -204,10 +217,11 @@ impl Scheduler {
             Ok(lease) => return Ok(lease),
             Err(turn) => turn,
         };
+        let engine = self.engines.for_kind(spec.kind)?;
         self.make_room(key);
-        self.check_memory(key, spec)?;
-        tracing::info!(model = key, path = %spec.model_path.display(), num_ctx = spec.num_ctx, "loading model");
-        let model = self.engine.load(spec).await?;
+        self.check_memory(key, spec).await?;
+        tracing::info!(model = key, path = %spec.model_path.display(), num_ctx = spec.num_ctx, kind = ?spec.kind, "loading model");
+        let model = engine.load(spec).await?;
         let mut slots = self.slots.lock().unwrap();
         slots.insert(
             key.to_owned(),
@@ -215,7 +229,7 @@ impl Scheduler {
                 model: model.clone(),
                 spec: spec.clone(),
                 n_active_requests: 1,
-                keep_alive: keep_alive.unwrap_or(self.config.default_keep_alive),
+                keep_alive: keep_alive.map_or(self.config.default_keep_alive, KeepAlive::duration),
                 idle_deadline: None,
                 last_used: Instant::now(),
             },
@@ -234,10 +248,10 @@ impl Scheduler {
         self: &Arc<Self>,
         key: &str,
         spec: &LoadSpec,
-        keep_alive: Option<Option<Duration>>,
+        keep_alive: Option<KeepAlive>,
         started: Instant,
-        turn: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<Lease, tokio::sync::OwnedSemaphorePermit> {
+        turn: Turn,
+    ) -> Result<Lease, Turn> {
         let mut slots = self.slots.lock().unwrap();
         let Some(slot) = slots.get_mut(key).filter(|slot| spec.served_by(&slot.spec)) else { return Err(turn) };
         slot.spec.num_ctx = spec.num_ctx;
@@ -245,7 +259,7 @@ impl Scheduler {
         slot.idle_deadline = None;
         slot.last_used = Instant::now();
         if let Some(keep_alive) = keep_alive {
-            slot.keep_alive = keep_alive;
+            slot.keep_alive = keep_alive.duration();
         }
         Ok(Lease {
             scheduler: Arc::downgrade(self),
@@ -256,14 +270,20 @@ impl Scheduler {
         })
     }
 
-    /// Refuses a load that would not fit, after unloading idle models to make room.
-    fn check_memory(&self, key: &str, spec: &LoadSpec) -> Result<(), SchedulerError> {
-        let required = estimated_model_memory(spec);
-        let available = || {
+    /// Refuses a load that would not fit, after unloading idle models to make room. The file
+    /// and `/proc` reads run on a blocking thread.
+    async fn check_memory(&self, key: &str, spec: &LoadSpec) -> Result<(), SchedulerError> {
+        let limit = self.config.max_memory;
+        let available = move || {
             let system = system_available_memory().unwrap_or(u64::MAX);
-            self.config.max_memory.map_or(system, |limit| limit.min(system))
+            limit.map_or(system, |limit| limit.min(system))
         };
-        if required <= available() {
+        let model_path = spec.model_path.clone();
+        let (required, available_before) =
+            tokio::task::spawn_blocking(move || (estimated_model_memory(&model_path), available()))
+                .await
+                .map_err(|error| EngineError::Load(error.to_string()))?;
+        if required <= available_before {
             return Ok(());
         }
         let n_unloaded = {
@@ -272,7 +292,8 @@ impl Scheduler {
             slots.retain(|other, slot| other == key || slot.n_active_requests > 0);
             before - slots.len()
         };
-        let available = available();
+        let available =
+            tokio::task::spawn_blocking(available).await.map_err(|error| EngineError::Load(error.to_string()))?;
         if required <= available {
             return Ok(());
         }

@@ -78,9 +78,12 @@ mod tests {
         (emitted, false)
     }
 
+    /// Stop sequences, pieces pushed, and the pieces emitted with whether it stopped.
+    type Case = (&'static [&'static str], &'static [&'static str], (&'static [&'static str], bool));
+
     #[test]
     fn stops_and_holds_back() {
-        let cases: &[(&[&str], &[&str], (&[&str], bool))] = &[
+        let cases: &[Case] = &[
             (&[], &["a", "b"], (&["a", "b", ""], false)),
             (&[" from"], &["Hello", " ", "fr", "om", " x"], (&["Hello", "", "", ""], true)),
             (&["\n\n"], &["a\n", "b"], (&["a", "\nb", ""], false)),

@@ -60,6 +60,21 @@ impl From<model_store::Error> for ApiError {
     }
 }
 
+impl From<serving::ServingError> for ApiError {
+    fn from(error: serving::ServingError) -> ApiError {
+        use serving::ServingError;
+        match error {
+            ServingError::ModelNotFound(_) => ApiError::not_found(error.to_string()),
+            ServingError::InvalidRequest(message) => ApiError::bad_request(message),
+            ServingError::Busy(message) => ApiError::busy(message),
+            ServingError::ShuttingDown => ApiError::busy(error.to_string()),
+            ServingError::NotImplemented(message) => ApiError::not_implemented(message),
+            ServingError::Store(store_error) => store_error.into(),
+            ServingError::Internal(message) => ApiError::internal(message),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {

@@ -1,37 +1,33 @@
-//! The Ollama HTTP API on axum: `app(state)` returns the router; `main` binds and serves.
+//! The Ollama and OpenAI HTTP APIs on axum: `app(state)` returns the router; `serve` binds
+//! and serves.
 //!
-//! One module per resource under `routes/`; `inference` holds the prompt-to-stream pipeline
-//! shared by generate and chat; `ApiError` renders every failure as Ollama's error body.
+//! One module per resource under `routes/`; each handler parses the wire format into the
+//! serving core's types (`wire`), calls the core, and renders its events. `ApiError` renders
+//! every failure, the core's included, as Ollama's error body.
 
 mod access;
 mod error;
-mod inference;
 mod json;
 mod layers;
 mod ndjson;
-mod resolve;
 mod routes;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use engine::Scheduler;
 use model_store::Store;
+use serving::Core;
 
 pub use access::{AccessDecision, AccessPolicy, ForbiddenReason};
 pub use error::ApiError;
-pub use resolve::{is_jinja, ResolvedModel};
 
-/// Server settings, read from the environment by the binary.
+/// Settings of the HTTP face, read from the environment by the binary.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Reported by `/api/version`.
     pub version: String,
-    /// Context window when neither request nor model sets `num_ctx` (`OLLAMA_CONTEXT_LENGTH`).
-    pub default_num_ctx: usize,
-    /// Keep-alive when a request sets none (`OLLAMA_KEEP_ALIVE`); `None` is forever.
-    pub default_keep_alive: Option<Duration>,
     /// Which origins and hosts may call the API (`OLLAMA_ORIGINS`, the bind address).
     pub access: AccessPolicy,
     /// Largest blob `POST /api/blobs` accepts, in bytes (`MODELD_MAX_BLOB_SIZE`).
@@ -39,9 +35,6 @@ pub struct ServerConfig {
     /// Unreferenced blobs younger than this survive garbage collection, so a client's upload
     /// waits for its create (`MODELD_BLOB_GRACE`).
     pub blob_grace: Duration,
-    /// Worker processes that render chat templates under a memory limit; `None` renders in
-    /// this process (fuel and the output cap still apply).
-    pub template_workers: Option<Arc<engine::TemplateWorkers>>,
 }
 
 /// How long running streams get to finish after a shutdown signal before the server stops
@@ -55,49 +48,36 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Store,
-    scheduler: Arc<Scheduler>,
+    core: Core,
     config: ServerConfig,
-    headers: resolve::HeaderCache,
-    /// `true` once the server is shutting down: streams end with an error line and waiting
-    /// requests are refused.
-    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
-    /// State over a store and a scheduler.
-    pub fn new(store: Store, scheduler: Arc<Scheduler>, config: ServerConfig) -> AppState {
-        let shutting_down = tokio::sync::watch::Sender::new(false);
-        AppState { inner: Arc::new(Inner { store, scheduler, config, headers: Default::default(), shutting_down }) }
+    /// State over the serving core.
+    pub fn new(core: Core, config: ServerConfig) -> AppState {
+        AppState { inner: Arc::new(Inner { core, config }) }
     }
 
     /// Ends running streams with an error line and refuses requests still waiting for a model.
     pub fn begin_shutdown(&self) {
-        self.inner.shutting_down.send_replace(true);
+        self.inner.core.begin_shutdown();
     }
 
     /// Completes once [`AppState::begin_shutdown`] has been called.
     pub(crate) fn shutdown_started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut receiver = self.inner.shutting_down.subscribe();
-        async move {
-            let _ = receiver.wait_for(|shutting_down| *shutting_down).await;
-        }
+        self.inner.core.shutdown_started()
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
     }
 
     pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
-    pub(crate) fn scheduler(&self) -> &Arc<Scheduler> {
-        &self.inner.scheduler
+        self.inner.core.store()
     }
 
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.inner.config
-    }
-
-    pub(crate) fn resolve(&self, name: &model_store::ModelName) -> Result<ResolvedModel, ApiError> {
-        ResolvedModel::load(&self.inner.store, &self.inner.headers, name)
     }
 }
 
@@ -138,7 +118,5 @@ pub async fn serve(
     }
 }
 
-#[cfg(test)]
-mod template_tests;
 #[cfg(test)]
 mod tests;

@@ -48,16 +48,15 @@ async fn harness_with_config(engine: ScriptedEngine, scheduler_config: Scheduler
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("models")).unwrap();
     let scheduler = Scheduler::new(Arc::new(engine), scheduler_config);
+    let core =
+        serving::Core::new(store, scheduler, serving::CoreConfig { default_num_ctx: 2048, template_workers: None });
     let config = ServerConfig {
         version: "0.0.0-test".into(),
-        default_num_ctx: 2048,
-        default_keep_alive: Some(Duration::from_secs(300)),
         access: AccessPolicy::loopback_default(),
         max_blob_bytes: 1 << 20,
         blob_grace: Duration::from_secs(3600),
-        template_workers: None,
     };
-    let harness = Harness { _dir: dir, state: AppState::new(store, scheduler, config) };
+    let harness = Harness { _dir: dir, state: AppState::new(core, config) };
     let gguf = tiny_gguf();
     let digest = Digest::of_bytes(&gguf);
     let (status, _) = harness.raw(Method::POST, &format!("/api/blobs/{digest}"), Body::from(gguf)).await;

@@ -16,6 +16,18 @@ pub const THINK_OPEN: &str = "<think>";
 /// The tag that closes a thinking block.
 pub const THINK_CLOSE: &str = "</think>";
 
+/// Tokens that end a turn or a text in the families modeld knows (ChatML, Llama 2 and 3,
+/// Phi, Gemma, GPT-2 style): generation ends at any of them the vocabulary has, also where the
+/// GGUF names another end-of-sequence token (grammar-constrained decoding ends with these).
+pub const END_OF_TURN_TOKENS: &[&str] =
+    &["<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<end_of_turn>"];
+
+/// Whether a chat template renders the tools a request offers (Ollama's test for the `tools`
+/// capability); [`ToolCallFormat::from_template`] then says how the model writes its calls.
+pub fn template_supports_tools(template: &str) -> bool {
+    template.contains("tools")
+}
+
 /// Whether a chat template lets the model think in `<think>` blocks.
 pub fn template_supports_thinking(template: &str) -> bool {
     template.contains(THINK_CLOSE) || template.contains("enable_thinking")

@@ -30,6 +30,29 @@ impl Digest {
         Digest { hex: hex::encode(sha2::Sha256::digest(bytes)) }
     }
 
+    /// The digest of everything `reader` yields, read in 1 MiB pieces (a GGUF file is never
+    /// held in memory whole).
+    pub fn of_reader(mut reader: impl std::io::Read) -> std::io::Result<Digest> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n_read = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n_read) => n_read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            hasher.update(&buffer[..n_read]);
+        }
+        Ok(Digest::from_hasher(hasher))
+    }
+
+    /// The digest of the file at `path`, streamed.
+    pub fn of_file(path: &std::path::Path) -> std::io::Result<Digest> {
+        Digest::of_reader(std::fs::File::open(path)?)
+    }
+
     pub(crate) fn from_hasher(hasher: sha2::Sha256) -> Digest {
         use sha2::Digest as _;
         Digest { hex: hex::encode(hasher.finalize()) }

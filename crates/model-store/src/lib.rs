@@ -17,14 +17,18 @@
 //!   touched.
 //!
 //! [`gguf`] reads GGUF headers; no input can make it panic or allocate more than the file holds.
+//! [`Options`] are the parameters a params layer (a Modelfile's `PARAMETER`s) and a request's
+//! `options` set, checked as Ollama checks them.
 
 mod digest;
 pub mod gguf;
 mod manifest;
 mod name;
+mod options;
 mod store;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{media_type, ConfigV2, Layer, Manifest};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
+pub use options::{Options, OptionsError};
 pub use store::{BlobWrite, Error, GcPolicy, GcReport, ModelEntry, Result, Store, StoreWriteGuard, LOCK_FILE_NAME};

@@ -7,6 +7,9 @@
 //! completion-as-you-type pattern), throughput and latency under concurrent requests, load time
 //! and peak memory.
 
+// A command-line face: it prints its answers on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -308,12 +311,7 @@ async fn run_modeld(args: &BenchArgs, gguf: &Path) -> anyhow::Result<(Vec<f64>, 
     let result = async {
         let client = Client::new(format!("http://{host}"));
         wait_until_up(&client, "/api/version").await?;
-        let digest = {
-            let bytes = std::fs::read(gguf)?;
-            use sha2::Digest as _;
-            let hex: String = sha2::Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
-            format!("sha256:{hex}")
-        };
+        let digest = crate::create::file_digest(gguf).await?;
         client.upload_blob(gguf, &digest, |_, _| {}).await?;
         let file_name = gguf.file_name().unwrap_or_default().to_string_lossy().into_owned();
         client.post("/api/create", &json!({"model": "bench", "files": {file_name: digest}, "stream": false})).await?;

@@ -1,13 +1,11 @@
 //! `modeld create NAME -f Modelfile`: uploads local weights as blobs and asks the daemon to
 //! create the model, printing progress.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ollama_api::modelfile;
 use serde_json::{json, Map, Value};
-use sha2::Digest as _;
 
 use crate::client::Client;
 
@@ -84,21 +82,13 @@ fn local_path(base_dir: &Path, from: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-async fn file_digest(path: &Path) -> anyhow::Result<String> {
+/// The blob digest of a local file, streamed on a blocking thread.
+pub(crate) async fn file_digest(path: &Path) -> anyhow::Result<String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n_read = file.read(&mut buffer)?;
-            if n_read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n_read]);
-        }
-        let hex: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
-        Ok(format!("sha256:{hex}"))
+        model_store::Digest::of_file(&path)
+            .map(|digest| digest.to_string())
+            .with_context(|| format!("reading {}", path.display()))
     })
     .await?
 }

@@ -118,6 +118,36 @@ pub(crate) fn requantized_weights_dir() -> Option<PathBuf> {
     Some(cache.join("modeld").join("requantized"))
 }
 
+/// The mistral.rs engine's settings: where requantized copies go (and their type,
+/// `MODELD_REQUANTIZE_TYPE`, for measurements), the activation type (`MODELD_ACTIVATION_DTYPE`),
+/// the prefix cache budget (`MODELD_PREFIX_CACHE_MIB`, default 512).
+pub(crate) fn mistralrs_config(max_running_sequences: usize) -> anyhow::Result<engine_mistralrs::MistralRsConfig> {
+    use engine_mistralrs::{ActivationDtype, MistralRsConfig, RequantizeType};
+    let defaults = MistralRsConfig::default();
+    let requantize_type = match variable("MODELD_REQUANTIZE_TYPE") {
+        None => defaults.requantize_type,
+        Some(name) => RequantizeType::from_name(&name)
+            .with_context(|| format!("invalid MODELD_REQUANTIZE_TYPE {name:?} (q8_0, f32, f16, q4k, q6k)"))?,
+    };
+    let activation_dtype = match variable("MODELD_ACTIVATION_DTYPE") {
+        None => defaults.activation_dtype,
+        Some(name) => ActivationDtype::from_name(&name)
+            .with_context(|| format!("invalid MODELD_ACTIVATION_DTYPE {name:?} (f32, f16, bf16, auto)"))?,
+    };
+    // Zero is a setting here (keep nothing), not "the default".
+    let prefix_cache_mib: usize = match variable("MODELD_PREFIX_CACHE_MIB") {
+        None => defaults.prefix_cache_bytes >> 20,
+        Some(text) => text.parse().with_context(|| format!("invalid MODELD_PREFIX_CACHE_MIB {text:?}"))?,
+    };
+    Ok(MistralRsConfig {
+        requantized_weights_dir: requantized_weights_dir(),
+        requantize_type,
+        max_running_sequences,
+        activation_dtype,
+        prefix_cache_bytes: prefix_cache_mib.saturating_mul(1 << 20),
+    })
+}
+
 /// A byte size variable (`MODELD_MAX_BLOB_SIZE=64GiB`); `None` when unset.
 pub(crate) fn byte_size(name: &str) -> anyhow::Result<Option<u64>> {
     let Some(text) = variable(name) else { return Ok(None) };

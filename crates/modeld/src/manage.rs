@@ -1,5 +1,8 @@
 //! `list`, `ps`, `show`, `cp`, `rm`, `stop` and `--version`: thin clients of the API.
 
+// A command-line face: it prints its answers on stdout.
+#![allow(clippy::print_stdout)]
+
 use anyhow::bail;
 use serde_json::{json, Value};
 

@@ -1,5 +1,8 @@
 //! `modeld run MODEL [PROMPT]`: one streamed answer, or an interactive chat with history.
 
+// A command-line face: it prints its answers on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::io::{IsTerminal, Read, Write};
 
 use anyhow::bail;

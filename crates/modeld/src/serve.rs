@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::{Engine, Scheduler, SchedulerConfig};
+use engine::{Engine, Engines, ModelKind, Scheduler, SchedulerConfig};
 use http_server::{AppState, ServerConfig};
+use serving::{Core, CoreConfig};
 
 use crate::environment;
 
@@ -29,30 +30,37 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("opening models directory {}", models_dir.display()))?;
     let blob_grace = environment::duration("MODELD_BLOB_GRACE", DEFAULT_BLOB_GRACE)?;
     recover_store(&store, blob_grace);
-    let num_parallel = environment::unsigned("OLLAMA_NUM_PARALLEL", 1)?.max(1);
-    let engine: Arc<dyn Engine> = match environment::variable("MODELD_ENGINE").as_deref() {
+    let scheduler_config = SchedulerConfig {
+        max_loaded_models: environment::unsigned("OLLAMA_MAX_LOADED_MODELS", 3)?,
+        default_keep_alive: environment::default_keep_alive()?,
+        num_parallel: environment::unsigned("OLLAMA_NUM_PARALLEL", 1)?.max(1),
+        reserved_interactive: 1,
+        max_queue: environment::unsigned("OLLAMA_MAX_QUEUE", 512)?,
+        max_memory: environment::byte_size("MODELD_MAX_MEMORY")?,
+    };
+    // The engine decodes every request the scheduler lets run at once together, the
+    // interactive ones on reserved slots included.
+    let max_running_sequences = scheduler_config.num_parallel + scheduler_config.reserved_interactive;
+    let generation_engine: Arc<dyn Engine> = match environment::variable("MODELD_ENGINE").as_deref() {
         None | Some("mistralrs") => {
-            Arc::new(engine_mistralrs::MistralRsEngine::new(environment::requantized_weights_dir(), num_parallel))
+            Arc::new(engine_mistralrs::MistralRsEngine::new(environment::mistralrs_config(max_running_sequences)?))
         }
         Some("scripted") => Arc::new(engine::scripted::ScriptedEngine::new()),
         Some(other) => anyhow::bail!("unknown MODELD_ENGINE {other:?} (expected mistralrs or scripted)"),
     };
-    let default_keep_alive = environment::default_keep_alive()?;
-    let scheduler = Scheduler::new(
-        engine,
-        SchedulerConfig {
-            max_loaded_models: environment::unsigned("OLLAMA_MAX_LOADED_MODELS", 3)?,
-            default_keep_alive,
-            num_parallel,
-            max_queue: environment::unsigned("OLLAMA_MAX_QUEUE", 512)?,
-            max_memory: environment::byte_size("MODELD_MAX_MEMORY")?,
+    let engines = Engines::new().register(ModelKind::Generation, generation_engine);
+    let scheduler = Scheduler::new(engines, scheduler_config);
+    let core = Core::new(
+        store,
+        scheduler.clone(),
+        CoreConfig {
+            default_num_ctx: environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?,
+            template_workers: Some(template_workers()?),
         },
     );
     let address = environment::bind_address()?;
     let config = ServerConfig {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        default_num_ctx: environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?,
-        default_keep_alive,
         access: http_server::AccessPolicy::new(
             environment::variable("OLLAMA_ORIGINS").as_deref(),
             address.ip(),
@@ -60,12 +68,11 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         ),
         max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE")?.unwrap_or(DEFAULT_MAX_BLOB_BYTES),
         blob_grace,
-        template_workers: Some(template_workers()?),
     };
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     let local_address = listener.local_addr()?;
     tracing::info!(models = %models_dir.display(), "Listening on {local_address} (version {})", config.version);
-    let state = AppState::new(store, scheduler.clone(), config);
+    let state = AppState::new(core, config);
     http_server::serve(listener, state, shutdown_signal()).await?;
     scheduler.unload_all();
     Ok(())

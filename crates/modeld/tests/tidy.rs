@@ -31,25 +31,86 @@ fn every_rust_file_says_what_it_is_for() {
     assert!(missing.is_empty(), "files without a //! line: {missing:?}");
 }
 
+/// Outside crates, by the concern that owns them, and the workspace crates that may depend on
+/// them directly.
+const OWNERS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "the inference engine",
+        &["mistralrs", "mistralrs-core", "mistralrs-quant", "candle-core", "candle-nn", "candle-transformers"],
+        &["engine-mistralrs"],
+    ),
+    ("HTTP", &["axum", "axum-core", "hyper", "tower-http"], &["http-server"]),
+    ("the language server protocol", &["tower-lsp-server", "tower-lsp", "lsp-types"], &["lsp"]),
+    ("MCP", &["rmcp"], &["mcp"]),
+];
+
+/// Workspace crates that a layer must not depend on: the faces, the wire formats and the
+/// binary sit above it.
+const LAYERS_ABOVE: &[(&str, &[&str])] = &[
+    ("serving", &["http-server", "ollama-api", "engine-mistralrs", "lsp", "mcp", "modeld"]),
+    ("engine", &["serving", "http-server", "ollama-api", "engine-mistralrs", "model-store", "modeld"]),
+    ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),
+    ("model-store", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),
+    ("ollama-api", &["engine", "serving", "http-server", "engine-mistralrs", "modeld"]),
+];
+
+/// Direct dependencies (every kind: a test that links mistral.rs crosses the boundary as much as
+/// the library would) of each workspace crate, from the graph cargo resolves.
+fn workspace_dependencies() -> Vec<(String, Vec<String>)> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let members: Vec<&str> =
+        metadata["workspace_members"].as_array().unwrap().iter().filter_map(serde_json::Value::as_str).collect();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|package| members.contains(&package["id"].as_str().unwrap_or_default()))
+        .map(|package| {
+            let dependencies = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|dependency| dependency["name"].as_str().map(str::to_owned))
+                .collect();
+            (package["name"].as_str().unwrap().to_owned(), dependencies)
+        })
+        .collect()
+}
+
 #[test]
 fn protocol_and_engine_crates_stay_at_their_edges() {
-    let owners = [("mistralrs", "engine-mistralrs"), ("axum", "http-server"), ("candle-core", "engine-mistralrs")];
-    let crates_dir = workspace_root().join("crates");
-    for entry in std::fs::read_dir(&crates_dir).unwrap().flatten() {
-        let manifest = std::fs::read_to_string(entry.path().join("Cargo.toml")).unwrap();
-        let crate_name = entry.file_name().to_string_lossy().into_owned();
-        for (dependency, owner) in owners {
-            let depends = manifest.lines().any(|line| line.trim_start().starts_with(&format!("{dependency} =")));
-            assert!(!depends || crate_name == owner, "{crate_name} depends on {dependency}; only {owner} may");
+    let crates = workspace_dependencies();
+    assert!(crates.len() >= 9, "{} workspace crates", crates.len());
+    let mut problems = Vec::new();
+    for (name, dependencies) in &crates {
+        for (concern, owned, owners) in OWNERS {
+            for dependency in dependencies.iter().filter(|dependency| owned.contains(&dependency.as_str())) {
+                if !owners.contains(&name.as_str()) {
+                    problems.push(format!("{name} depends on {dependency} ({concern}); only {owners:?} may"));
+                }
+            }
         }
-        let workspace_dependencies: Vec<&str> = manifest
-            .lines()
-            .filter(|line| line.contains("path = \"../"))
-            .filter_map(|line| line.split_whitespace().next())
-            .collect();
-        assert!(!workspace_dependencies.contains(&"modeld"), "{crate_name} depends on modeld");
-        if ["engine", "ollama-api", "model-store"].contains(&crate_name.as_str()) {
-            assert!(workspace_dependencies.is_empty(), "{crate_name} depends on {workspace_dependencies:?}");
+        let above = LAYERS_ABOVE.iter().find(|(layer, _)| layer == name).map_or(&[][..], |(_, above)| *above);
+        for dependency in dependencies.iter().filter(|dependency| above.contains(&dependency.as_str())) {
+            problems.push(format!("{name} depends on {dependency}, a layer above it"));
         }
     }
+    assert!(problems.is_empty(), "boundaries crossed:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_boundary_check_sees_a_crossing() {
+    // The check reads real dependency names: the HTTP crate does depend on axum, so a rule
+    // that gave axum to another crate would fail.
+    let crates = workspace_dependencies();
+    let http = crates.iter().find(|(name, _)| name == "http-server").expect("http-server is a member");
+    assert!(http.1.iter().any(|dependency| dependency == "axum"), "{:?}", http.1);
+    let serving = crates.iter().find(|(name, _)| name == "serving").expect("serving is a member");
+    assert!(serving.1.iter().any(|dependency| dependency == "engine"), "{:?}", serving.1);
 }

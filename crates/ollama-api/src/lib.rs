@@ -7,9 +7,9 @@
 
 mod duration;
 pub mod modelfile;
-mod options;
 mod types;
 
 pub use duration::{parse_go_duration, KeepAlive, KeepAliveError};
-pub use options::{Options, OptionsError};
+/// Request `options` and Modelfile `PARAMETER`s; the params layer's format is the store's.
+pub use model_store::{Options, OptionsError};
 pub use types::*;

@@ -16,11 +16,7 @@ pub(crate) async fn create(
     OllamaJson(request): OllamaJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream.unwrap_or(true);
-    crate::layers::record_model(if request.model.is_empty() {
-        request.name.as_deref().unwrap_or_default()
-    } else {
-        &request.model
-    });
+    crate::layers::record_model(crate::wire::requested_model(&request.model, &request.name));
     let progress = tokio::task::spawn_blocking(move || create_model(&state, &request))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))??;
@@ -37,12 +33,11 @@ fn status(text: impl Into<String>) -> ProgressResponse {
 
 fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<ProgressResponse>, ApiError> {
     let store = state.store();
-    let requested =
-        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let requested = crate::wire::requested_model(&request.model, &request.name);
     if requested.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
-    let name = ModelName::parse(&requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
+    let name = ModelName::parse(requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
     if request.quantize.as_deref().or(request.quantization.as_deref()).is_some_and(|quantize| !quantize.is_empty()) {
         return Err(ApiError::not_implemented("quantization is not supported by modeld yet"));
     }
@@ -61,18 +56,20 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         }
         (Some(from), _) if !from.is_empty() => {
             let base = ModelName::parse(from).map_err(|_| ApiError::bad_request("invalid model name"))?;
-            let base_model = state.resolve(&base).map_err(|error| {
-                if error.status == 404 {
-                    ApiError::not_found(format!("model \"{from}\" not found"))
-                } else {
-                    error
-                }
+            let base_entry = store.get(&base).map_err(|error| match error {
+                model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model \"{from}\" not found")),
+                other => other.into(),
             })?;
-            let mut layers = base_model.entry.manifest.layers.clone();
+            let base_config: ConfigV2 = store
+                .read_blob_string(&base_entry.manifest.config.digest)
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            let mut layers = base_entry.manifest.layers.clone();
             for layer in &mut layers {
                 layer.from.get_or_insert_with(|| base.display_shortest());
             }
-            (base_model.config.clone(), layers)
+            (base_config, layers)
         }
         _ => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
     };

@@ -41,4 +41,3 @@ pub(crate) fn router() -> Router<AppState> {
 async fn not_found() -> (axum::http::StatusCode, &'static str) {
     (axum::http::StatusCode::NOT_FOUND, "404 page not found")
 }
-pub(crate) mod common;

@@ -11,10 +11,11 @@ use ollama_api::{
 };
 use serde_json::Value;
 
+use serving::ResolvedModel;
+
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::local_rfc3339;
-use crate::resolve::details_from;
-use crate::{ApiError, AppState, ResolvedModel};
+use crate::{wire, ApiError, AppState};
 
 pub(crate) async fn root() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Ollama is running").into_response()
@@ -26,14 +27,14 @@ pub(crate) async fn version(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn tags(State(state): State<AppState>) -> Response {
     let models = state
-        .store()
-        .list()
+        .core()
+        .list_models()
+        .await
         .into_iter()
-        .map(|entry| {
-            let resolved = state.resolve(&entry.name).ok();
+        .map(|(entry, resolved)| {
             let details = match &resolved {
-                Some(model) => model.details(),
-                None => details_from(&Default::default(), None),
+                Some(model) => wire::details(model),
+                None => wire::details_from(&Default::default(), None),
             };
             let display = entry.name.display_shortest();
             ListModel {
@@ -51,28 +52,27 @@ pub(crate) async fn tags(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn ps(State(state): State<AppState>) -> Response {
     let models = state
-        .scheduler()
-        .status()
+        .core()
+        .running_models()
+        .await
         .into_iter()
-        .filter_map(|status| {
-            let name = ModelName::parse(&status.key).ok()?;
-            let model = state.resolve(&name).ok()?;
-            let display = name.display_shortest();
+        .map(|(status, model)| {
+            let display = model.name.display_shortest();
             // A model kept forever shows the far future, as Ollama's saturating add does.
             let expires_at = match status.expires_at {
                 Some(time) => local_rfc3339(time),
                 None => "2318-08-23T07:56:22.709551615+00:00".to_owned(),
             };
-            Some(RunningModel {
+            RunningModel {
                 name: display.clone(),
                 model: display,
                 size: status.memory_bytes,
                 size_vram: 0,
                 digest: model.entry.manifest_digest.hex().to_owned(),
-                details: model.details(),
+                details: wire::details(&model),
                 expires_at,
                 context_length: status.context_length as u64,
-            })
+            }
         })
         .collect();
     json_response(&ProcessResponse { models })
@@ -82,19 +82,12 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<ShowRequest>,
 ) -> Result<Response, ApiError> {
-    let requested =
-        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let requested = wire::requested_model(&request.model, &request.name);
     if requested.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
-    let name = ModelName::parse(&requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
-    let model = state.resolve(&name).map_err(|error| {
-        if error.status == 404 {
-            ApiError::not_found(format!("model '{}' not found", name.display_shortest()))
-        } else {
-            error
-        }
-    })?;
+    let name = ModelName::parse(requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
+    let model = state.core().resolve(&name, &name.display_shortest()).await?;
     let mut model_info = serde_json::Map::new();
     for (key, value) in &model.gguf.metadata {
         if key == "general.name" || key == "tokenizer.chat_template" {
@@ -115,10 +108,10 @@ pub(crate) async fn show(
         parameters: (!parameters.is_empty()).then_some(parameters),
         template: model.shown_template(),
         system,
-        details: model.details(),
-        messages: (!model.messages.is_empty()).then(|| model.messages.clone()),
+        details: wire::details(&model),
+        messages: (!model.messages.is_empty()).then(|| model.messages.iter().map(wire::wire_message).collect()),
         model_info,
-        capabilities: Some(model.capabilities().into_iter().map(str::to_owned).collect()),
+        capabilities: Some(model.capabilities().into_iter().map(|capability| capability.as_str().to_owned()).collect()),
         modified_at: local_rfc3339(model.entry.modified_at),
     }))
 }
@@ -170,12 +163,10 @@ pub(crate) async fn copy(
         .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", request.source)))?;
     let destination = ModelName::parse(&request.destination)
         .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", request.destination)))?;
-    let store = state.store().clone();
-    let copied = tokio::task::spawn_blocking(move || store.copy(&source, &destination))
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?;
-    copied.map_err(|error| match error {
-        model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model \"{}\" not found", request.source)),
+    state.core().copy_model(source, destination).await.map_err(|error| match error {
+        serving::ServingError::ModelNotFound(_) => {
+            ApiError::not_found(format!("model \"{}\" not found", request.source))
+        }
         other => other.into(),
     })?;
     Ok(().into_response())
@@ -185,18 +176,9 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<DeleteRequest>,
 ) -> Result<Response, ApiError> {
-    let requested =
-        if request.model.is_empty() { request.name.clone().unwrap_or_default() } else { request.model.clone() };
+    let requested = wire::requested_model(&request.model, &request.name);
     let name =
-        ModelName::parse(&requested).map_err(|_| ApiError::bad_request(format!("name \"{requested}\" is invalid")))?;
-    state.scheduler().unload(&name.display_full());
-    let store = state.store().clone();
-    let deleted = tokio::task::spawn_blocking(move || store.delete(&name))
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?;
-    deleted.map_err(|error| match error {
-        model_store::Error::ModelNotFound(_) => ApiError::not_found(format!("model '{requested}' not found")),
-        other => other.into(),
-    })?;
+        ModelName::parse(requested).map_err(|_| ApiError::bad_request(format!("name \"{requested}\" is invalid")))?;
+    state.core().delete_model(name, requested).await?;
     Ok(().into_response())
 }

@@ -1,22 +1,19 @@
 //! The OpenAI-compatible API under `/v1`: chat completions, completions and models, mapped
 //! onto the native generate and chat pipeline, with OpenAI's error shape and SSE framing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use model_store::ModelName;
 use ollama_api::{ChatRequest, GenerateRequest, Message, ToolCall, ToolCallFunction};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serving::{Event, Reply};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::chat::start_chat;
-use super::generate::start_generate;
-use crate::inference::Outcome;
+use super::chat::chat_input;
+use super::generate::generate_input;
 use crate::json::{json_response, OllamaJson};
 use crate::{ApiError, AppState};
 
@@ -272,7 +269,7 @@ pub(crate) async fn chat_completions(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<ChatCompletionRequest>,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
+    crate::layers::record_model(&request.model);
     if request.model.is_empty() {
         return Err(ApiError::bad_request("model is required").into());
     }
@@ -309,21 +306,21 @@ pub(crate) async fn chat_completions(
         think,
         ..Default::default()
     };
-    let outcomes = start_chat(&state, &native, started).await?.into_outcomes();
+    let events = state.core().chat(chat_input(&native)?).await.map_err(ApiError::from)?.into_events();
     let id = format!("chatcmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
     if !request.sampling.stream {
-        let collected = crate::inference::collect(outcomes).await?;
-        let (finish_reason, prompt_tokens, completion_tokens) = figures(&collected);
-        let mut message = json!({"role": "assistant", "content": collected.content});
-        if !collected.thinking.is_empty() {
-            message["reasoning"] = json!(collected.thinking);
+        let reply = serving::collect(events).await.map_err(ApiError::from)?;
+        let (finish_reason, prompt_tokens, completion_tokens) = figures(&reply);
+        let mut message = json!({"role": "assistant", "content": reply.content});
+        if !reply.thinking.is_empty() {
+            message["reasoning"] = json!(reply.thinking);
         }
-        if !collected.tool_calls.is_empty() {
-            message["tool_calls"] = openai_tool_calls(&collected.tool_calls);
+        if !reply.tool_calls.is_empty() {
+            message["tool_calls"] = openai_tool_calls(&reply.tool_calls);
         }
-        let finish_reason = if collected.tool_calls.is_empty() { finish_reason } else { "tool_calls" };
+        let finish_reason = if reply.tool_calls.is_empty() { finish_reason } else { "tool_calls" };
         return Ok(json_response(&json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": "fp_ollama",
@@ -336,7 +333,7 @@ pub(crate) async fn chat_completions(
                "system_fingerprint": "fp_ollama",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
     };
-    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| {
+    let events = stream_events(events, request.sampling.include_usage(), move |piece| {
         Some(match piece {
             Piece::Text(text) => chunk(json!({"role": "assistant", "content": text}), Value::Null),
             Piece::Reasoning(text) => {
@@ -354,13 +351,13 @@ pub(crate) async fn chat_completions(
 }
 
 /// Calls in OpenAI's shape: arguments as a JSON string.
-fn openai_tool_calls(calls: &[ToolCall]) -> Value {
+fn openai_tool_calls(calls: &[serving::ToolCall]) -> Value {
     calls
         .iter()
         .map(|call| {
-            json!({"id": call.id, "index": call.function.index, "type": "function",
-                   "function": {"name": call.function.name,
-                                "arguments": Value::Object(call.function.arguments.clone()).to_string()}})
+            json!({"id": call.id, "index": call.index, "type": "function",
+                   "function": {"name": call.name,
+                                "arguments": Value::Object(call.arguments.clone()).to_string()}})
         })
         .collect()
 }
@@ -369,7 +366,7 @@ pub(crate) async fn completions(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<CompletionRequest>,
 ) -> Result<Response, OpenAiError> {
-    let started = Instant::now();
+    crate::layers::record_model(&request.model);
     if request.model.is_empty() {
         return Err(ApiError::bad_request("model is required").into());
     }
@@ -385,17 +382,17 @@ pub(crate) async fn completions(
         stream: Some(request.sampling.stream),
         ..Default::default()
     };
-    let outcomes = start_generate(&state, &native, started).await?.into_outcomes();
+    let events = state.core().generate(generate_input(&native)?).await.map_err(ApiError::from)?.into_events();
     let id = format!("cmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
     if !request.sampling.stream {
-        let collected = crate::inference::collect(outcomes).await?;
-        let (finish_reason, prompt_tokens, completion_tokens) = figures(&collected);
+        let reply = serving::collect(events).await.map_err(ApiError::from)?;
+        let (finish_reason, prompt_tokens, completion_tokens) = figures(&reply);
         return Ok(json_response(&json!({
             "id": id, "object": "text_completion", "created": created, "model": model,
             "system_fingerprint": "fp_ollama",
-            "choices": [{"text": collected.content, "index": 0, "finish_reason": finish_reason}],
+            "choices": [{"text": reply.content, "index": 0, "finish_reason": finish_reason}],
             "usage": usage(prompt_tokens, completion_tokens),
         })));
     }
@@ -404,7 +401,7 @@ pub(crate) async fn completions(
                "system_fingerprint": "fp_ollama",
                "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}]})
     };
-    let events = stream_events(outcomes, request.sampling.include_usage(), move |piece| match piece {
+    let events = stream_events(events, request.sampling.include_usage(), move |piece| match piece {
         Piece::Text(text) => Some(chunk(text, Value::Null)),
         Piece::Reasoning(_) | Piece::ToolCalls(_) => None,
         Piece::Finish(reason) => Some(chunk(String::new(), json!(reason))),
@@ -419,7 +416,7 @@ pub(crate) async fn completions(
 enum Piece {
     Text(String),
     Reasoning(String),
-    ToolCalls(Vec<ToolCall>),
+    ToolCalls(Vec<serving::ToolCall>),
     Finish(&'static str),
     Empty,
 }
@@ -427,34 +424,35 @@ enum Piece {
 /// Content, reasoning and tool-call chunks, a finish chunk (`tool_calls` when calls were
 /// made), then (when asked) a chunk with no choices and the usage.
 fn stream_events(
-    outcomes: std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>,
+    events: serving::EventStream,
     include_usage: bool,
     render: impl Fn(Piece) -> Option<Value> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Option<Value>> + Send + 'static {
     let mut made_tool_calls = false;
-    outcomes.flat_map(move |outcome| {
-        let events: Vec<Option<Value>> = match outcome {
-            Outcome::Content(text) => vec![render(Piece::Text(text))],
-            Outcome::Thinking(text) => vec![render(Piece::Reasoning(text))],
-            Outcome::ToolCalls(calls) => {
+    events.flat_map(move |event| {
+        let chunks: Vec<Option<Value>> = match event {
+            Event::Content(text) => vec![render(Piece::Text(text))],
+            Event::Thinking(text) => vec![render(Piece::Reasoning(text))],
+            Event::ToolCalls(calls) => {
                 made_tool_calls = true;
                 vec![render(Piece::ToolCalls(calls))]
             }
-            Outcome::Done(done) => {
-                let reason = if made_tool_calls { "tool_calls" } else { done.done_reason };
-                let mut events = vec![render(Piece::Finish(reason))];
+            Event::Done(finished) => {
+                let reason = if made_tool_calls { "tool_calls" } else { finished.done_reason.as_str() };
+                let mut chunks = vec![render(Piece::Finish(reason))];
                 if include_usage {
                     if let Some(mut usage_chunk) = render(Piece::Empty) {
                         usage_chunk["choices"] = json!([]);
-                        usage_chunk["usage"] = usage(done.metrics.prompt_eval_count, done.metrics.eval_count);
-                        events.push(Some(usage_chunk));
+                        usage_chunk["usage"] =
+                            usage(finished.metrics.prompt_eval_count as u64, finished.metrics.eval_count as u64);
+                        chunks.push(Some(usage_chunk));
                     }
                 }
-                events
+                chunks
             }
-            Outcome::Failed(error) => vec![Some(json!({"error": {"message": error, "type": "api_error"}}))],
+            Event::Failed(error) => vec![Some(json!({"error": {"message": error, "type": "api_error"}}))],
         };
-        futures_util::stream::iter(events)
+        futures_util::stream::iter(chunks)
     })
 }
 
@@ -464,11 +462,10 @@ fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
 }
 
 /// (finish_reason, prompt tokens, completion tokens) of a whole answer.
-fn figures(collected: &crate::inference::Collected) -> (&'static str, u64, u64) {
-    collected
-        .done
-        .as_ref()
-        .map_or(("stop", 0, 0), |done| (done.done_reason, done.metrics.prompt_eval_count, done.metrics.eval_count))
+fn figures(reply: &Reply) -> (&'static str, u64, u64) {
+    reply.finished.as_ref().map_or(("stop", 0, 0), |finished| {
+        (finished.done_reason.as_str(), finished.metrics.prompt_eval_count as u64, finished.metrics.eval_count as u64)
+    })
 }
 
 /// `data: <json>\n\n` events, then `data: [DONE]`. A failure midway is an event with an
@@ -482,7 +479,7 @@ fn sse_response(events: impl futures_util::Stream<Item = Value> + Send + 'static
 }
 
 pub(crate) async fn list_models(State(state): State<AppState>) -> Response {
-    let data: Vec<Value> = state.store().list().iter().map(model_object).collect();
+    let data: Vec<Value> = state.core().list_models().await.iter().map(|(entry, _)| model_object(entry)).collect();
     json_response(&json!({"object": "list", "data": data}))
 }
 
@@ -491,9 +488,8 @@ pub(crate) async fn retrieve_model(
     Path(model): Path<String>,
 ) -> Result<Response, OpenAiError> {
     let not_found = || ApiError::not_found(format!("model '{model}' not found"));
-    let name = ModelName::parse(&model).map_err(|_| not_found())?;
-    let entry = state.store().get(&name).map_err(|_| not_found())?;
-    let mut object = model_object(&entry);
+    let resolved = state.core().resolve_spelled(&model).await.map_err(|_| not_found())?;
+    let mut object = model_object(&resolved.entry);
     object["id"] = json!(model);
     Ok(json_response(&object))
 }

@@ -115,7 +115,7 @@ async fn shutdown_ends_running_streams_with_an_error_line() {
         .await;
     shutdown.await.unwrap();
     let last = lines.last().unwrap();
-    assert_eq!(last["error"], crate::inference::SHUTTING_DOWN, "{last}");
+    assert_eq!(last["error"], serving::ServingError::ShuttingDown.to_string(), "{last}");
     assert!(lines.len() > 1, "tokens streamed before the shutdown");
     let (status, body) = harness.call(Method::POST, "/api/generate", json!({"model": "tiny", "prompt": "Hi"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

@@ -91,6 +91,72 @@ pub struct SdpaParams {
 
 pub struct Sdpa;
 
+/// modeld: attention of a CPU prompt (`q` of shape (b, heads, seq_len > 1, head_dim)) whose last
+/// query row is masked nowhere (no mask, or a mask whose last row is all zeros, as a causal mask
+/// without a sliding window is): the rows before it as `run_attention_noflash` computes them,
+/// the last one as a one-token step computes it (`run_flash_attn_cpu` without a mask, as
+/// `Sdpa::run_attention` calls it for one query row). `None` when the last row is masked or
+/// the mask's shape is not one this handles; the caller then computes all rows together.
+fn cpu_prompt_attention(
+    sdpa: &Sdpa,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    sdpa_params: &SdpaParams,
+) -> Result<Option<Tensor>> {
+    let seq_len = q.dim(2)?;
+    if !matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+        return Ok(None);
+    }
+    // The mask of the rows before the last, and whether the last row is masked nowhere.
+    let head_mask = match mask {
+        None => None,
+        Some(mask) => {
+            if mask.rank() < 2 {
+                return Ok(None);
+            }
+            let q_axis = mask.rank() - 2;
+            let mask_rows = mask.dim(q_axis)?;
+            if mask_rows != seq_len && mask_rows != 1 {
+                return Ok(None);
+            }
+            let last_row = mask.narrow(q_axis, mask_rows - 1, 1)?;
+            let masks_something = last_row
+                .to_dtype(DType::F32)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                != 0.0;
+            if masks_something {
+                return Ok(None);
+            }
+            Some(if mask_rows == seq_len {
+                mask.narrow(q_axis, 0, seq_len - 1)?
+            } else {
+                mask.clone()
+            })
+        }
+    };
+    let head = sdpa.run_attention_noflash(
+        &q.narrow(2, 0, seq_len - 1)?,
+        k,
+        v,
+        head_mask.as_ref(),
+        sdpa_params,
+    )?;
+    // Exactly the call `Sdpa::run_attention` makes for a one-token step.
+    let last_q = q.narrow(2, seq_len - 1, 1)?.transpose(1, 2)?;
+    let (k, v) = (k.transpose(1, 2)?, v.transpose(1, 2)?);
+    let last = match q.dtype() {
+        DType::F32 => cpu::run_flash_attn_cpu::<f32>(&last_q, &k, &v, None, sdpa_params)?,
+        DType::F16 => cpu::run_flash_attn_cpu::<half::f16>(&last_q, &k, &v, None, sdpa_params)?,
+        DType::BF16 => cpu::run_flash_attn_cpu::<half::bf16>(&last_q, &k, &v, None, sdpa_params)?,
+        _ => unreachable!("checked above"),
+    };
+    Ok(Some(Tensor::cat(&[&head, &last.to_dtype(head.dtype())?], 2)?))
+}
+
 /// modeld: whether CPU prompt attention runs as matrix products (the default) or through the
 /// flash kernel (`MODELD_CPU_PROMPT_ATTENTION=flash`).
 static CPU_PROMPT_ATTENTION_BY_MATMUL: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
@@ -164,6 +230,20 @@ impl Sdpa {
                 }
             } else {
                 return flash_attn(&q, &k, &v, flash_params, sdpa_params)?.transpose(1, 2);
+            }
+        }
+
+        // modeld: on the CPU, a prompt's last query row goes through the one-row flash kernel,
+        // the kernel a one-token step uses, and only the rows before it through the matrix
+        // products. A prompt that is wholly in the prefix cache is answered by evaluating its last
+        // token alone (`prefix_cacher`), so that token's attention must come out bit for bit as
+        // in the whole prompt's pass; every other operation of a layer works row by row and
+        // already does. Before, the two differed (`naive_sdpa`'s products round q, k, the scores
+        // and v to F16 on the CPU, the flash kernel works in F32) and greedy answers to a
+        // repeated prompt changed wherever two tokens' logits were close.
+        if q.device().is_cpu() && seq_len > 1 {
+            if let Some(out) = cpu_prompt_attention(self, q, k, v, mask, sdpa_params)? {
+                return Ok(out);
             }
         }
 

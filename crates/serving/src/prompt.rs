@@ -1,32 +1,13 @@
-//! Checks shared by generate and chat: request validation with Ollama's error texts, and the
-//! load-only and unload-only paths.
+//! From a request to prompt text: thinking settings, conversation history shaped for the
+//! family's template, the output schema check, and template rendering off the async threads.
+
+use std::sync::Arc;
 
 use engine::TemplateMessage;
 use model_formats::{ThinkingMode, ToolCallFormat};
-use ollama_api::Message;
 use serde_json::Value;
 
-use crate::inference::Outcome;
-use crate::{ApiError, ResolvedModel};
-
-/// How a generate or chat request began.
-pub(crate) enum Start {
-    /// Loaded or unloaded with no generation: `load` or `unload`.
-    Done(&'static str),
-    /// Generating.
-    Running(std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>>),
-}
-
-impl Start {
-    /// The outcomes to render: none for a load or unload, which the OpenAI routes answer as an
-    /// empty completion.
-    pub(crate) fn into_outcomes(self) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Outcome> + Send>> {
-        match self {
-            Start::Done(_) => Box::pin(futures_util::stream::empty()),
-            Start::Running(outcomes) => outcomes,
-        }
-    }
-}
+use crate::{ChatMessage, ResolvedModel, ServingError, Think};
 
 /// What a request's `think` asks of the template and of the output parser.
 #[derive(Debug, Clone, Default)]
@@ -39,50 +20,35 @@ pub(crate) struct ThinkSettings {
     pub(crate) reasoning_effort: Option<String>,
 }
 
-/// Validates `think`; a truthy value needs a model that can think. A model that can think
-/// thinks unless told not to, as in Ollama.
-pub(crate) fn check_think(
-    think: &Option<Value>,
+/// Checks `think` against the model; thinking asked of a model that cannot think is an error
+/// naming the model as the client spelled it. A model that can think thinks unless told not
+/// to, as in Ollama.
+pub(crate) fn think_settings(
+    think: &Think,
     model: &ResolvedModel,
-    requested_name: &str,
-) -> Result<ThinkSettings, ApiError> {
-    let wanted: Option<(bool, Option<&str>)> = match think {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(enabled)) => Some((*enabled, enabled.then_some("medium"))),
-        Some(Value::String(level)) => match level.as_str() {
-            "high" | "medium" | "low" => Some((true, Some(level.as_str()))),
-            "max" => Some((true, Some("high"))),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid think value: \"{other}\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
-                )))
-            }
-        },
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("think must be a boolean or string (got {other})")));
-        }
-    };
-    let can_think = model.capabilities().contains(&"thinking");
-    match wanted {
-        Some((true, _)) if !can_think => {
-            Err(ApiError::bad_request(format!("\"{requested_name}\" does not support thinking")))
+    spelled: &str,
+) -> Result<ThinkSettings, ServingError> {
+    let can_think = model.can(crate::Capability::Thinking);
+    match think {
+        Think::On { .. } if !can_think => {
+            Err(ServingError::invalid(format!("\"{spelled}\" does not support thinking")))
         }
         _ if !can_think => Ok(ThinkSettings::default()),
-        None => Ok(ThinkSettings { mode: ThinkingMode::Separate, ..ThinkSettings::default() }),
-        Some((false, _)) => {
+        Think::Default => Ok(ThinkSettings { mode: ThinkingMode::Separate, ..ThinkSettings::default() }),
+        Think::Off => {
             Ok(ThinkSettings { mode: ThinkingMode::Drop, enable_thinking: Some(false), reasoning_effort: None })
         }
-        Some((true, level)) => Ok(ThinkSettings {
+        Think::On { effort } => Ok(ThinkSettings {
             mode: ThinkingMode::Separate,
             enable_thinking: Some(true),
-            reasoning_effort: level.map(str::to_owned),
+            reasoning_effort: effort.clone(),
         }),
     }
 }
 
 /// The JSON schema a `format` asks for: `"json"` is any JSON object; an object is a schema,
 /// checked for the mistakes that would otherwise surface midway through decoding.
-pub(crate) fn json_schema(format: &Option<Value>) -> Result<Option<Value>, ApiError> {
+pub fn output_schema(format: Option<&Value>) -> Result<Option<Value>, ServingError> {
     match format {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.is_empty() => Ok(None),
@@ -91,14 +57,14 @@ pub(crate) fn json_schema(format: &Option<Value>) -> Result<Option<Value>, ApiEr
             check_schema(schema, "")?;
             Ok(Some(Value::Object(schema.clone())))
         }
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(ServingError::invalid(format!(
             "invalid format: {other}; expected \"json\" or a valid JSON Schema object"
         ))),
     }
 }
 
-fn check_schema(schema: &serde_json::Map<String, Value>, path: &str) -> Result<(), ApiError> {
-    let invalid = |why: String| ApiError::bad_request(format!("invalid JSON schema{path}: {why}"));
+fn check_schema(schema: &serde_json::Map<String, Value>, path: &str) -> Result<(), ServingError> {
+    let invalid = |why: String| ServingError::invalid(format!("invalid JSON schema{path}: {why}"));
     const TYPES: &[&str] = &["object", "array", "string", "number", "integer", "boolean", "null"];
     match schema.get("type") {
         None => {}
@@ -126,34 +92,25 @@ fn check_schema(schema: &serde_json::Map<String, Value>, path: &str) -> Result<(
     }
 }
 
-/// `top_logprobs` must lie in 0..=20.
-pub(crate) fn check_top_logprobs(top_logprobs: Option<i64>) -> Result<(), ApiError> {
-    match top_logprobs {
-        Some(n) if !(0..=20).contains(&n) => Err(ApiError::bad_request("top_logprobs must be between 0 and 20")),
-        _ => Ok(()),
-    }
-}
-
 /// Images need a vision model; modeld has none yet.
-pub(crate) fn check_images(images: Option<&Vec<String>>, model: &ResolvedModel) -> Result<(), ApiError> {
-    match images {
-        Some(images) if !images.is_empty() => {
-            Err(ApiError::bad_request(format!("{} does not support vision", model.name.display_full())))
-        }
-        _ => Ok(()),
+pub(crate) fn check_images(n_images: usize, model: &ResolvedModel) -> Result<(), ServingError> {
+    if n_images > 0 && !model.can(crate::Capability::Vision) {
+        return Err(ServingError::invalid(format!("{} does not support vision", model.name.display_full())));
     }
+    Ok(())
 }
 
-/// Converts a wire message to what chat templates read. Earlier thinking is not fed back: the
-/// `thinking` field is dropped, and so are `<think>` blocks in assistant content.
-pub(crate) fn template_message(message: &Message) -> TemplateMessage {
-    let tool_calls = message.tool_calls.as_ref().filter(|calls| !calls.is_empty()).map(|calls| {
-        calls
+/// Converts a message to what chat templates read. Earlier thinking is not fed back: `<think>`
+/// blocks in assistant content are dropped.
+pub(crate) fn template_message(message: &ChatMessage) -> TemplateMessage {
+    let tool_calls = (!message.tool_calls.is_empty()).then(|| {
+        message
+            .tool_calls
             .iter()
             .map(|call| {
                 let mut function = serde_json::Map::new();
-                function.insert("name".into(), Value::String(call.function.name.clone()));
-                function.insert("arguments".into(), Value::Object(call.function.arguments.clone()));
+                function.insert("name".into(), Value::String(call.name.clone()));
+                function.insert("arguments".into(), Value::Object(call.arguments.clone()));
                 let mut object = serde_json::Map::new();
                 if let Some(id) = &call.id {
                     object.insert("id".into(), Value::String(id.clone()));
@@ -236,7 +193,7 @@ fn mistral_call_id(id: &str) -> String {
 
 /// The prompt when a model has no chat template: Ollama's default `{{ .Prompt }}` shows the
 /// last user message only.
-pub(crate) fn render_without_template(messages: &[TemplateMessage]) -> String {
+fn render_without_template(messages: &[TemplateMessage]) -> String {
     messages
         .iter()
         .rev()
@@ -256,23 +213,21 @@ pub(crate) struct PromptRenderer {
     pub(crate) eos_token: Option<String>,
     pub(crate) think: ThinkSettings,
     /// Where to render: worker processes with a memory limit, or here when `None`.
-    pub(crate) workers: Option<std::sync::Arc<engine::TemplateWorkers>>,
+    pub(crate) workers: Option<Arc<engine::TemplateWorkers>>,
 }
 
 impl PromptRenderer {
     /// Renders `messages` with the generation prompt appended, off the async threads. A
-    /// template error, a runaway template and a panic while rendering all become a 500.
-    pub(crate) async fn render(
-        self: &std::sync::Arc<Self>,
-        messages: Vec<TemplateMessage>,
-    ) -> Result<String, ApiError> {
+    /// template error, a runaway template and a panic while rendering all become an internal
+    /// error.
+    pub(crate) async fn render(self: &Arc<Self>, messages: Vec<TemplateMessage>) -> Result<String, ServingError> {
         let renderer = self.clone();
         tokio::task::spawn_blocking(move || renderer.render_now(&messages))
             .await
-            .map_err(|error| ApiError::internal(format!("template error: rendering failed ({error})")))?
+            .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
     }
 
-    fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ApiError> {
+    fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ServingError> {
         let Some(template) = &self.template else { return Ok(render_without_template(messages)) };
         let input = engine::ChatTemplateInput {
             messages,
@@ -287,6 +242,6 @@ impl PromptRenderer {
             Some(workers) => workers.render(&engine::OwnedRender::new(template, &input)),
             None => engine::render_chat(template, &input),
         };
-        rendered.map_err(|error| ApiError::internal(error.to_string()))
+        rendered.map_err(|error| ServingError::internal(error.to_string()))
     }
 }

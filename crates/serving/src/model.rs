@@ -1,16 +1,47 @@
-//! Turns a model name into everything a request needs: manifest, weights path, template,
-//! system prompt, parameters, messages, GGUF facts and capabilities.
+//! A model as stored, resolved from its name: manifest, weights path, template, system prompt,
+//! parameters, messages, GGUF facts and capabilities.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use engine::ModelKind;
 use model_formats::FimTemplate;
 use model_store::gguf::{self, GgufHeader};
-use model_store::{media_type, ConfigV2, Digest, ModelEntry, ModelName, Store};
-use ollama_api::{Message, ModelDetails, Options};
+use model_store::{media_type, ConfigV2, Digest, ModelEntry, ModelName, Options, Store};
 
-use crate::ApiError;
+use crate::{ChatMessage, ServingError};
+
+/// What a model can do, as Ollama derives it from the weights and the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Generates text (every model that is not an embedding model).
+    Completion,
+    /// Turns text into vectors.
+    Embedding,
+    /// Its template renders tools, so it can call them.
+    Tools,
+    /// It has fill-in-the-middle tokens.
+    Insert,
+    /// Its template lets it think.
+    Thinking,
+    /// It reads images.
+    Vision,
+}
+
+impl Capability {
+    /// Ollama's name for it, as `/api/show` lists it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Completion => "completion",
+            Capability::Embedding => "embedding",
+            Capability::Tools => "tools",
+            Capability::Insert => "insert",
+            Capability::Thinking => "thinking",
+            Capability::Vision => "vision",
+        }
+    }
+}
 
 /// A model as stored, with its layers read.
 #[derive(Clone)]
@@ -36,15 +67,23 @@ pub struct ResolvedModel {
     /// Params layer checked.
     pub options: Options,
     /// Messages layer.
-    pub messages: Vec<Message>,
+    pub messages: Vec<ChatMessage>,
     /// License layers.
     pub licenses: Vec<String>,
+}
+
+/// A message of a messages layer (a Modelfile's `MESSAGE`).
+#[derive(serde::Deserialize)]
+struct LayerMessage {
+    role: String,
+    #[serde(default)]
+    content: String,
 }
 
 /// Caches GGUF headers, and what is derived from their vocabulary, by blob digest; blobs are
 /// immutable, so entries never go stale.
 #[derive(Default)]
-pub struct HeaderCache {
+pub(crate) struct HeaderCache {
     headers: Mutex<HashMap<Digest, CachedHeader>>,
 }
 
@@ -52,13 +91,14 @@ pub struct HeaderCache {
 type CachedHeader = (Arc<GgufHeader>, Option<FimTemplate>);
 
 impl HeaderCache {
-    /// The header of the GGUF blob `digest`, and its FIM template.
-    pub fn header(&self, store: &Store, digest: &Digest) -> Result<CachedHeader, ApiError> {
+    /// The header of the GGUF blob `digest`, and its FIM template. Reads the file: call it on
+    /// a blocking thread.
+    fn header(&self, store: &Store, digest: &Digest) -> Result<CachedHeader, ServingError> {
         if let Some(cached) = self.headers.lock().unwrap().get(digest) {
             return Ok(cached.clone());
         }
         let header = gguf::read_header(&store.blob_path(digest))
-            .map_err(|error| ApiError::internal(format!("reading GGUF {digest}: {error}")))?;
+            .map_err(|error| ServingError::internal(format!("reading GGUF {digest}: {error}")))?;
         let vocabulary: std::collections::HashSet<&str> = header
             .metadata
             .get("tokenizer.ggml.tokens")
@@ -73,9 +113,18 @@ impl HeaderCache {
 }
 
 impl ResolvedModel {
-    /// Reads a model; `ModelNotFound` when absent.
-    pub fn load(store: &Store, headers: &HeaderCache, name: &ModelName) -> Result<ResolvedModel, ApiError> {
-        let entry = store.get(name)?;
+    /// Reads a model; `ModelNotFound` (naming it as `spelled`) when absent. Reads files: call it
+    /// on a blocking thread.
+    pub(crate) fn load(
+        store: &Store,
+        headers: &HeaderCache,
+        name: &ModelName,
+        spelled: &str,
+    ) -> Result<ResolvedModel, ServingError> {
+        let entry = store.get(name).map_err(|error| match error {
+            model_store::Error::ModelNotFound(_) => ServingError::ModelNotFound(spelled.to_owned()),
+            other => other.into(),
+        })?;
         let manifest = &entry.manifest;
         let config: ConfigV2 = store
             .read_blob_string(&manifest.config.digest)
@@ -84,10 +133,10 @@ impl ResolvedModel {
             .unwrap_or_default();
         let model_layer = manifest
             .layer(media_type::MODEL)
-            .ok_or_else(|| ApiError::internal(format!("{} has no model layer", entry.name)))?;
+            .ok_or_else(|| ServingError::internal(format!("{} has no model layer", entry.name)))?;
         let (gguf, fim) = headers.header(store, &model_layer.digest)?;
-        let read_text = |layer: Option<&model_store::Layer>| -> Result<Option<String>, ApiError> {
-            layer.map(|layer| store.read_blob_string(&layer.digest).map_err(ApiError::from)).transpose()
+        let read_text = |layer: Option<&model_store::Layer>| -> Result<Option<String>, ServingError> {
+            layer.map(|layer| store.read_blob_string(&layer.digest).map_err(ServingError::from)).transpose()
         };
         let template_layer = read_text(manifest.template_layer())?;
         let system = read_text(manifest.layer(media_type::SYSTEM))?;
@@ -95,9 +144,12 @@ impl ResolvedModel {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
         let options = Options::from_map(&parameters).unwrap_or_default();
-        let messages: Vec<Message> = read_text(manifest.layer(media_type::MESSAGES))?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+        let messages: Vec<ChatMessage> = read_text(manifest.layer(media_type::MESSAGES))?
+            .and_then(|text| serde_json::from_str::<Vec<LayerMessage>>(&text).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|message| ChatMessage::new(message.role, message.content))
+            .collect();
         let licenses = manifest
             .layers
             .iter()
@@ -135,61 +187,45 @@ impl ResolvedModel {
         self.template_layer.clone().or_else(|| self.gguf.chat_template())
     }
 
-    /// Capabilities, derived from the weights and template as Ollama derives them.
-    pub fn capabilities(&self) -> Vec<&'static str> {
-        let mut capabilities = Vec::new();
+    /// What the model does, which picks the engine that loads it: a GGUF that declares a
+    /// pooling type is an embedding model.
+    pub fn kind(&self) -> ModelKind {
         let architecture = self.gguf.architecture();
         if self.gguf.metadata.contains_key(&format!("{architecture}.pooling_type")) {
-            capabilities.push("embedding");
+            ModelKind::Embedding
         } else {
-            capabilities.push("completion");
+            ModelKind::Generation
         }
+    }
+
+    /// Capabilities, derived from the weights and template as Ollama derives them, in
+    /// Ollama's order.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut capabilities = vec![match self.kind() {
+            ModelKind::Embedding => Capability::Embedding,
+            ModelKind::Generation => Capability::Completion,
+        }];
         let template = self.chat_template();
-        if template.as_deref().is_some_and(|template| template.contains("tools")) {
-            capabilities.push("tools");
+        if template.as_deref().is_some_and(model_formats::template_supports_tools) {
+            capabilities.push(Capability::Tools);
         }
         if self.fim.is_some() {
-            capabilities.push("insert");
+            capabilities.push(Capability::Insert);
         }
         if template.as_deref().is_some_and(model_formats::template_supports_thinking) {
-            capabilities.push("thinking");
+            capabilities.push(Capability::Thinking);
         }
         capabilities
     }
 
-    /// `details` for tags, show and ps.
-    pub fn details(&self) -> ModelDetails {
-        details_from(&self.config, Some(&self.gguf))
+    /// Whether the model has `capability`.
+    pub fn can(&self, capability: Capability) -> bool {
+        self.capabilities().contains(&capability)
     }
 
     /// The context length the weights were trained for.
     pub fn trained_context_length(&self) -> Option<u64> {
         self.gguf.context_length().or(self.config.context_length)
-    }
-}
-
-/// `details` from a config blob, filled from the GGUF header where the config is silent.
-pub(crate) fn details_from(config: &ConfigV2, gguf: Option<&GgufHeader>) -> ModelDetails {
-    let family = if config.model_family.is_empty() {
-        gguf.map(GgufHeader::architecture).unwrap_or_default()
-    } else {
-        config.model_family.clone()
-    };
-    ModelDetails {
-        parent_model: String::new(),
-        format: if config.model_format.is_empty() { "gguf".into() } else { config.model_format.clone() },
-        families: config.model_families.clone().or_else(|| (!family.is_empty()).then(|| vec![family.clone()])),
-        family,
-        parameter_size: if config.model_type.is_empty() {
-            gguf.map(GgufHeader::parameter_size).unwrap_or_default()
-        } else {
-            config.model_type.clone()
-        },
-        quantization_level: if config.file_type.is_empty() {
-            gguf.map(GgufHeader::quantization_level).unwrap_or_default()
-        } else {
-            config.file_type.clone()
-        },
     }
 }
 

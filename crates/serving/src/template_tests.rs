@@ -1,12 +1,12 @@
 //! Tool and thinking history rendered through real chat templates of each model family
-//! (`tests/fixtures/chat_templates`), as the chat route prepares it.
+//! (`tests/fixtures/chat_templates`), as the chat pipeline prepares it.
 
 use engine::{render_chat, ChatTemplateInput, TemplateMessage};
 use model_formats::ToolCallFormat;
-use ollama_api::{Message, ToolCall, ToolCallFunction};
 use serde_json::json;
 
-use crate::routes::common::{shape_tool_history, template_message};
+use crate::prompt::{shape_tool_history, template_message};
+use crate::{ChatMessage, ToolCall};
 
 struct Family {
     file: &'static str,
@@ -51,24 +51,22 @@ fn tools() -> Vec<serde_json::Value> {
     }})]
 }
 
-fn message(role: &str, content: &str) -> Message {
-    Message { role: role.into(), content: content.into(), ..Default::default() }
+fn message(role: &str, content: &str) -> ChatMessage {
+    ChatMessage::new(role, content)
 }
 
 /// user asks, assistant calls (with thinking the model must not see again), tool answers.
-fn conversation(with_ids: bool) -> Vec<Message> {
+fn conversation(with_ids: bool) -> Vec<ChatMessage> {
     let call = ToolCall {
         id: with_ids.then(|| "call_k3j4h5g6".to_owned()),
-        function: ToolCallFunction {
-            index: 0,
-            name: "get_weather".into(),
-            arguments: json!({"city": "Paris"}).as_object().unwrap().clone(),
-        },
+        index: 0,
+        name: "get_weather".into(),
+        arguments: json!({"city": "Paris"}).as_object().unwrap().clone(),
     };
     vec![
         message("user", "Weather in Paris?"),
-        Message { thinking: Some("SECRET-REASONING".into()), tool_calls: Some(vec![call]), ..message("assistant", "") },
-        Message {
+        ChatMessage { thinking: Some("SECRET-REASONING".into()), tool_calls: vec![call], ..message("assistant", "") },
+        ChatMessage {
             tool_name: Some("get_weather".into()),
             tool_call_id: with_ids.then(|| "call_k3j4h5g6".to_owned()),
             ..message("tool", "18C and sunny")
@@ -76,7 +74,7 @@ fn conversation(with_ids: bool) -> Vec<Message> {
     ]
 }
 
-fn render(family: &Family, messages: &[Message]) -> String {
+fn render(family: &Family, messages: &[ChatMessage]) -> String {
     let mut messages: Vec<TemplateMessage> = messages.iter().map(template_message).collect();
     shape_tool_history(&mut messages, family.format);
     let tools = tools();
@@ -108,7 +106,7 @@ fn a_call_and_its_result_render_back_in_every_family() {
         for with_ids in [true, false] {
             let prompt = render(&family, &conversation(with_ids));
             // DeepSeek-R1 renders no tool list (Ollama does not offer it tools either).
-            let lists_tools = family.template.contains("tools");
+            let lists_tools = model_formats::template_supports_tools(family.template);
             assert_eq!(
                 prompt.contains("Get the current weather for a city"),
                 lists_tools,
