@@ -71,3 +71,39 @@ async fn dropping_the_receiver_stops_decoding_in_the_engine() {
     );
     assert_eq!(model.counters().generations_started, 2);
 }
+
+/// Runs `prompt` for one token and returns the engine's own prompt time.
+async fn prompt_time(model: &dyn LoadedModel, prompt: &str) -> Duration {
+    let request = GenerationRequest {
+        prompt_tokens: model.tokenize(prompt, false).await.unwrap(),
+        sampling: Sampling { temperature: 0.0, repeat_penalty: 1.0, top_p: 1.0, ..Sampling::default() },
+        max_new_tokens: 1,
+        stop: Vec::new(),
+        json_schema: None,
+    };
+    let mut receiver = model.generate(request).await.unwrap();
+    loop {
+        match receiver.recv().await {
+            Some(GenerationEvent::Text(_)) => {}
+            Some(GenerationEvent::Done(summary)) => return summary.prompt_duration,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_prompt_is_served_from_the_prefix_cache() {
+    let model = load_smollm2().await;
+    let story = |subject: &str| {
+        let days: String =
+            (1..=40).map(|day| format!("On day {day} the {subject} counted {} sacks. ", day * 7)).collect();
+        format!("<|im_start|>user\n{days}How many sacks on day 3?<|im_end|>\n<|im_start|>assistant\n")
+    };
+    // The first pass over any prompt pays one-time costs (buffers, thread start-up).
+    prompt_time(model.as_ref(), &story("baker")).await;
+    let cold = prompt_time(model.as_ref(), &story("miller")).await;
+    let repeated = prompt_time(model.as_ref(), &story("miller")).await;
+    // Cold, every one of the prompt's ~600 tokens is evaluated; repeated, only the last one is
+    // (the rest is the cached KV of the first request), which takes a fraction of the time.
+    assert!(repeated * 4 < cold, "a repeated prompt took {repeated:?}, the same prompt cold {cold:?}");
+}
