@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engine::{
-    DoneReason, Engine, EngineCounters, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec, LoadedModel,
-    ModelDescription, StopFilter, StopStep,
+    DoneReason, Engine, EngineCounters, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec,
+    LoadedModel, ModelDescription, StopFilter, StopStep,
 };
 use mistralrs::core::{
     AdapterPaths, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, Loader,

@@ -14,8 +14,8 @@ mod template_worker;
 
 pub use chat_template::{render_chat, ChatTemplateInput, RenderError, TemplateMessage};
 pub use generation::{
-    DoneReason, Engine, EngineCounters, EngineError, Engines, GenerationEvent, GenerationRequest, GenerationSummary, KeepAlive,
-    LoadSpec, LoadedModel, ModelDescription, ModelKind, Sampling,
+    DoneReason, Engine, EngineCounters, EngineError, Engines, GenerationEvent, GenerationRequest, GenerationSummary,
+    KeepAlive, LoadSpec, LoadedModel, ModelDescription, ModelKind, Sampling,
 };
 pub use scheduler::{
     human_binary_bytes, Lease, LoadedModelStatus, Priority, Scheduler, SchedulerConfig, SchedulerError,

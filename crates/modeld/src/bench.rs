@@ -455,7 +455,7 @@ fn percentile(values: &[f64], fraction: f64) -> f64 {
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    if fraction == 0.5 && sorted.len() % 2 == 0 {
+    if fraction == 0.5 && sorted.len().is_multiple_of(2) {
         let middle = sorted.len() / 2;
         return (sorted[middle - 1] + sorted[middle]) / 2.0;
     }

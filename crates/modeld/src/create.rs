@@ -29,7 +29,7 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
                 let mut last_percent = u64::MAX;
                 client
                     .upload_blob(&path, &digest, |sent, total| {
-                        let percent = if total == 0 { 100 } else { sent * 100 / total };
+                        let percent = (sent * 100).checked_div(total).unwrap_or(100);
                         if percent != last_percent && (percent % 10 == 0 || percent == 100) {
                             eprintln!("copying file {digest} {percent}%");
                             last_percent = percent;

@@ -333,18 +333,17 @@ pub(crate) async fn chat_completions(
                "system_fingerprint": "fp_ollama",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
     };
-    let events = stream_events(events, request.sampling.include_usage(), move |piece| {
-        Some(match piece {
-            Piece::Text(text) => chunk(json!({"role": "assistant", "content": text}), Value::Null),
-            Piece::Reasoning(text) => {
-                chunk(json!({"role": "assistant", "content": "", "reasoning": text}), Value::Null)
-            }
-            Piece::ToolCalls(calls) => {
-                chunk(json!({"role": "assistant", "content": "", "tool_calls": openai_tool_calls(&calls)}), Value::Null)
-            }
-            Piece::Finish(reason) => chunk(json!({}), json!(reason)),
-            Piece::Empty => chunk(json!({}), Value::Null),
-        })
+    let events = stream_events(events, request.sampling.include_usage(), move |event, finish_reason| match event {
+        Event::Content(text) => Some(chunk(json!({"role": "assistant", "content": text}), Value::Null)),
+        Event::Thinking(text) => {
+            Some(chunk(json!({"role": "assistant", "content": "", "reasoning": text}), Value::Null))
+        }
+        Event::ToolCalls(calls) => Some(chunk(
+            json!({"role": "assistant", "content": "", "tool_calls": openai_tool_calls(calls)}),
+            Value::Null,
+        )),
+        Event::Done(_) => Some(chunk(json!({}), json!(finish_reason))),
+        Event::Failed(_) => None,
     })
     .filter_map(|event| async move { event });
     Ok(sse_response(events))
@@ -401,56 +400,44 @@ pub(crate) async fn completions(
                "system_fingerprint": "fp_ollama",
                "choices": [{"text": text, "index": 0, "finish_reason": finish_reason}]})
     };
-    let events = stream_events(events, request.sampling.include_usage(), move |piece| match piece {
-        Piece::Text(text) => Some(chunk(text, Value::Null)),
-        Piece::Reasoning(_) | Piece::ToolCalls(_) => None,
-        Piece::Finish(reason) => Some(chunk(String::new(), json!(reason))),
-        Piece::Empty => Some(chunk(String::new(), Value::Null)),
+    let events = stream_events(events, request.sampling.include_usage(), move |event, finish_reason| match event {
+        Event::Content(text) => Some(chunk(text.clone(), Value::Null)),
+        Event::Done(_) => Some(chunk(String::new(), json!(finish_reason))),
+        Event::Thinking(_) | Event::ToolCalls(_) | Event::Failed(_) => None,
     })
     .filter_map(|event| async move { event });
     Ok(sse_response(events))
 }
 
-/// What a streamed chunk carries; each endpoint renders it in its own object shape, or leaves
-/// it out.
-enum Piece {
-    Text(String),
-    Reasoning(String),
-    ToolCalls(Vec<serving::ToolCall>),
-    Finish(&'static str),
-    Empty,
-}
-
-/// Content, reasoning and tool-call chunks, a finish chunk (`tool_calls` when calls were
-/// made), then (when asked) a chunk with no choices and the usage.
+/// The core's events as SSE chunks, each endpoint rendering an event in its own shape (or
+/// leaving it out): the `Done` chunk carries the finish reason (`tool_calls` when calls were
+/// made), then (when asked) comes a chunk with no choices and the usage. A failure is an
+/// `error` chunk.
 fn stream_events(
     events: serving::EventStream,
     include_usage: bool,
-    render: impl Fn(Piece) -> Option<Value> + Send + 'static,
+    render: impl Fn(&Event, &str) -> Option<Value> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Option<Value>> + Send + 'static {
     let mut made_tool_calls = false;
     events.flat_map(move |event| {
-        let chunks: Vec<Option<Value>> = match event {
-            Event::Content(text) => vec![render(Piece::Text(text))],
-            Event::Thinking(text) => vec![render(Piece::Reasoning(text))],
-            Event::ToolCalls(calls) => {
+        let chunks: Vec<Option<Value>> = match &event {
+            Event::ToolCalls(_) => {
                 made_tool_calls = true;
-                vec![render(Piece::ToolCalls(calls))]
+                vec![render(&event, "")]
             }
             Event::Done(finished) => {
                 let reason = if made_tool_calls { "tool_calls" } else { finished.done_reason.as_str() };
-                let mut chunks = vec![render(Piece::Finish(reason))];
-                if include_usage {
-                    if let Some(mut usage_chunk) = render(Piece::Empty) {
-                        usage_chunk["choices"] = json!([]);
-                        usage_chunk["usage"] =
-                            usage(finished.metrics.prompt_eval_count as u64, finished.metrics.eval_count as u64);
-                        chunks.push(Some(usage_chunk));
-                    }
-                }
-                chunks
+                let finish = render(&event, reason);
+                let usage_chunk = finish.clone().filter(|_| include_usage).map(|mut usage_chunk| {
+                    usage_chunk["choices"] = json!([]);
+                    usage_chunk["usage"] =
+                        usage(finished.metrics.prompt_eval_count as u64, finished.metrics.eval_count as u64);
+                    usage_chunk
+                });
+                vec![finish, usage_chunk]
             }
             Event::Failed(error) => vec![Some(json!({"error": {"message": error, "type": "api_error"}}))],
+            Event::Content(_) | Event::Thinking(_) => vec![render(&event, "")],
         };
         futures_util::stream::iter(chunks)
     })
