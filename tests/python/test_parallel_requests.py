@@ -55,3 +55,36 @@ def test_concurrent_requests_answer_as_sequential_ones(sequential_daemon, parall
         with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
             concurrent = list(pool.map(lambda prompt: answer(parallel_daemon, prompt), prompts))
         assert concurrent == sequential
+
+
+def test_an_answer_parked_behind_a_short_request_resumes_unchanged(sequential_daemon, parallel_daemon):
+    # A short request arriving while a long answer streams runs alone (the shortest bucket)
+    # while the long answer waits; when it finishes, the long answer must resume decoding from
+    # its own cache. It used to be sent back through the prompt path, its whole text evaluated
+    # again, which changed it at the first close pair of logits.
+    import threading
+
+    long_prompt = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+    short_prompt = "The capital of France is"
+    alone = answer(sequential_daemon, long_prompt)
+    for k in range(8, 14):
+        reached = threading.Event()
+        short_answer = {}
+        worker = threading.Thread(target=lambda: (reached.wait(), short_answer.update(
+            result=answer(parallel_daemon, short_prompt))))
+        worker.start()
+        body = {"model": MODEL, "prompt": long_prompt, "raw": True, "stream": True,
+                "options": {"temperature": 0, "num_predict": 24}}
+        text, n_pieces, last = "", 0, None
+        for chunk in parallel_daemon.stream("/api/generate", body):
+            if chunk.get("response"):
+                text += chunk["response"]
+                n_pieces += 1
+                if n_pieces == k:
+                    reached.set()
+            if chunk.get("done"):
+                last = chunk
+        reached.set()
+        worker.join()
+        assert (text, last["eval_count"]) == alone, f"short request sent after {k} pieces"
+        assert short_answer["result"] == answer(sequential_daemon, short_prompt)
