@@ -117,11 +117,6 @@ pub(crate) fn metrics(metrics: &serving::Metrics) -> ollama_api::Metrics {
     }
 }
 
-/// Ollama's `done_reason` text.
-pub(crate) fn done_reason(done_reason: serving::DoneReason) -> &'static str {
-    done_reason.as_str()
-}
-
 /// `details` for tags, show and ps.
 pub(crate) fn details(model: &ResolvedModel) -> ModelDetails {
     details_from(&model.config, Some(&model.gguf))

@@ -70,6 +70,8 @@ pub struct ResolvedModel {
     pub messages: Vec<ChatMessage>,
     /// License layers.
     pub licenses: Vec<String>,
+    /// What it can do, derived once from the weights and template when it is read.
+    capabilities: Vec<Capability>,
 }
 
 /// A message of a messages layer (a Modelfile's `MESSAGE`).
@@ -156,7 +158,7 @@ impl ResolvedModel {
             .filter(|layer| layer.media_type == media_type::LICENSE)
             .map(|layer| store.read_blob_string(&layer.digest))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ResolvedModel {
+        let mut model = ResolvedModel {
             name: entry.name.clone(),
             model_path: store.blob_path(&model_layer.digest),
             entry,
@@ -169,7 +171,10 @@ impl ResolvedModel {
             options,
             messages,
             licenses,
-        })
+            capabilities: Vec::new(),
+        };
+        model.capabilities = model.derive_capabilities();
+        Ok(model)
     }
 
     /// The Jinja chat template used to build prompts: a Jinja template layer, else the one
@@ -198,9 +203,12 @@ impl ResolvedModel {
         }
     }
 
-    /// Capabilities, derived from the weights and template as Ollama derives them, in
-    /// Ollama's order.
-    pub fn capabilities(&self) -> Vec<Capability> {
+    /// Capabilities, as Ollama derives them from the weights and template, in Ollama's order.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
+    fn derive_capabilities(&self) -> Vec<Capability> {
         let mut capabilities = vec![match self.kind() {
             ModelKind::Embedding => Capability::Embedding,
             ModelKind::Generation => Capability::Completion,

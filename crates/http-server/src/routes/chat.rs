@@ -53,7 +53,7 @@ pub(crate) async fn chat(
         created_at: now_rfc3339(),
         message,
         done: finished.is_some(),
-        done_reason: finished.as_ref().map(|finished| wire::done_reason(finished.done_reason).to_owned()),
+        done_reason: finished.as_ref().map(|finished| finished.done_reason.as_str().to_owned()),
         metrics: finished.map(|finished| wire::metrics(&finished.metrics)).unwrap_or_default(),
     };
     let assistant = |content: String| Message { role: "assistant".into(), content, ..Default::default() };

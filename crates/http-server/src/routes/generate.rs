@@ -70,7 +70,7 @@ pub(crate) async fn generate(
                 response,
                 thinking,
                 done: true,
-                done_reason: Some(wire::done_reason(done_reason).to_owned()),
+                done_reason: Some(done_reason.as_str().to_owned()),
                 context: return_context.then_some(context),
                 metrics: wire::metrics(&metrics),
             }

@@ -111,7 +111,7 @@ pub(crate) async fn show(
         details: wire::details(&model),
         messages: (!model.messages.is_empty()).then(|| model.messages.iter().map(wire::wire_message).collect()),
         model_info,
-        capabilities: Some(model.capabilities().into_iter().map(|capability| capability.as_str().to_owned()).collect()),
+        capabilities: Some(model.capabilities().iter().map(|capability| capability.as_str().to_owned()).collect()),
         modified_at: local_rfc3339(model.entry.modified_at),
     }))
 }
