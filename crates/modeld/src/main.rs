@@ -6,6 +6,7 @@ mod client;
 mod create;
 mod environment;
 mod format;
+mod language_server;
 mod manage;
 mod run;
 mod serve;
@@ -99,6 +100,16 @@ enum Command {
         /// Model name.
         model: String,
     },
+    /// Run the language server on stdin/stdout: inline code completion and code-aware chat
+    /// from the daemon's model (started on demand when none answers at OLLAMA_HOST).
+    Lsp {
+        /// Print the recorded completion statistics (requests, accepts, latency) and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Accepted for editors that pass it (stdio is the only transport).
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
     /// Measure prompt and decode speed, time to first token and peak memory of the daemon.
     Bench(bench::BenchArgs),
     /// Render chat templates from stdin under a memory limit (started by `serve`).
@@ -144,6 +155,7 @@ fn main() -> ExitCode {
             Some(Command::Create { model, file }) => create::create(&model, &file).await,
             Some(Command::Stop { model }) => manage::stop(&model).await,
             Some(Command::Bench(args)) => bench::bench(args).await,
+            Some(Command::Lsp { stats, stdio: _ }) => language_server::run(stats).await,
             Some(Command::TemplateWorker) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -1,6 +1,7 @@
 //! `POST /api/generate`: completion from a prompt, load and unload.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::StreamExt;
 use ollama_api::{GenerateRequest, GenerateResponse};
@@ -10,9 +11,19 @@ use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{wire, ApiError, AppState};
 
+/// The header with which modeld's language server marks a completion it asks for while the
+/// user types, when the request itself does not show it (a chat model asked to fill a hole).
+pub(crate) const PRIORITY_HEADER: &str = "x-modeld-priority";
+
+/// Whether the request's headers ask for interactive priority.
+pub(crate) fn asks_for_interactive_priority(headers: &HeaderMap) -> bool {
+    headers.get(PRIORITY_HEADER).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"interactive"))
+}
+
 /// The core's input for a request. A request with a suffix is fill-in-the-middle, which
-/// editors send while the user types: it runs at interactive priority.
-pub(crate) fn generate_input(request: &GenerateRequest) -> Result<GenerateInput, ApiError> {
+/// editors send while the user types: it runs at interactive priority, as does one whose
+/// sender says so with [`PRIORITY_HEADER`].
+pub(crate) fn generate_input(request: &GenerateRequest, interactive: bool) -> Result<GenerateInput, ApiError> {
     wire::check_top_logprobs(request.top_logprobs)?;
     let fills_in_the_middle = request.suffix.as_deref().is_some_and(|suffix| !suffix.is_empty());
     Ok(GenerateInput {
@@ -29,12 +40,13 @@ pub(crate) fn generate_input(request: &GenerateRequest) -> Result<GenerateInput,
         options: wire::options(&request.options)?,
         truncate: request.truncate != Some(false),
         n_images: request.images.as_ref().map_or(0, Vec::len),
-        priority: if fills_in_the_middle { Priority::Interactive } else { Priority::Chat },
+        priority: if fills_in_the_middle || interactive { Priority::Interactive } else { Priority::Chat },
     })
 }
 
 pub(crate) async fn generate(
     State(state): State<AppState>,
+    headers: HeaderMap,
     OllamaJson(request): OllamaJson<GenerateRequest>,
 ) -> Result<Response, ApiError> {
     crate::layers::record_model(&request.model);
@@ -45,7 +57,7 @@ pub(crate) async fn generate(
         done_reason: Some(done_reason.to_owned()),
         ..Default::default()
     };
-    let events = match state.core().generate(generate_input(&request)?).await? {
+    let events = match state.core().generate(generate_input(&request, asks_for_interactive_priority(&headers))?).await? {
         Started::Loaded => return Ok(json_response(&respond_done("load"))),
         Started::Unloaded => return Ok(json_response(&respond_done("unload"))),
         Started::Running(events) => events,

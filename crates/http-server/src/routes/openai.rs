@@ -381,7 +381,7 @@ pub(crate) async fn completions(
         stream: Some(request.sampling.stream),
         ..Default::default()
     };
-    let events = state.core().generate(generate_input(&native)?).await.map_err(ApiError::from)?.into_events();
+    let events = state.core().generate(generate_input(&native, false)?).await.map_err(ApiError::from)?.into_events();
     let id = format!("cmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();

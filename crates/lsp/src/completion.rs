@@ -1,0 +1,155 @@
+//! One inline completion from start to end: the hole at the cursor, the cache, the prompt,
+//! the daemon's streamed answer and its post-processing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use crate::cache::CompletionCache;
+use crate::daemon::{Daemon, DaemonError, ModelInfo};
+use crate::postprocess::{is_settled, postprocess, Hole};
+use crate::prompt::{build, window, Prompt, PromptInput, Snippet};
+use crate::settings::Settings;
+use crate::syntax::{CompletionMode, Language};
+
+/// Markers a model may still write that never belong in code.
+const SPECIAL_TOKENS: &[&str] = &[
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<fim_prefix>",
+    "<fim_suffix>",
+    "<fim_middle>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<file_sep>",
+    "<|file_sep|>",
+    "<|file_separator|>",
+    "<EOT>",
+    "<CURSOR>",
+];
+
+/// A hole to fill, with the text it was cut from.
+#[derive(Debug, Clone)]
+pub(crate) struct HoleRequest {
+    pub(crate) uri: String,
+    /// The file name shown to the model.
+    pub(crate) path: String,
+    pub(crate) text: String,
+    /// Byte offset of the cursor in `text`.
+    pub(crate) offset: usize,
+    pub(crate) language: Option<Language>,
+    pub(crate) mode: CompletionMode,
+    pub(crate) snippets: Vec<Snippet>,
+}
+
+/// What a completion came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A suggestion to show.
+    Suggestion { text: String, from_cache: bool },
+    /// Nothing useful (the model's answer was empty after post-processing).
+    Nothing,
+}
+
+/// The shared state completions use: the daemon, what each model can do, and the cache.
+#[derive(Debug)]
+pub(crate) struct Completer {
+    pub(crate) daemon: Daemon,
+    models: Mutex<HashMap<String, ModelInfo>>,
+    pub(crate) cache: Mutex<CompletionCache>,
+}
+
+impl Completer {
+    pub(crate) fn new(daemon: Daemon) -> Completer {
+        Completer { daemon, models: Mutex::new(HashMap::new()), cache: Mutex::new(CompletionCache::new(128)) }
+    }
+
+    /// A suggestion from the cache, when the user typed through one or asks at the same place.
+    pub(crate) fn cached(&self, model: &str, request: &HoleRequest) -> Option<String> {
+        let (prefix, suffix) = request.text.split_at(request.offset);
+        let remainder = self.cache.lock().ok()?.lookup(model, &request.uri, prefix, suffix)?;
+        let hole = Hole { prefix, suffix, mode: request.mode, language: request.language };
+        postprocess(&remainder, &hole, &[])
+    }
+
+    async fn model_info(&self, model: &str) -> Result<ModelInfo, DaemonError> {
+        if let Some(info) = self.models.lock().ok().and_then(|models| models.get(model).cloned()) {
+            return Ok(info);
+        }
+        let info = self.daemon.model_info(model).await?;
+        if let Ok(mut models) = self.models.lock() {
+            models.insert(model.to_owned(), info.clone());
+        }
+        Ok(info)
+    }
+
+    /// Forgets what it knew about models (after a settings change or a daemon restart).
+    pub(crate) fn forget_models(&self) {
+        if let Ok(mut models) = self.models.lock() {
+            models.clear();
+        }
+    }
+
+    /// Asks the model for the middle of `request`, post-processes it and caches the result.
+    /// Dropping the returned future drops the stream, which stops the generation.
+    pub(crate) async fn generate(&self, settings: &Settings, request: &HoleRequest) -> Result<Outcome, DaemonError> {
+        let info = self.model_info(&settings.model).await?;
+        let window = window(&request.text, request.offset, settings.context_tokens);
+        let input = PromptInput {
+            window: window.clone(),
+            path: &request.path,
+            language: request.language,
+            mode: request.mode,
+            snippets: &request.snippets,
+        };
+        let prompt = build(&input, info.fills_in_the_middle);
+        let body = request_body(settings, &prompt, request.mode);
+        let hole = Hole { prefix: window.prefix, suffix: window.suffix, mode: request.mode, language: request.language };
+        let generated = self.daemon.generate(&body, true, |text| is_settled(text, &hole)).await?;
+        tracing::debug!(raw = %generated.text, stopped_early = generated.stopped_early, "model answer");
+        let special: Vec<String> = SPECIAL_TOKENS.iter().map(|token| (*token).to_owned()).collect();
+        let Some(text) = postprocess(&generated.text, &hole, &special) else { return Ok(Outcome::Nothing) };
+        let (prefix, suffix) = request.text.split_at(request.offset);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(&settings.model, &request.uri, prefix, suffix, &text);
+        }
+        Ok(Outcome::Suggestion { text, from_cache: false })
+    }
+}
+
+/// The `/api/generate` body for a prompt.
+pub(crate) fn request_body(settings: &Settings, prompt: &Prompt, mode: CompletionMode) -> Value {
+    let num_predict = match mode {
+        CompletionMode::MultiLine => settings.max_tokens_multi_line,
+        _ => settings.max_tokens_single_line,
+    };
+    let mut options = json!({ "temperature": 0, "num_predict": num_predict });
+    match prompt {
+        Prompt::FillInTheMiddle { prefix, suffix } => {
+            if mode == CompletionMode::SingleLine {
+                options["stop"] = json!(["\n"]);
+            }
+            json!({
+                "model": settings.model,
+                "prompt": prefix,
+                // An empty suffix would make the request a plain (non-FIM) generation.
+                "suffix": if suffix.is_empty() { "\n" } else { suffix.as_str() },
+                "stream": true,
+                "keep_alive": settings.keep_alive,
+                "options": options,
+            })
+        }
+        Prompt::Instruction { system, prompt } => json!({
+            "model": settings.model,
+            "system": system,
+            "prompt": prompt,
+            "stream": true,
+            "keep_alive": settings.keep_alive,
+            "options": options,
+        }),
+    }
+}

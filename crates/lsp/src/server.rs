@@ -1,0 +1,599 @@
+//! The LSP face: initialize and settings, document sync, inline completion (the standard
+//! request and modeld's own for clients without LSP 3.18), cancellation, and the commands
+//! that record what the user did with a suggestion.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tower_lsp_server::jsonrpc;
+use tower_lsp_server::ls_types::{
+    Command, DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams, InitializeResult,
+    InitializedParams, MessageType, OneOf, Position, PositionEncodingKind, Range, ServerCapabilities, ServerInfo,
+    TextDocumentIdentifier, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+};
+use tower_lsp_server::{Client, LanguageServer, LspService, Server};
+
+use crate::completion::{Completer, HoleRequest, Outcome};
+use crate::daemon::{Daemon, DaemonError, Launcher};
+use crate::documents::{Document, Documents};
+use crate::settings::Settings;
+use crate::stats::{self, Stats};
+use crate::syntax::{completion_mode, CompletionMode, Language};
+use crate::text::{offset_of, position_of, LinePosition, PositionEncoding, TextChange};
+
+/// Commands the server executes (`workspace/executeCommand`).
+pub const ACCEPT_COMMAND: &str = "modeld.acceptCompletion";
+pub const PARTIAL_ACCEPT_COMMAND: &str = "modeld.partialAcceptCompletion";
+pub const DISMISS_COMMAND: &str = "modeld.dismissCompletion";
+pub const STATS_COMMAND: &str = "modeld.stats";
+
+/// modeld's inline completion request for clients without LSP 3.18: same params and result.
+pub const CUSTOM_COMPLETION_METHOD: &str = "modeld/inlineCompletion";
+
+/// Suggestions remembered for accept and dismiss bookkeeping.
+const REMEMBERED_SUGGESTIONS: usize = 512;
+
+/// How the language server is started.
+#[derive(Debug, Clone)]
+pub struct LanguageServerConfig {
+    /// The daemon's base URL (`OLLAMA_HOST`).
+    pub base_url: String,
+    /// How to start the daemon when none answers; `None` only reports it.
+    pub launcher: Option<Launcher>,
+    /// Where statistics are kept.
+    pub cache_dir: PathBuf,
+    pub version: String,
+}
+
+/// `textDocument/inlineCompletion` params (LSP 3.18), parsed by us so that the types crate's
+/// churn does not reach them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InlineCompletionParams {
+    pub(crate) text_document: TextDocumentIdentifier,
+    pub(crate) position: Position,
+    #[serde(default)]
+    pub(crate) context: Option<InlineCompletionContext>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InlineCompletionContext {
+    #[serde(default)]
+    pub(crate) trigger_kind: Option<u8>,
+    #[serde(default)]
+    pub(crate) selected_completion_info: Option<SelectedCompletionInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SelectedCompletionInfo {
+    pub(crate) range: Range,
+    pub(crate) text: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub(crate) struct InlineCompletionList {
+    pub(crate) items: Vec<InlineCompletionItem>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InlineCompletionItem {
+    pub(crate) insert_text: String,
+    pub(crate) range: Range,
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone)]
+struct ShownSuggestion {
+    characters: usize,
+}
+
+struct Shared {
+    config: LanguageServerConfig,
+    completer: Completer,
+    documents: Mutex<Documents>,
+    encoding: Mutex<PositionEncoding>,
+    settings: Mutex<Settings>,
+    stats: Mutex<Stats>,
+    /// The newest completion request per document; replacing the sender cancels the older.
+    latest: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    next_id: AtomicU64,
+    shown: Mutex<Vec<(u64, ShownSuggestion)>>,
+    daemon_ready: tokio::sync::Mutex<bool>,
+    workspace_root: Mutex<Option<String>>,
+    reported_errors: Mutex<Vec<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The language server.
+pub(crate) struct Backend {
+    client: Client,
+    shared: Arc<Shared>,
+}
+
+/// Counts a request as cancelled if it is dropped before it finishes.
+struct CancellationWatch {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Drop for CancellationWatch {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.shared.stats).cancelled += 1;
+            tracing::debug!("inline completion cancelled");
+        }
+    }
+}
+
+/// A hole prepared from a request, with where the suggestion goes.
+struct Prepared {
+    request: HoleRequest,
+    range: Range,
+    /// Text of the selected completion-menu item, which the suggestion extends.
+    selected_text: String,
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[index + 1..index + 3], 16) {
+                decoded.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The path shown to the model: relative to the workspace root when inside it.
+fn display_path(uri: &str, root: Option<&str>) -> String {
+    let path = percent_decode(uri.strip_prefix("file://").unwrap_or(uri));
+    if let Some(root) = root {
+        let root = percent_decode(root.strip_prefix("file://").unwrap_or(root));
+        if let Some(relative) = path.strip_prefix(root.trim_end_matches('/')).and_then(|rest| rest.strip_prefix('/')) {
+            return relative.to_owned();
+        }
+    }
+    path.rsplit('/').next().unwrap_or(&path).to_owned()
+}
+
+/// Whether the user asked for a suggestion (trigger kind 1) rather than typing (2).
+fn invoked(params: &InlineCompletionParams) -> bool {
+    params.context.as_ref().and_then(|context| context.trigger_kind) == Some(1)
+}
+
+fn line_position(position: Position) -> LinePosition {
+    LinePosition { line: position.line, column: position.character }
+}
+
+fn lsp_position(position: LinePosition) -> Position {
+    Position { line: position.line, character: position.column }
+}
+
+impl Backend {
+    fn new(client: Client, config: LanguageServerConfig) -> Backend {
+        let completer = Completer::new(Daemon::new(config.base_url.clone()));
+        let shared = Arc::new(Shared {
+            config,
+            completer,
+            documents: Mutex::new(Documents::default()),
+            encoding: Mutex::new(PositionEncoding::Utf16),
+            settings: Mutex::new(Settings::default()),
+            stats: Mutex::new(Stats::default()),
+            latest: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            shown: Mutex::new(Vec::new()),
+            daemon_ready: tokio::sync::Mutex::new(false),
+            workspace_root: Mutex::new(None),
+            reported_errors: Mutex::new(Vec::new()),
+        });
+        Backend { client, shared }
+    }
+
+    fn settings(&self) -> Settings {
+        lock(&self.shared.settings).clone()
+    }
+
+    fn apply_settings(&self, value: &Value) {
+        let mut settings = lock(&self.shared.settings);
+        let (updated, ignored) = settings.updated(value);
+        if !ignored.is_empty() {
+            tracing::warn!(?ignored, "settings ignored (unknown key or invalid value)");
+        }
+        if updated.model != settings.model {
+            self.shared.completer.forget_models();
+        }
+        *settings = updated;
+    }
+
+    fn save_stats(&self) {
+        let stats = lock(&self.shared.stats).clone();
+        if let Err(error) = stats::save(&self.shared.config.cache_dir, &stats) {
+            tracing::debug!(%error, "could not save statistics");
+        }
+    }
+
+    async fn log(&self, level: MessageType, message: String) {
+        match level {
+            MessageType::ERROR => tracing::error!("{message}"),
+            MessageType::WARNING => tracing::warn!("{message}"),
+            _ => tracing::info!("{message}"),
+        }
+        self.client.log_message(level, message).await;
+    }
+
+    /// Tells the user about an error once per distinct text (a missing model, a dead daemon),
+    /// and logs it every time.
+    async fn report(&self, error: &DaemonError) {
+        let text = error.to_string();
+        self.log(MessageType::ERROR, format!("inline completion: {text}")).await;
+        let first_time = {
+            let mut reported = lock(&self.shared.reported_errors);
+            let first = !reported.contains(&text);
+            if first {
+                reported.push(text.clone());
+            }
+            first
+        };
+        if first_time {
+            self.client.show_message(MessageType::ERROR, format!("modeld: {text}")).await;
+        }
+    }
+
+    async fn ensure_daemon(&self) -> Result<(), DaemonError> {
+        let mut ready = self.shared.daemon_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        self.shared.completer.daemon.ensure_running(self.shared.config.launcher.as_ref()).await?;
+        *ready = true;
+        Ok(())
+    }
+
+    fn prepare(&self, params: &InlineCompletionParams, settings: &Settings) -> jsonrpc::Result<Option<Prepared>> {
+        let encoding = *lock(&self.shared.encoding);
+        let uri = params.text_document.uri.as_str().to_owned();
+        let root = lock(&self.shared.workspace_root).clone();
+        let mut documents = lock(&self.shared.documents);
+        let Some(document) = documents.get_mut(&uri) else {
+            return Err(jsonrpc::Error::invalid_params(format!("unknown document {uri}: it was not opened")));
+        };
+        if !settings.language_enabled(&document.language_id) {
+            return Ok(None);
+        }
+        let cursor = offset_of(&document.text, line_position(params.position), encoding)
+            .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?;
+        let language = document.language;
+        let selected = params.context.as_ref().and_then(|context| context.selected_completion_info.as_ref());
+        let (text, offset, range, selected_text, mode) = match selected {
+            Some(selected) => {
+                let start = offset_of(&document.text, line_position(selected.range.start), encoding)
+                    .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?;
+                let end = offset_of(&document.text, line_position(selected.range.end), encoding)
+                    .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?
+                    .max(start);
+                let text = format!("{}{}{}", &document.text[..start], selected.text, &document.text[end..]);
+                let offset = start + selected.text.len();
+                let tree = language.and_then(|language| language.parse(&text, None));
+                let mode = completion_mode(&text, offset, tree.as_ref(), language);
+                (text, offset, selected.range, selected.text.clone(), mode)
+            }
+            None => {
+                let tree = document.tree().cloned();
+                let mode = completion_mode(&document.text, cursor, tree.as_ref(), language);
+                let at = lsp_position(position_of(&document.text, cursor, encoding));
+                (document.text.clone(), cursor, Range { start: at, end: at }, String::new(), mode)
+            }
+        };
+        let mode = match mode {
+            CompletionMode::MultiLine if !settings.multiline => CompletionMode::SingleLine,
+            // The user asked explicitly: finish the line even mid-line.
+            CompletionMode::Nothing if invoked(params) => CompletionMode::SingleLine,
+            CompletionMode::Nothing => return Ok(None),
+            mode => mode,
+        };
+        let path = display_path(&uri, root.as_deref());
+        let request = HoleRequest { uri, path, text, offset, language, mode, snippets: Vec::new() };
+        Ok(Some(Prepared { request, range, selected_text }))
+    }
+
+    fn item(&self, prepared: &Prepared, suggestion: String) -> InlineCompletionItem {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let insert_text = format!("{}{suggestion}", prepared.selected_text);
+        {
+            let mut shown = lock(&self.shared.shown);
+            if shown.len() == REMEMBERED_SUGGESTIONS {
+                shown.remove(0);
+            }
+            shown.push((id, ShownSuggestion { characters: suggestion.chars().count() }));
+        }
+        InlineCompletionItem {
+            insert_text,
+            range: prepared.range,
+            command: Command { title: "Accept".into(), command: ACCEPT_COMMAND.into(), arguments: Some(vec![json!(id)]) },
+        }
+    }
+
+    /// `textDocument/inlineCompletion` and `modeld/inlineCompletion`.
+    pub(crate) async fn inline_completion(&self, params: InlineCompletionParams) -> jsonrpc::Result<InlineCompletionList> {
+        let started = Instant::now();
+        lock(&self.shared.stats).requests += 1;
+        let settings = self.settings();
+        let prepared = match self.prepare(&params, &settings) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return Ok(InlineCompletionList::default()),
+            Err(error) => {
+                lock(&self.shared.stats).failed += 1;
+                self.log(MessageType::WARNING, format!("inline completion: {}", error.message)).await;
+                return Err(error);
+            }
+        };
+        let uri = prepared.request.uri.clone();
+        if let Some(suggestion) = self.shared.completer.cached(&settings.model, &prepared.request) {
+            {
+                let mut stats = lock(&self.shared.stats);
+                stats.cache_hits += 1;
+                stats.suggestions += 1;
+                stats.record_latency(started.elapsed());
+            }
+            // A newer request for the document supersedes any generation still running.
+            lock(&self.shared.latest).remove(&uri);
+            return Ok(InlineCompletionList { items: vec![self.item(&prepared, suggestion)] });
+        }
+
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, superseded) = oneshot::channel();
+        // Replacing the entry drops the older request's sender, which cancels it.
+        lock(&self.shared.latest).insert(uri.clone(), (id, sender));
+        let mut watch = CancellationWatch { shared: self.shared.clone(), finished: false };
+        let work = async {
+            if !settings.debounce.is_zero() && !invoked(&params) {
+                tokio::time::sleep(settings.debounce).await;
+            }
+            self.ensure_daemon().await?;
+            lock(&self.shared.stats).generations += 1;
+            self.shared.completer.generate(&settings, &prepared.request).await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = superseded => None,
+            result = work => Some(result),
+        };
+        {
+            let mut latest = lock(&self.shared.latest);
+            if latest.get(&uri).is_some_and(|(current, _)| *current == id) {
+                latest.remove(&uri);
+            }
+        }
+        let Some(result) = result else {
+            // Dropped by the watch: counted as cancelled.
+            return Ok(InlineCompletionList::default());
+        };
+        watch.finished = true;
+        let list = match result {
+            Ok(Outcome::Suggestion { text, .. }) => {
+                let mut stats = lock(&self.shared.stats);
+                stats.suggestions += 1;
+                stats.record_latency(started.elapsed());
+                drop(stats);
+                InlineCompletionList { items: vec![self.item(&prepared, text)] }
+            }
+            Ok(Outcome::Nothing) => {
+                lock(&self.shared.stats).record_latency(started.elapsed());
+                InlineCompletionList::default()
+            }
+            Err(error) => {
+                lock(&self.shared.stats).failed += 1;
+                if matches!(error, DaemonError::Unreachable(_)) {
+                    *self.shared.daemon_ready.lock().await = false;
+                }
+                self.report(&error).await;
+                InlineCompletionList::default()
+            }
+        };
+        let requests = lock(&self.shared.stats).requests;
+        if requests % 20 == 0 {
+            self.save_stats();
+        }
+        Ok(list)
+    }
+
+    fn record_outcome(&self, command: &str, arguments: &[Value]) -> jsonrpc::Result<Option<Value>> {
+        let id = arguments.first().and_then(Value::as_u64);
+        let suggestion = id.and_then(|id| {
+            lock(&self.shared.shown).iter().find(|(shown, _)| *shown == id).map(|(_, suggestion)| suggestion.clone())
+        });
+        let Some(suggestion) = suggestion else {
+            return Err(jsonrpc::Error::invalid_params(format!("{command}: unknown suggestion id {:?}", arguments.first())));
+        };
+        {
+            let mut stats = lock(&self.shared.stats);
+            match command {
+                ACCEPT_COMMAND => {
+                    stats.accepted += 1;
+                    stats.accepted_characters += suggestion.characters as u64;
+                }
+                PARTIAL_ACCEPT_COMMAND => {
+                    let accepted = arguments.get(1).and_then(Value::as_u64).unwrap_or(0);
+                    stats.partially_accepted += 1;
+                    stats.accepted_characters += accepted.min(suggestion.characters as u64);
+                }
+                _ => stats.dismissed += 1,
+            }
+        }
+        self.save_stats();
+        Ok(None)
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        let offers_utf8 = params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|general| general.position_encodings.as_ref())
+            .is_some_and(|encodings| encodings.contains(&PositionEncodingKind::UTF8));
+        let encoding = if offers_utf8 { PositionEncoding::Utf8 } else { PositionEncoding::Utf16 };
+        *lock(&self.shared.encoding) = encoding;
+        #[allow(deprecated)]
+        let root = params
+            .workspace_folders
+            .as_ref()
+            .and_then(|folders| folders.first())
+            .map(|folder| folder.uri.as_str().to_owned())
+            .or_else(|| params.root_uri.as_ref().map(|uri| uri.as_str().to_owned()));
+        *lock(&self.shared.workspace_root) = root;
+        if let Some(options) = &params.initialization_options {
+            self.apply_settings(options);
+        }
+        let capabilities = ServerCapabilities {
+            position_encoding: Some(match encoding {
+                PositionEncoding::Utf8 => PositionEncodingKind::UTF8,
+                PositionEncoding::Utf16 => PositionEncodingKind::UTF16,
+            }),
+            text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                ..TextDocumentSyncOptions::default()
+            })),
+            inline_completion_provider: Some(OneOf::Left(true)),
+            execute_command_provider: Some(ExecuteCommandOptions {
+                commands: [ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND, DISMISS_COMMAND, STATS_COMMAND]
+                    .iter()
+                    .map(|command| (*command).to_owned())
+                    .collect(),
+                ..ExecuteCommandOptions::default()
+            }),
+            ..ServerCapabilities::default()
+        };
+        Ok(InitializeResult {
+            capabilities,
+            server_info: Some(ServerInfo { name: "modeld".into(), version: Some(self.shared.config.version.clone()) }),
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        let settings = self.settings();
+        tracing::info!(model = %settings.model, daemon = %self.shared.completer.daemon.base_url(), "language server ready");
+        // Start (or find) the daemon now, so the first completion does not wait for it.
+        let backend_shared = self.shared.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let backend = Backend { client, shared: backend_shared };
+            if let Err(error) = backend.ensure_daemon().await {
+                backend.report(&error).await;
+            }
+        });
+    }
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        self.save_stats();
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let item = params.text_document;
+        let document = Document::new(item.uri.as_str().to_owned(), item.text, item.version, item.language_id);
+        let result = lock(&self.shared.documents).open(document);
+        if let Err(error) = result {
+            self.log(MessageType::WARNING, format!("didOpen: {error}")).await;
+        }
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let encoding = *lock(&self.shared.encoding);
+        let changes: Vec<TextChange> = params
+            .content_changes
+            .into_iter()
+            .map(|change| TextChange {
+                range: change.range.map(|range| (line_position(range.start), line_position(range.end))),
+                text: change.text,
+            })
+            .collect();
+        let uri = params.text_document.uri.as_str().to_owned();
+        let result = lock(&self.shared.documents).change(&uri, params.text_document.version, &changes, encoding);
+        if let Err(error) = result {
+            self.log(MessageType::WARNING, format!("didChange: {error}")).await;
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri.as_str().to_owned();
+        lock(&self.shared.documents).close(&uri);
+        lock(&self.shared.latest).remove(&uri);
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        self.apply_settings(&params.settings);
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> jsonrpc::Result<Option<Value>> {
+        match params.command.as_str() {
+            ACCEPT_COMMAND | PARTIAL_ACCEPT_COMMAND | DISMISS_COMMAND => {
+                self.record_outcome(&params.command, &params.arguments)
+            }
+            STATS_COMMAND => {
+                let stats = lock(&self.shared.stats).clone();
+                let percentiles = stats.percentiles();
+                let mut value = serde_json::to_value(&stats).unwrap_or(Value::Null);
+                if let Some(object) = value.as_object_mut() {
+                    object.remove("latenciesMs");
+                    object.insert("latencyP50Ms".into(), json!(percentiles.map(|p| p.p50_ms)));
+                    object.insert("latencyP95Ms".into(), json!(percentiles.map(|p| p.p95_ms)));
+                }
+                Ok(Some(value))
+            }
+            other => Err(jsonrpc::Error::invalid_params(format!("unknown command {other}"))),
+        }
+    }
+}
+
+/// Serves the language server on stdin and stdout until the client exits.
+pub async fn serve_stdio(config: LanguageServerConfig) {
+    let (service, socket) = LspService::build(|client| Backend::new(client, config))
+        .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
+        .custom_method(CUSTOM_COMPLETION_METHOD, Backend::inline_completion)
+        .finish();
+    // Completions wait on the model; a low limit would hold document changes (and the newer
+    // requests that cancel them) behind them.
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).concurrency_level(64).serve(service).await;
+}
+
+/// Languages with a grammar, for `--help` texts and docs.
+pub fn supported_languages() -> Vec<&'static str> {
+    Language::ALL.iter().map(|language| language.name()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_shown_to_the_model_are_relative_to_the_workspace() {
+        assert_eq!(display_path("file:///home/u/proj/src/main.rs", Some("file:///home/u/proj")), "src/main.rs");
+        assert_eq!(display_path("file:///home/u/proj/a%20b.py", Some("file:///home/u/proj/")), "a b.py");
+        assert_eq!(display_path("file:///elsewhere/x.go", Some("file:///home/u/proj")), "x.go");
+        assert_eq!(display_path("untitled:Untitled-1", None), "untitled:Untitled-1");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}
