@@ -93,8 +93,11 @@ fn strip_prefix_echo<'t>(text: &'t str, hole: &Hole<'_>) -> &'t str {
     }
     let tail = &hole.prefix[tail_start..];
     let mut best = 0;
-    for (index, _) in tail.match_indices('\n') {
-        let candidate = &tail[index + 1..];
+    let line_starts = tail.match_indices('\n').map(|(index, _)| index + 1);
+    // The document's first line starts a candidate too.
+    let starts: Vec<usize> = if tail_start == 0 { std::iter::once(0).chain(line_starts).collect() } else { line_starts.collect() };
+    for start in starts {
+        let candidate = &tail[start..];
         if candidate.trim().len() >= 4 && text.starts_with(candidate) {
             best = best.max(candidate.len());
         }
@@ -291,7 +294,9 @@ fn trim_suffix_overlap(text: &str, hole: &Hole<'_>) -> String {
     for (index, _) in text.char_indices() {
         let tail = &text[index..];
         let significant = tail.trim().len() >= 3 || !tail.chars().any(char::is_alphanumeric);
-        if !tail.trim().is_empty() && significant && rest.starts_with(tail) {
+        // Never cut a closer that balances a bracket the answer opened.
+        let keeps_balance = open_brackets(&text[..index]).len() <= open_brackets(text).len();
+        if !tail.trim().is_empty() && significant && keeps_balance && rest.starts_with(tail) {
             cut = index;
             break;
         }

@@ -192,7 +192,8 @@ pub fn completion_mode(text: &str, offset: usize, tree: Option<&Tree>, language:
     let line_end = text[offset..].find('\n').map_or(text.len(), |index| offset + index);
     let before = &text[line_start..offset];
     let after = text[offset..line_end].trim();
-    if after.chars().any(is_word_character) {
+    // In the middle of a word: nothing fits without rewriting it.
+    if text[offset..line_end].chars().next().is_some_and(is_word_character) {
         return CompletionMode::Nothing;
     }
     if let Some(tree) = tree {
@@ -207,7 +208,7 @@ pub fn completion_mode(text: &str, offset: usize, tree: Option<&Tree>, language:
         }
     }
     if !after.is_empty() {
-        // Only closing brackets or punctuation follow the cursor (often auto-paired).
+        // Code follows the cursor on its line: finish the line up to it.
         return CompletionMode::SingleLine;
     }
     if before.trim().is_empty() {
