@@ -67,7 +67,7 @@ impl CompletionCache {
 
     /// The suggestion still valid between `prefix` and `suffix`: one made at this place, or
     /// one made earlier on this line whose beginning the user has since typed (the rest of it
-    /// is returned).
+    /// is returned). An empty string means the model had nothing to suggest at this place.
     pub fn lookup(&mut self, model: &str, uri: &str, prefix: &str, suffix: &str) -> Option<String> {
         let suffix_head = head(suffix);
         let found = self.entries.iter().enumerate().find_map(|(index, entry)| {
@@ -82,6 +82,10 @@ impl CompletionCache {
                 return None;
             }
             let typed = &prefix[entry.prefix_length..];
+            if entry.completion.is_empty() {
+                // "Nothing here" holds only at the very place it was found.
+                return typed.is_empty().then(|| (index, String::new()));
+            }
             let rest = entry.completion.strip_prefix(typed)?;
             (!rest.trim().is_empty()).then(|| (index, rest.to_owned()))
         });
@@ -110,6 +114,9 @@ mod tests {
         assert_eq!(cache.lookup("m", "file:///a.rs", "let total = le", ")\n"), None);
         assert_eq!(cache.lookup("other", "file:///a.rs", "let total = ", ";\n"), None);
         assert_eq!(cache.lookup("m", "file:///b.rs", "let total = ", ";\n"), None);
+        cache.insert("m", "file:///a.rs", "x = ", "\n", "");
+        assert_eq!(cache.lookup("m", "file:///a.rs", "x = ", "\n").as_deref(), Some(""));
+        assert_eq!(cache.lookup("m", "file:///a.rs", "x = 1", "\n"), None);
     }
 
     #[test]

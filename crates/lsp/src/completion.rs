@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use crate::cache::CompletionCache;
-use crate::daemon::{Daemon, DaemonError, ModelInfo};
+use crate::daemon::{Daemon, DaemonError, Endpoint, ModelInfo};
 use crate::postprocess::{is_settled, postprocess, Hole};
-use crate::prompt::{build, window, Prompt, PromptInput, Snippet};
+use crate::prompt::{build, window, Prompt, PromptInput, Snippet, CODE_FENCE};
 use crate::settings::Settings;
 use crate::syntax::{CompletionMode, Language};
 
@@ -68,12 +68,16 @@ impl Completer {
         Completer { daemon, models: Mutex::new(HashMap::new()), cache: Mutex::new(CompletionCache::new(128)) }
     }
 
-    /// A suggestion from the cache, when the user typed through one or asks at the same place.
-    pub(crate) fn cached(&self, model: &str, request: &HoleRequest) -> Option<String> {
+    /// The answer from the cache, when the user typed through a suggestion or asks again at
+    /// the same place.
+    pub(crate) fn cached(&self, model: &str, request: &HoleRequest) -> Option<Outcome> {
         let (prefix, suffix) = request.text.split_at(request.offset);
         let remainder = self.cache.lock().ok()?.lookup(model, &request.uri, prefix, suffix)?;
         let hole = Hole { prefix, suffix, mode: request.mode, language: request.language };
-        postprocess(&remainder, &hole, &[])
+        Some(match postprocess(&remainder, &hole, &[]) {
+            Some(text) => Outcome::Suggestion { text, from_cache: true },
+            None => Outcome::Nothing,
+        })
     }
 
     async fn model_info(&self, model: &str) -> Result<ModelInfo, DaemonError> {
@@ -109,19 +113,55 @@ impl Completer {
         let prompt = build(&input, info.fills_in_the_middle);
         let body = request_body(settings, &prompt, request.mode);
         let hole = Hole { prefix: window.prefix, suffix: window.suffix, mode: request.mode, language: request.language };
-        let generated = self.daemon.generate(&body, true, |text| is_settled(text, &hole)).await?;
+        let mut generated = match prompt {
+            Prompt::FillInTheMiddle { .. } => {
+                self.daemon.generate(Endpoint::Generate, &body, true, |text| is_settled(text, &hole)).await?
+            }
+            Prompt::Chat { held_back, .. } => {
+                // The answer continues the prefilled code block; its closing fence ends it.
+                let settled = |text: &str| {
+                    text.contains(CODE_FENCE) || is_settled(without_held_back(text, &held_back), &hole)
+                };
+                let mut generated = self.daemon.generate(Endpoint::Chat, &body, true, settled).await?;
+                if let Some(fence) = generated.text.find(CODE_FENCE) {
+                    generated.text.truncate(fence);
+                }
+                generated.text = without_held_back(&generated.text, &held_back).to_owned();
+                generated
+            }
+        };
+        generated.text = generated.text.replace("\r\n", "\n");
         tracing::debug!(raw = %generated.text, stopped_early = generated.stopped_early, "model answer");
         let special: Vec<String> = SPECIAL_TOKENS.iter().map(|token| (*token).to_owned()).collect();
-        let Some(text) = postprocess(&generated.text, &hole, &special) else { return Ok(Outcome::Nothing) };
+        let suggestion = postprocess(&generated.text, &hole, &special);
         let (prefix, suffix) = request.text.split_at(request.offset);
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(&settings.model, &request.uri, prefix, suffix, &text);
+            cache.insert(&settings.model, &request.uri, prefix, suffix, suggestion.as_deref().unwrap_or_default());
         }
-        Ok(Outcome::Suggestion { text, from_cache: false })
+        Ok(match suggestion {
+            Some(text) => Outcome::Suggestion { text, from_cache: false },
+            None => Outcome::Nothing,
+        })
     }
 }
 
-/// The `/api/generate` body for a prompt.
+/// The answer to a prefill without the whitespace held back from it (the model usually
+/// writes it again, or a space of it with the next word).
+fn without_held_back<'t>(text: &'t str, held_back: &str) -> &'t str {
+    if let Some(rest) = text.strip_prefix(held_back) {
+        return rest;
+    }
+    let mut rest = text;
+    for character in held_back.chars() {
+        match rest.strip_prefix(character) {
+            Some(shorter) => rest = shorter,
+            None => break,
+        }
+    }
+    rest
+}
+
+/// The daemon request body for a prompt.
 pub(crate) fn request_body(settings: &Settings, prompt: &Prompt, mode: CompletionMode) -> Value {
     let num_predict = match mode {
         CompletionMode::MultiLine => settings.max_tokens_multi_line,
@@ -143,10 +183,13 @@ pub(crate) fn request_body(settings: &Settings, prompt: &Prompt, mode: Completio
                 "options": options,
             })
         }
-        Prompt::Instruction { system, prompt } => json!({
+        Prompt::Chat { system, user, prefill, .. } => json!({
             "model": settings.model,
-            "system": system,
-            "prompt": prompt,
+            "messages": [
+                { "role": "system", "content": system },
+                { "role": "user", "content": user },
+                { "role": "assistant", "content": prefill },
+            ],
             "stream": true,
             "keep_alive": settings.keep_alive,
             "options": options,

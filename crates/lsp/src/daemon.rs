@@ -167,7 +167,7 @@ impl Daemon {
             .and_then(|value| value.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         if status.as_u16() == 404 {
-            if let Some(model) = body_model(body_text(&message)) {
+            if let Some(model) = body_model(&message) {
                 return Err(DaemonError::ModelNotFound(model));
             }
         }
@@ -191,17 +191,23 @@ impl Daemon {
         Ok(ModelInfo { fills_in_the_middle: by_capability.unwrap_or(by_template) })
     }
 
-    /// Streams `/api/generate` with `body` (which must not set `stream: false`). After each
-    /// piece, `settled` sees the text so far; when it says the answer is complete the stream
-    /// is dropped, which closes the connection and makes the daemon stop generating.
+    /// Streams `/api/generate` (or `/api/chat`, by `endpoint`) with `body`, which must not set
+    /// `stream: false`. After each piece, `settled` sees the text so far; when it says the
+    /// answer is complete the stream is dropped, which closes the connection and makes the
+    /// daemon stop generating.
     pub async fn generate(
         &self,
+        endpoint: Endpoint,
         body: &Value,
         interactive: bool,
         mut settled: impl FnMut(&str) -> bool,
     ) -> Result<Generated, DaemonError> {
         let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut response = match self.post("/api/generate", body, interactive).await {
+        let path = match endpoint {
+            Endpoint::Generate => "/api/generate",
+            Endpoint::Chat => "/api/chat",
+        };
+        let mut response = match self.post(path, body, interactive).await {
             Err(DaemonError::Failed { status: 404, .. }) => return Err(DaemonError::ModelNotFound(model)),
             other => other?,
         };
@@ -228,7 +234,11 @@ impl Daemon {
                 if let Some(error) = value.get("error").and_then(Value::as_str) {
                     return Err(DaemonError::Failed { status: 200, message: error.to_owned() });
                 }
-                if let Some(piece) = value.get("response").and_then(Value::as_str) {
+                let piece = match endpoint {
+                    Endpoint::Generate => value.get("response"),
+                    Endpoint::Chat => value.get("message").and_then(|message| message.get("content")),
+                };
+                if let Some(piece) = piece.and_then(Value::as_str) {
                     text.push_str(piece);
                 }
                 if value.get("done").and_then(Value::as_bool) == Some(true) {
@@ -245,15 +255,18 @@ impl Daemon {
     }
 }
 
+/// Which streaming endpoint a generation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Generate,
+    Chat,
+}
+
 /// The model named in Ollama's "model 'x' not found" text.
 fn body_model(message: &str) -> Option<String> {
     let start = message.find("model '")? + "model '".len();
     let end = message[start..].find('\'')? + start;
     Some(message[start..end].to_owned())
-}
-
-fn body_text(message: &str) -> &str {
-    message
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, DaemonError> {

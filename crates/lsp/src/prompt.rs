@@ -94,9 +94,12 @@ pub enum Prompt {
     /// The model has FIM tokens: `/api/generate` with `prompt` and `suffix`, templated by the
     /// server in the family's order.
     FillInTheMiddle { prefix: String, suffix: String },
-    /// A chat model: `/api/generate` with a system prompt and an instruction showing the code
-    /// around the hole, rendered by the model's chat template.
-    Instruction { system: String, prompt: String },
+    /// A chat model: `/api/chat` where the user shows the code after the cursor and the
+    /// assistant's answer is prefilled with the code up to it, so the model continues the
+    /// code at the cursor and the prompt's moving end is the cursor.
+    /// `held_back` is the whitespace at the end of the prefix, left out of the prefill: models
+    /// tokenize a space together with the word after it, so they write it themselves.
+    Chat { system: String, user: String, prefill: String, held_back: String },
 }
 
 /// What a prompt is built from.
@@ -111,12 +114,11 @@ pub struct PromptInput<'a> {
     pub snippets: &'a [Snippet],
 }
 
-/// The hole marker in instruction prompts.
-pub const HOLE_MARKER: &str = "<CURSOR>";
+/// The fence that ends a chat model's code.
+pub const CODE_FENCE: &str = "```";
 
-const INSTRUCTION_SYSTEM: &str = "You are a code completion engine. The user shows a file with the cursor marked \
-<CURSOR>. Reply with only the code to insert at the cursor: no explanation, no repetition of the code before or \
-after the cursor.";
+const CHAT_SYSTEM: &str = "You are a code completion engine. You continue the user's code at the cursor so that \
+it joins the code after the cursor. You write only code.";
 
 /// Snippets rendered as line comments, the way code models saw other files in training.
 fn render_snippets(snippets: &[Snippet], language: Option<Language>) -> String {
@@ -131,9 +133,9 @@ fn render_snippets(snippets: &[Snippet], language: Option<Language>) -> String {
     rendered
 }
 
-/// The prompt for a hole. FIM prompts place snippets before the prefix; instruction prompts
-/// put the stable parts (snippets, then the code after the cursor) first and the prefix
-/// last, so that the prompt's moving end is the cursor.
+/// The prompt for a hole. FIM prompts place snippets before the prefix; chat prompts put the
+/// stable parts (snippets, then the code after the cursor) in the user's message and the
+/// prefix last, in the prefilled answer.
 pub fn build(input: &PromptInput<'_>, fill_in_the_middle: bool) -> Prompt {
     let snippets = render_snippets(input.snippets, input.language);
     if fill_in_the_middle {
@@ -144,20 +146,26 @@ pub fn build(input: &PromptInput<'_>, fill_in_the_middle: bool) -> Prompt {
     }
     let language = input.language.map_or("", Language::name);
     let what = match input.mode {
-        CompletionMode::MultiLine => "the lines",
+        CompletionMode::MultiLine => "the next lines",
         _ => "the rest of the line",
     };
-    let mut prompt = String::new();
+    let mut user = String::new();
     if !snippets.is_empty() {
-        prompt.push_str(&format!("Related code:\n```{language}\n{snippets}```\n\n"));
+        user.push_str(&format!("Related code:\n{CODE_FENCE}{language}\n{snippets}{CODE_FENCE}\n\n"));
     }
-    prompt.push_str(&format!(
-        "Write {what} at {HOLE_MARKER} in {path}.\n\nCode after the cursor:\n```{language}\n{suffix}\n```\n\nCode up to the cursor:\n```{language}\n{prefix}{HOLE_MARKER}\n```",
+    user.push_str(&format!(
+        "This code comes after the cursor in {path}:\n{CODE_FENCE}{language}\n{suffix}\n{CODE_FENCE}\n\nContinue the code of {path} from the cursor with {what}, then close the code block.",
         path = input.path,
         suffix = input.window.suffix,
-        prefix = input.window.prefix,
     ));
-    Prompt::Instruction { system: INSTRUCTION_SYSTEM.to_owned(), prompt }
+    let prefix = input.window.prefix;
+    let kept = prefix.trim_end_matches([' ', '\t']);
+    Prompt::Chat {
+        system: CHAT_SYSTEM.to_owned(),
+        user,
+        prefill: format!("{CODE_FENCE}{language}\n{kept}"),
+        held_back: prefix[kept.len()..].to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn instruction_prompts_end_at_the_cursor() {
+    fn chat_prompts_end_at_the_cursor() {
         let input = PromptInput {
             window: Window { prefix: "def add(a, b):\n    return ", suffix: "\n\nprint(add(1, 2))\n" },
             path: "add.py",
@@ -227,11 +235,11 @@ mod tests {
             mode: CompletionMode::SingleLine,
             snippets: &[Snippet { path: "util.py".into(), text: "def sub(a, b):\n    return a - b".into() }],
         };
-        let Prompt::Instruction { prompt, .. } = build(&input, false) else { panic!("an instruction") };
-        assert!(prompt.starts_with("Related code:\n```python\n# Path: util.py\n# def sub(a, b):\n"));
-        assert!(prompt.ends_with("    return <CURSOR>\n```"));
-        let suffix_at = prompt.find("print(add(1, 2))").unwrap();
-        assert!(suffix_at < prompt.find("def add").unwrap());
+        let Prompt::Chat { user, prefill, held_back, .. } = build(&input, false) else { panic!("a chat") };
+        assert_eq!(held_back, " ");
+        assert!(user.starts_with("Related code:\n```python\n# Path: util.py\n# def sub(a, b):\n"));
+        assert!(user.contains("print(add(1, 2))"));
+        assert_eq!(prefill, "```python\ndef add(a, b):\n    return");
         let Prompt::FillInTheMiddle { prefix, suffix } = build(&input, true) else { panic!("FIM") };
         assert!(prefix.starts_with("# Path: util.py\n"));
         assert!(prefix.ends_with("    return "));

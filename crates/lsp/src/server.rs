@@ -347,16 +347,20 @@ impl Backend {
             }
         };
         let uri = prepared.request.uri.clone();
-        if let Some(suggestion) = self.shared.completer.cached(&settings.model, &prepared.request) {
-            {
-                let mut stats = lock(&self.shared.stats);
-                stats.cache_hits += 1;
-                stats.suggestions += 1;
-                stats.record_latency(started.elapsed());
-            }
+        if let Some(outcome) = self.shared.completer.cached(&settings.model, &prepared.request) {
             // A newer request for the document supersedes any generation still running.
             lock(&self.shared.latest).remove(&uri);
-            return Ok(InlineCompletionList { items: vec![self.item(&prepared, suggestion)] });
+            let mut stats = lock(&self.shared.stats);
+            stats.cache_hits += 1;
+            stats.record_latency(started.elapsed());
+            return Ok(match outcome {
+                Outcome::Suggestion { text, .. } => {
+                    stats.suggestions += 1;
+                    drop(stats);
+                    InlineCompletionList { items: vec![self.item(&prepared, text)] }
+                }
+                Outcome::Nothing => InlineCompletionList::default(),
+            });
         }
 
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);

@@ -202,6 +202,14 @@ fn render_without_template(messages: &[TemplateMessage]) -> String {
         .unwrap_or_default()
 }
 
+/// The content of a final assistant message to continue (a prefill), if the conversation
+/// ends with one that has text and no tool calls.
+fn final_assistant_prefill(messages: &[TemplateMessage]) -> Option<&str> {
+    let last = messages.last()?;
+    (messages.len() > 1 && last.role == "assistant" && !last.content.is_empty() && last.tool_calls.is_none())
+        .then_some(last.content.as_str())
+}
+
 /// Everything a chat template reads besides the messages, owned so that rendering (CPU-bound,
 /// bounded by the engine's fuel and output cap) runs on a blocking thread, never on the async
 /// threads that serve every other request.
@@ -227,12 +235,30 @@ impl PromptRenderer {
             .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
     }
 
-    fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ServingError> {
+    pub(crate) fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ServingError> {
         let Some(template) = &self.template else { return Ok(render_without_template(messages)) };
+        if let Some(prefill) = final_assistant_prefill(messages) {
+            // As Ollama does: a conversation ending with an assistant message is continued.
+            // The template renders it closed; the prompt ends right after its content.
+            let closed = self.render_with(template, messages, false)?;
+            if let Some(at) = closed.rfind(prefill) {
+                return Ok(closed[..at + prefill.len()].to_owned());
+            }
+            // The template changed the text (trimmed it, say): answer a new turn instead.
+        }
+        self.render_with(template, messages, true)
+    }
+
+    fn render_with(
+        &self,
+        template: &str,
+        messages: &[TemplateMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ServingError> {
         let input = engine::ChatTemplateInput {
             messages,
             tools: self.tools.as_deref(),
-            add_generation_prompt: true,
+            add_generation_prompt,
             bos_token: self.bos_token.as_deref(),
             eos_token: self.eos_token.as_deref(),
             enable_thinking: self.think.enable_thinking,

@@ -5,7 +5,7 @@ use engine::{render_chat, ChatTemplateInput, TemplateMessage};
 use model_formats::ToolCallFormat;
 use serde_json::json;
 
-use crate::prompt::{shape_tool_history, template_message};
+use crate::prompt::{shape_tool_history, template_message, PromptRenderer, ThinkSettings};
 use crate::{ChatMessage, ToolCall};
 
 struct Family {
@@ -149,4 +149,29 @@ fn earlier_think_blocks_are_not_fed_back() {
     let prompt = render(&family, &messages);
     assert!(!prompt.contains("OLD-SECRET"), "{prompt}");
     assert!(prompt.contains("4<|im_end|>"), "{prompt}");
+}
+
+#[test]
+fn a_final_assistant_message_is_continued_in_every_family() {
+    for family in families() {
+        let renderer = PromptRenderer {
+            template: Some(family.template.to_owned()),
+            tools: None,
+            bos_token: Some("<s>".into()),
+            eos_token: Some("</s>".into()),
+            think: ThinkSettings::default(),
+            workers: None,
+        };
+        let messages: Vec<TemplateMessage> =
+            [message("user", "Finish the function."), message("assistant", "def add(left, right):\n    return")]
+                .iter()
+                .map(template_message)
+                .collect();
+        let prompt = renderer.render_now(&messages).unwrap_or_else(|error| panic!("{}: {error:?}", family.file));
+        assert!(prompt.ends_with("def add(left, right):\n    return"), "{}: {prompt:?}", family.file);
+        assert!(prompt.contains("Finish the function."), "{}", family.file);
+        // A conversation ending with a user message still gets the generation prompt.
+        let asked = renderer.render_now(&messages[..1]).unwrap();
+        assert!(!asked.ends_with("Finish the function."), "{}: {asked:?}", family.file);
+    }
 }

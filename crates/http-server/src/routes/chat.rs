@@ -1,6 +1,7 @@
 //! `POST /api/chat`: multi-turn chat, load and unload.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::StreamExt;
 use ollama_api::{ChatRequest, ChatResponse, Message};
@@ -8,10 +9,12 @@ use serving::{ChatInput, Event, Finished, Priority, Started};
 
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
+use super::generate::asks_for_interactive_priority;
 use crate::{wire, ApiError, AppState};
 
-/// The core's input for a request.
-pub(crate) fn chat_input(request: &ChatRequest) -> Result<ChatInput, ApiError> {
+/// The core's input for a request; `interactive` when the sender asked for interactive
+/// priority (modeld's language server filling a hole with a chat model).
+pub(crate) fn chat_input(request: &ChatRequest, interactive: bool) -> Result<ChatInput, ApiError> {
     if request.model.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
@@ -25,12 +28,13 @@ pub(crate) fn chat_input(request: &ChatRequest) -> Result<ChatInput, ApiError> {
         output_schema: wire::output_schema(&request.format)?,
         options: wire::options(&request.options)?,
         truncate: request.truncate != Some(false),
-        priority: Priority::Chat,
+        priority: if interactive { Priority::Interactive } else { Priority::Chat },
     })
 }
 
 pub(crate) async fn chat(
     State(state): State<AppState>,
+    headers: HeaderMap,
     OllamaJson(request): OllamaJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     crate::layers::record_model(&request.model);
@@ -42,7 +46,7 @@ pub(crate) async fn chat(
         done_reason: Some(done_reason.to_owned()),
         ..Default::default()
     };
-    let events = match state.core().chat(chat_input(&request)?).await? {
+    let events = match state.core().chat(chat_input(&request, asks_for_interactive_priority(&headers))?).await? {
         Started::Loaded => return Ok(json_response(&respond_done("load"))),
         Started::Unloaded => return Ok(json_response(&respond_done("unload"))),
         Started::Running(events) => events,

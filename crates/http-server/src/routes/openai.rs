@@ -306,7 +306,7 @@ pub(crate) async fn chat_completions(
         think,
         ..Default::default()
     };
-    let events = state.core().chat(chat_input(&native)?).await.map_err(ApiError::from)?.into_events();
+    let events = state.core().chat(chat_input(&native, false)?).await.map_err(ApiError::from)?.into_events();
     let id = format!("chatcmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
