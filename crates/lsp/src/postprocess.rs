@@ -4,6 +4,9 @@
 
 use crate::syntax::{CompletionMode, Language};
 
+/// The most lines a block suggestion has; a longer one is cut (and its generation stopped).
+pub const MAX_BLOCK_LINES: usize = 24;
+
 /// The hole being filled: the text around the cursor.
 #[derive(Debug, Clone, Copy)]
 pub struct Hole<'a> {
@@ -136,6 +139,9 @@ fn truncate_to_block(text: &str, hole: &Hole<'_>) -> String {
     let mut kept: Vec<&str> = Vec::new();
     let mut blank_run = 0;
     for (index, line) in text.split('\n').enumerate() {
+        if index == MAX_BLOCK_LINES {
+            break;
+        }
         if index == 0 {
             kept.push(line);
             continue;
@@ -336,8 +342,9 @@ pub fn is_settled(raw: &str, hole: &Hole<'_>) -> bool {
         CompletionMode::Nothing | CompletionMode::SingleLine => true,
         CompletionMode::MultiLine => {
             let complete_lines = &body[..last_newline];
-            let kept = truncate_to_block(complete_lines, hole);
-            kept.split('\n').count() < complete_lines.split('\n').count()
+            let lines = complete_lines.split('\n').count();
+            truncate_to_block(complete_lines, hole).split('\n').count() < lines
+                || cut_repetition(complete_lines).split('\n').count() < lines
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct Settings {
     pub disabled_languages: Vec<String>,
     /// Whether block (multi-line) suggestions are offered.
     pub multiline: bool,
-    /// New-token limits for one line and for a block.
+    /// New-token limits for one line and for a block (`maxTokens` sets both).
     pub max_tokens_single_line: u32,
     pub max_tokens_multi_line: u32,
     /// How long the model stays loaded after a completion.
@@ -77,7 +77,7 @@ impl Settings {
                 "multiline" => value.as_bool().map(|multiline| settings.multiline = multiline),
                 "maxTokens" => value.as_u64().filter(|tokens| (1..=4096).contains(tokens)).map(|tokens| {
                     settings.max_tokens_multi_line = tokens as u32;
-                    settings.max_tokens_single_line = settings.max_tokens_single_line.min(tokens as u32);
+                    settings.max_tokens_single_line = tokens as u32;
                 }),
                 "keepAlive" => value.as_str().map(|keep_alive| settings.keep_alive = keep_alive.to_owned()),
                 // Read by the client side or by later features; accepted quietly.
