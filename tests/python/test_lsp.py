@@ -370,3 +370,57 @@ def test_a_completion_does_not_wait_behind_a_long_chat(daemon, smollm2_server):
     assert not chat_done.is_set(), "the chat finished first; the test proves nothing"
     assert result is not None
     chat_done.wait(timeout=300)
+
+
+ACTION_SOURCE = "def add(left, right):\n    return left + rigth\n\nprint(add(1, 2))\n"
+
+
+def test_code_actions_return_workspace_edits_on_real_weights(smollm2_server):
+    uri = "file:///work/actions.py"
+    smollm2_server.open(uri, ACTION_SOURCE, "python")
+    cursor = {"start": {"line": 1, "character": 10}, "end": {"line": 1, "character": 10}}
+    diagnostic = {"range": {"start": {"line": 1, "character": 18}, "end": {"line": 1, "character": 23}},
+                  "message": "undefined name 'rigth'", "severity": 1}
+    actions = smollm2_server.request("textDocument/codeAction", {
+        "textDocument": {"uri": uri}, "range": cursor, "context": {"diagnostics": [diagnostic]}})
+    titles = [action["title"] for action in actions]
+    assert titles == ["modeld: Fix this code", "modeld: Explain this code", "modeld: Document this code",
+                      "modeld: Write tests for this code"]
+    assert actions[0]["kind"] == "quickfix" and actions[0]["diagnostics"] == [diagnostic]
+    # Without a diagnostic or a selection there is nothing to fix.
+    plain = smollm2_server.request("textDocument/codeAction", {
+        "textDocument": {"uri": uri}, "range": cursor, "context": {"diagnostics": []}})
+    assert "modeld: Fix this code" not in [action["title"] for action in plain]
+
+    document = next(action for action in actions if action["title"] == "modeld: Document this code")
+    resolved = smollm2_server.request("codeAction/resolve", document, timeout=600)
+    edits = resolved["edit"]["changes"][uri]
+    assert len(edits) == 1
+    # The edit replaces the enclosing function, whole lines, with the model's code.
+    assert edits[0]["range"] == {"start": {"line": 0, "character": 0}, "end": {"line": 2, "character": 0}}
+    assert edits[0]["newText"].strip() and edits[0]["newText"].endswith("\n")
+    assert "```" not in edits[0]["newText"]
+
+
+def test_chat_streams_partial_results_that_add_up_to_the_answer(smollm2_server):
+    uri = "file:///work/chat.py"
+    smollm2_server.open(uri, ACTION_SOURCE, "python")
+    request_id = smollm2_server.send_request("modeld/chat", {
+        "textDocument": {"uri": uri},
+        "range": {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}},
+        "prompt": "What does this function return?", "partialResultToken": "chat-1", "maxTokens": 40})
+    result = smollm2_server.wait_response(request_id, timeout=600)
+
+    def pieces():
+        with smollm2_server.lock:
+            return [message["params"]["value"]["content"] for message in smollm2_server.notifications
+                    if message["method"] == "$/progress" and message["params"]["token"] == "chat-1"]
+
+    # Notifications and the response travel on separate queues of the server's writer.
+    deadline = time.time() + 5
+    while "".join(pieces()) != result["content"] and time.time() < deadline:
+        time.sleep(0.05)
+    pieces = pieces()
+    assert len(pieces) > 1
+    assert "".join(pieces) == result["content"]
+    assert result["content"].strip()

@@ -2,6 +2,7 @@
 //! daemon over its Ollama API so that one loaded model serves every editor and agent.
 
 pub mod cache;
+pub mod chat;
 mod completion;
 pub mod daemon;
 pub mod documents;
@@ -15,8 +16,8 @@ pub mod text;
 
 pub use daemon::{Launcher, PRIORITY_HEADER};
 pub use server::{
-    serve_stdio, supported_languages, LanguageServerConfig, ACCEPT_COMMAND, CUSTOM_COMPLETION_METHOD, DISMISS_COMMAND,
-    PARTIAL_ACCEPT_COMMAND, STATS_COMMAND,
+    serve_stdio, supported_languages, LanguageServerConfig, ACCEPT_COMMAND, CHAT_METHOD, CUSTOM_COMPLETION_METHOD,
+    DISMISS_COMMAND, EXPLAIN_COMMAND, PARTIAL_ACCEPT_COMMAND, STATS_COMMAND,
 };
 pub use settings::DEFAULT_MODEL;
 pub use stats::{load_all as load_stats, Stats};

@@ -12,16 +12,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tower_lsp_server::jsonrpc;
+use tower_lsp_server::ls_types::notification::Notification;
 use tower_lsp_server::ls_types::{
-    Command, DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    CodeAction, CodeActionKind, CodeActionOptions, CodeActionOrCommand, CodeActionParams, CodeActionProviderCapability,
+    CodeActionResponse, Command, DidChangeConfigurationParams, TextEdit, Uri, WorkspaceEdit, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
     DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams, InitializeResult,
     InitializedParams, MessageType, OneOf, Position, PositionEncodingKind, Range, ServerCapabilities, ServerInfo,
     TextDocumentIdentifier, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
 };
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
+use crate::chat::{edit_for, first_code_block, messages, target_span, CodeContext, CodeTask, Replacement};
 use crate::completion::{Completer, HoleRequest, Outcome};
-use crate::daemon::{Daemon, DaemonError, Launcher};
+use crate::daemon::{Daemon, DaemonError, Endpoint, Launcher};
 use crate::documents::{Document, Documents};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
@@ -33,6 +36,14 @@ pub const ACCEPT_COMMAND: &str = "modeld.acceptCompletion";
 pub const PARTIAL_ACCEPT_COMMAND: &str = "modeld.partialAcceptCompletion";
 pub const DISMISS_COMMAND: &str = "modeld.dismissCompletion";
 pub const STATS_COMMAND: &str = "modeld.stats";
+pub const EXPLAIN_COMMAND: &str = "modeld.explain";
+
+/// modeld's streaming chat request for chat panels: partial answers arrive as `$/progress`
+/// notifications on the request's `partialResultToken`.
+pub const CHAT_METHOD: &str = "modeld/chat";
+
+/// Most tokens of a chat answer or code action.
+const CHAT_MAX_TOKENS: u32 = 1024;
 
 /// modeld's inline completion request for clients without LSP 3.18: same params and result.
 pub const CUSTOM_COMPLETION_METHOD: &str = "modeld/inlineCompletion";
@@ -89,6 +100,42 @@ pub(crate) struct InlineCompletionItem {
     pub(crate) insert_text: String,
     pub(crate) range: Range,
     pub(crate) command: Command,
+}
+
+/// `modeld/chat` params.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChatParams {
+    pub(crate) text_document: TextDocumentIdentifier,
+    /// The selection, or the cursor as an empty range; the enclosing function is used then.
+    pub(crate) range: Range,
+    /// The user's question.
+    pub(crate) prompt: String,
+    /// Diagnostic messages to mention.
+    #[serde(default)]
+    pub(crate) diagnostics: Vec<String>,
+    #[serde(default)]
+    pub(crate) partial_result_token: Option<Value>,
+    /// Most tokens of the answer.
+    #[serde(default)]
+    pub(crate) max_tokens: Option<u32>,
+}
+
+/// `modeld/chat` result: the whole answer, and an edit replacing the code asked about with
+/// the answer's first code block, when it has one.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChatResult {
+    pub(crate) content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) edit: Option<WorkspaceEdit>,
+}
+
+/// Partial results of a request, on its `partialResultToken`.
+enum PartialResult {}
+
+impl Notification for PartialResult {
+    type Params = Value;
+    const METHOD: &'static str = "$/progress";
 }
 
 #[derive(Debug, Clone)]
@@ -420,6 +467,104 @@ impl Backend {
         Ok(list)
     }
 
+    /// The code a task or question is about, from the document as it is now.
+    fn code_context(&self, uri: &str, range: Range, diagnostics: Vec<String>) -> jsonrpc::Result<(CodeContext, usize)> {
+        let encoding = *lock(&self.shared.encoding);
+        let root = lock(&self.shared.workspace_root).clone();
+        let mut documents = lock(&self.shared.documents);
+        let Some(document) = documents.get_mut(uri) else {
+            return Err(jsonrpc::Error::invalid_params(format!("unknown document {uri}: it was not opened")));
+        };
+        let offset = |position: Position, text: &str| {
+            offset_of(text, line_position(position), encoding).map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))
+        };
+        let start = offset(range.start, &document.text)?;
+        let end = offset(range.end, &document.text)?.max(start);
+        let language = document.language;
+        let tree = document.tree().cloned();
+        let (start, end) = target_span(&document.text, tree.as_ref(), start, end);
+        let context = CodeContext {
+            path: display_path(uri, root.as_deref()),
+            language,
+            start,
+            end,
+            code: document.text[start..end].to_owned(),
+            diagnostics,
+            related: Vec::new(),
+        };
+        Ok((context, document.text.len()))
+    }
+
+    /// A `WorkspaceEdit` for a replacement in `uri`, in the negotiated encoding.
+    fn workspace_edit(&self, uri: &str, replacement: &Replacement) -> Option<WorkspaceEdit> {
+        let encoding = *lock(&self.shared.encoding);
+        let documents = lock(&self.shared.documents);
+        let text = &documents.get(uri)?.text;
+        let start = lsp_position(position_of(text, replacement.start, encoding));
+        let end = lsp_position(position_of(text, replacement.end, encoding));
+        let uri: Uri = uri.parse().ok()?;
+        let edit = TextEdit { range: Range { start, end }, new_text: replacement.text.clone() };
+        Some(WorkspaceEdit { changes: Some(HashMap::from([(uri, vec![edit])])), ..WorkspaceEdit::default() })
+    }
+
+    /// Asks the model, streaming each new piece of the answer to `token` as a partial result
+    /// when there is one. Runs at chat priority: completions go first.
+    async fn ask(
+        &self,
+        conversation: Vec<(String, String)>,
+        token: Option<Value>,
+        max_tokens: u32,
+    ) -> Result<String, DaemonError> {
+        self.ensure_daemon().await?;
+        let settings = self.settings();
+        let messages: Vec<Value> =
+            conversation.into_iter().map(|(role, content)| json!({ "role": role, "content": content })).collect();
+        let body = json!({
+            "model": settings.model,
+            "messages": messages,
+            "stream": true,
+            "keep_alive": settings.keep_alive,
+            "options": { "temperature": 0, "num_predict": max_tokens },
+        });
+        let (pieces, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let client = self.client.clone();
+        let forward = async move {
+            while let Some(piece) = received.recv().await {
+                if let Some(token) = &token {
+                    client.send_notification::<PartialResult>(json!({ "token": token, "value": { "content": piece } })).await;
+                }
+            }
+        };
+        let mut sent = 0;
+        let generate = self.shared.completer.daemon.generate(Endpoint::Chat, &body, false, move |text| {
+            if text.len() > sent {
+                let _ = pieces.send(text[sent..].to_owned());
+                sent = text.len();
+            }
+            false
+        });
+        let (answer, ()) = tokio::join!(generate, forward);
+        answer.map(|generated| generated.text)
+    }
+
+    /// `modeld/chat`: a question about the code at a range, answered in a stream.
+    pub(crate) async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
+        let uri = params.text_document.uri.as_str().to_owned();
+        let (context, _) = self.code_context(&uri, params.range, params.diagnostics)?;
+        let conversation = messages(None, Some(&params.prompt), &context);
+        let content = match self.ask(conversation, params.partial_result_token, params.max_tokens.unwrap_or(CHAT_MAX_TOKENS).clamp(1, 8192)).await {
+            Ok(content) => content,
+            Err(error) => {
+                self.report(&error).await;
+                return Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() });
+            }
+        };
+        let edit = first_code_block(&content)
+            .map(|code| Replacement { start: context.start, end: context.end, text: code })
+            .and_then(|replacement| self.workspace_edit(&uri, &replacement));
+        Ok(ChatResult { content, edit })
+    }
+
     fn record_outcome(&self, command: &str, arguments: &[Value]) -> jsonrpc::Result<Option<Value>> {
         let id = arguments.first().and_then(Value::as_u64);
         let suggestion = id.and_then(|id| {
@@ -480,8 +625,18 @@ impl LanguageServer for Backend {
                 ..TextDocumentSyncOptions::default()
             })),
             inline_completion_provider: Some(OneOf::Left(true)),
+            code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                code_action_kinds: Some(vec![
+                    CodeActionKind::QUICKFIX,
+                    CodeActionKind::REFACTOR_REWRITE,
+                    CodeActionKind::SOURCE,
+                    CodeActionKind::EMPTY,
+                ]),
+                resolve_provider: Some(true),
+                ..CodeActionOptions::default()
+            })),
             execute_command_provider: Some(ExecuteCommandOptions {
-                commands: [ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND, DISMISS_COMMAND, STATS_COMMAND]
+                commands: [ACCEPT_COMMAND, PARTIAL_ACCEPT_COMMAND, DISMISS_COMMAND, STATS_COMMAND, EXPLAIN_COMMAND]
                     .iter()
                     .map(|command| (*command).to_owned())
                     .collect(),
@@ -551,8 +706,102 @@ impl LanguageServer for Backend {
         self.apply_settings(&params.settings);
     }
 
+    async fn code_action(&self, params: CodeActionParams) -> jsonrpc::Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri.as_str().to_owned();
+        if lock(&self.shared.documents).get(&uri).is_none() {
+            return Ok(None);
+        }
+        let diagnostics: Vec<String> = params.context.diagnostics.iter().map(|diagnostic| diagnostic.message.clone()).collect();
+        let selected = params.range.start != params.range.end;
+        let mut actions = Vec::new();
+        for &task in CodeTask::ALL {
+            if task == CodeTask::Fix && diagnostics.is_empty() && !selected {
+                continue;
+            }
+            let data = json!({ "uri": uri, "range": params.range, "task": task.name(), "diagnostics": diagnostics });
+            let action = if task == CodeTask::Explain {
+                CodeAction {
+                    title: task.title().into(),
+                    kind: Some(CodeActionKind::EMPTY),
+                    command: Some(Command {
+                        title: task.title().into(),
+                        command: EXPLAIN_COMMAND.into(),
+                        arguments: Some(vec![data]),
+                    }),
+                    ..CodeAction::default()
+                }
+            } else {
+                CodeAction {
+                    title: task.title().into(),
+                    kind: Some(match task {
+                        CodeTask::Fix => CodeActionKind::QUICKFIX,
+                        CodeTask::Document => CodeActionKind::REFACTOR_REWRITE,
+                        _ => CodeActionKind::SOURCE,
+                    }),
+                    diagnostics: (task == CodeTask::Fix && !params.context.diagnostics.is_empty())
+                        .then(|| params.context.diagnostics.clone()),
+                    data: Some(data),
+                    ..CodeAction::default()
+                }
+            };
+            actions.push(CodeActionOrCommand::CodeAction(action));
+        }
+        Ok(Some(actions))
+    }
+
+    async fn code_action_resolve(&self, mut action: CodeAction) -> jsonrpc::Result<CodeAction> {
+        let Some(data) = action.data.clone() else { return Ok(action) };
+        let task = data.get("task").and_then(Value::as_str).and_then(CodeTask::from_name);
+        let uri = data.get("uri").and_then(Value::as_str).map(str::to_owned);
+        let range = data.get("range").cloned().and_then(|range| serde_json::from_value::<Range>(range).ok());
+        let (Some(task), Some(uri), Some(range)) = (task, uri, range) else {
+            return Err(jsonrpc::Error::invalid_params("code action data is not modeld's"));
+        };
+        let diagnostics: Vec<String> = data
+            .get("diagnostics")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let (context, document_length) = self.code_context(&uri, range, diagnostics)?;
+        let answer = match self.ask(messages(Some(task), None, &context), None, CHAT_MAX_TOKENS).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.report(&error).await;
+                return Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() });
+            }
+        };
+        match edit_for(task, &context, &answer, document_length).and_then(|edit| self.workspace_edit(&uri, &edit)) {
+            Some(edit) => action.edit = Some(edit),
+            None => {
+                let message = format!("{}: the model's answer had no code to apply", task.title());
+                self.log(MessageType::WARNING, message.clone()).await;
+                self.client.show_message(MessageType::WARNING, message).await;
+            }
+        }
+        Ok(action)
+    }
+
     async fn execute_command(&self, params: ExecuteCommandParams) -> jsonrpc::Result<Option<Value>> {
         match params.command.as_str() {
+            EXPLAIN_COMMAND => {
+                let data = params.arguments.first().cloned().unwrap_or(Value::Null);
+                let uri = data.get("uri").and_then(Value::as_str).map(str::to_owned);
+                let range = data.get("range").cloned().and_then(|range| serde_json::from_value::<Range>(range).ok());
+                let (Some(uri), Some(range)) = (uri, range) else {
+                    return Err(jsonrpc::Error::invalid_params("modeld.explain takes {uri, range}"));
+                };
+                let (context, _) = self.code_context(&uri, range, Vec::new())?;
+                match self.ask(messages(Some(CodeTask::Explain), None, &context), None, CHAT_MAX_TOKENS).await {
+                    Ok(answer) => {
+                        self.client.show_message(MessageType::INFO, answer.clone()).await;
+                        Ok(Some(json!({ "content": answer })))
+                    }
+                    Err(error) => {
+                        self.report(&error).await;
+                        Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() })
+                    }
+                }
+            }
             ACCEPT_COMMAND | PARTIAL_ACCEPT_COMMAND | DISMISS_COMMAND => {
                 self.record_outcome(&params.command, &params.arguments)
             }
@@ -577,6 +826,7 @@ pub async fn serve_stdio(config: LanguageServerConfig) {
     let (service, socket) = LspService::build(|client| Backend::new(client, config))
         .custom_method("textDocument/inlineCompletion", Backend::inline_completion)
         .custom_method(CUSTOM_COMPLETION_METHOD, Backend::inline_completion)
+        .custom_method(CHAT_METHOD, Backend::chat)
         .finish();
     // Completions wait on the model; a low limit would hold document changes (and the newer
     // requests that cancel them) behind them.
