@@ -424,3 +424,54 @@ def test_chat_streams_partial_results_that_add_up_to_the_answer(smollm2_server):
     assert len(pieces) > 1
     assert "".join(pieces) == result["content"]
     assert result["content"].strip()
+
+
+def test_workspace_definitions_and_recent_edits_reach_the_prompt(tiny_daemon):
+    with tempfile.TemporaryDirectory() as home:
+        workspace = os.path.join(home, "project")
+        os.makedirs(os.path.join(workspace, "src"))
+        os.makedirs(os.path.join(workspace, "build"))
+        with open(os.path.join(workspace, ".gitignore"), "w") as file:
+            file.write("build/\n")
+        with open(os.path.join(workspace, "src", "ledger.py"), "w") as file:
+            file.write("def compute_total(items):\n    return sum(items)\n")
+        with open(os.path.join(workspace, "build", "copy.py"), "w") as file:
+            file.write("def stale_copy(items):\n    return items\n")
+        server = start_language_server(tiny_daemon, home)
+        try:
+            server.initialize(root_uri=f"file://{workspace}",
+                              initialization_options={"model": FIM, "debounceMs": 0})
+            deadline = time.time() + 30
+            while not any("workspace indexed" in line for line in server.stderr_lines):
+                assert time.time() < deadline, "the workspace was not indexed"
+                time.sleep(0.1)
+            uri = f"file://{workspace}/src/main.py"
+            server.open(uri, "items = [1, 2]\ntotal = compute_total(items)\ncopy = stale_copy(items)\n\n", "python")
+            assert items(server.inline_completion(uri, 3, 0)) == [FIM_ANSWER]
+            context = [line for line in server.stderr_lines if "context snippets" in line]
+            assert context and "src/ledger.py:1" in context[-1], context
+            assert "build/" not in context[-1], "an ignored file reached the prompt"
+
+            # A file written after indexing is picked up by the watcher.
+            with open(os.path.join(workspace, "src", "fresh.py"), "w") as file:
+                file.write("def fresh_helper(value):\n    return value\n")
+            other = f"file://{workspace}/src/other.py"
+            server.open(other, "x = fresh_helper(1)\n\n", "python")
+            deadline = time.time() + 30
+            while True:
+                server.change(other, 2, [{"text": "x = fresh_helper(1)\n\n"}])
+                server.inline_completion(other, 1, 0)
+                context = [line for line in server.stderr_lines if "context snippets" in line]
+                if "src/fresh.py:1" in context[-1]:
+                    break
+                assert time.time() < deadline, "the watcher did not index the new file"
+                time.sleep(0.5)
+            # An edit in main.py shows in a request from other.py (at a new place, not cached).
+            server.change(uri, 2, [{"range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
+                                    "text": "print(total)\n"}])
+            server.change(other, 3, [{"text": "x = fresh_helper(2)\n\n"}])
+            server.inline_completion(other, 1, 0)
+            context = [line for line in server.stderr_lines if "context snippets" in line]
+            assert "src/main.py" in context[-1], context[-1]
+        finally:
+            server.close()

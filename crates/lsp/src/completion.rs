@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::cache::CompletionCache;
 use crate::daemon::{Daemon, DaemonError, Endpoint, ModelInfo};
 use crate::postprocess::{is_settled, postprocess, Hole};
-use crate::prompt::{build, window, Prompt, PromptInput, Snippet, CODE_FENCE};
+use crate::prompt::{build, window, Prompt, PromptInput, Snippet, CHARACTERS_PER_TOKEN, CODE_FENCE};
 use crate::settings::Settings;
 use crate::syntax::{CompletionMode, Language};
 
@@ -102,7 +102,12 @@ impl Completer {
     /// Dropping the returned future drops the stream, which stops the generation.
     pub(crate) async fn generate(&self, settings: &Settings, request: &HoleRequest) -> Result<Outcome, DaemonError> {
         let info = self.model_info(&settings.model).await?;
-        let window = window(&request.text, request.offset, settings.context_tokens);
+        let snippet_tokens: usize = request
+            .snippets
+            .iter()
+            .map(|snippet| (snippet.text.len() + snippet.path.len()) / CHARACTERS_PER_TOKEN + 4)
+            .sum();
+        let window = window(&request.text, request.offset, settings.context_tokens.saturating_sub(snippet_tokens).max(128));
         let input = PromptInput {
             window: window.clone(),
             path: &request.path,
@@ -110,6 +115,10 @@ impl Completer {
             mode: request.mode,
             snippets: &request.snippets,
         };
+        if !request.snippets.is_empty() {
+            let sources: Vec<&str> = request.snippets.iter().map(|snippet| snippet.path.as_str()).collect();
+            tracing::debug!(?sources, "context snippets");
+        }
         let prompt = build(&input, info.fills_in_the_middle);
         let body = request_body(settings, &prompt, request.mode);
         let hole = Hole { prefix: window.prefix, suffix: window.suffix, mode: request.mode, language: request.language };

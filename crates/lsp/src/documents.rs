@@ -22,12 +22,14 @@ pub struct Document {
     /// The last parse, edited (not reparsed) by changes since.
     tree: Option<Tree>,
     tree_current: bool,
+    /// Byte offset of the latest edit, for "recently edited" context.
+    pub last_edit: Option<usize>,
 }
 
 impl Document {
     pub fn new(uri: String, text: String, version: i32, language_id: String) -> Document {
         let language = Language::detect(&language_id, &uri);
-        Document { uri, text, version, language_id, language, tree: None, tree_current: false }
+        Document { uri, text, version, language_id, language, tree: None, tree_current: false, last_edit: None }
     }
 
     /// The syntax tree of the current text, reparsing incrementally when it is stale.
@@ -114,6 +116,7 @@ impl Documents {
         for change in changes {
             let edit = apply_change(&mut document.text, change, encoding).map_err(DocumentError::Position)?;
             document.tree_current = false;
+            document.last_edit = Some(edit.map_or(0, |edit| edit.new_end_byte));
             match (edit, document.tree.as_mut()) {
                 (Some(edit), Some(tree)) => edit_tree(tree, &edit),
                 // A full replacement: the old tree says nothing about the new text.

@@ -6,6 +6,7 @@ pub mod chat;
 mod completion;
 pub mod daemon;
 pub mod documents;
+pub mod index;
 pub mod postprocess;
 pub mod prompt;
 mod server;

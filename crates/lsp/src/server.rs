@@ -26,6 +26,8 @@ use crate::chat::{edit_for, first_code_block, messages, target_span, CodeContext
 use crate::completion::{Completer, HoleRequest, Outcome};
 use crate::daemon::{Daemon, DaemonError, Endpoint, Launcher};
 use crate::documents::{Document, Documents};
+use crate::index::{snippets_for, WorkspaceIndex};
+use crate::prompt::{Snippet, CHARACTERS_PER_TOKEN};
 use crate::settings::Settings;
 use crate::stats::{self, Stats};
 use crate::syntax::{completion_mode, CompletionMode, Language};
@@ -157,6 +159,74 @@ struct Shared {
     daemon_ready: tokio::sync::Mutex<bool>,
     workspace_root: Mutex<Option<String>>,
     reported_errors: Mutex<Vec<String>>,
+    /// Definitions across the workspace; absent until initialized with a folder.
+    index: Mutex<Option<Arc<WorkspaceIndex>>>,
+    /// Keeps the index current while it lives.
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Documents by most recent edit, newest first.
+    recently_edited: Mutex<Vec<String>>,
+}
+
+/// Documents remembered as recently edited.
+const RECENTLY_EDITED: usize = 8;
+
+/// Whether a changed path is outside what the index covers: hidden, or ignored by the
+/// workspace's `.gitignore`.
+fn ignored_path(root: &std::path::Path, gitignore: &ignore::gitignore::Gitignore, path: &std::path::Path) -> bool {
+    let Ok(relative) = path.strip_prefix(root) else { return true };
+    if relative.components().any(|component| component.as_os_str().to_string_lossy().starts_with('.')) {
+        return true;
+    }
+    gitignore.matched_path_or_any_parents(path, false).is_ignore()
+}
+
+/// Watches the workspace and re-indexes what changes.
+fn watch_workspace(index: Arc<WorkspaceIndex>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let root = index.root().to_owned();
+    let (gitignore, _) = ignore::gitignore::Gitignore::new(root.join(".gitignore"));
+    let watched_root = root.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        for path in &event.paths {
+            if ignored_path(&watched_root, &gitignore, path) {
+                continue;
+            }
+            match event.kind {
+                EventKind::Remove(_) => index.remove_file(path),
+                EventKind::Create(_) | EventKind::Modify(_) => index.index_file(path),
+                _ => {}
+            }
+        }
+    })?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// The lines near `offset` that stay the same while the user types on its line: up to 20
+/// lines above it and 5 below.
+fn text_near_cursor(text: &str, offset: usize) -> String {
+    let line_start = text[..offset].rfind('\n').map_or(0, |index| index + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |index| offset + index);
+    let above: Vec<&str> = text[..line_start].lines().rev().take(20).collect();
+    let below: Vec<&str> = text[line_end..].lines().skip(1).take(5).collect();
+    let mut near: Vec<&str> = above.into_iter().rev().collect();
+    near.extend(below);
+    near.join("\n")
+}
+
+/// About a dozen lines around a document's latest edit.
+fn around_edit(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let mut offset = offset;
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before: Vec<&str> = text[..offset].lines().rev().take(8).collect();
+    let after: Vec<&str> = text[offset..].lines().take(4).collect();
+    let mut lines: Vec<&str> = before.into_iter().rev().collect();
+    lines.extend(after.into_iter().skip(1));
+    lines.join("\n")
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -251,8 +321,42 @@ impl Backend {
             daemon_ready: tokio::sync::Mutex::new(false),
             workspace_root: Mutex::new(None),
             reported_errors: Mutex::new(Vec::new()),
+            index: Mutex::new(None),
+            watcher: Mutex::new(None),
+            recently_edited: Mutex::new(Vec::new()),
         });
         Backend { client, shared }
+    }
+
+    /// Indexes the workspace folder in the background, then watches it.
+    fn start_indexing(&self) {
+        let root = lock(&self.shared.workspace_root).clone();
+        let Some(root) = root.as_deref().and_then(|root| root.strip_prefix("file://")).map(percent_decode) else {
+            return;
+        };
+        let root = PathBuf::from(root);
+        if !root.is_dir() {
+            return;
+        }
+        let index = Arc::new(WorkspaceIndex::new(root));
+        *lock(&self.shared.index) = Some(index.clone());
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let files = index.index_all();
+            let size = index.size();
+            tracing::info!(
+                files,
+                definitions = size.definitions,
+                index_kib = size.estimated_bytes / 1024,
+                seconds = started.elapsed().as_secs_f32(),
+                "workspace indexed"
+            );
+            match watch_workspace(index) {
+                Ok(watcher) => *lock(&shared.watcher) = Some(watcher),
+                Err(error) => tracing::warn!(%error, "not watching the workspace; the index will not follow changes"),
+            }
+        });
     }
 
     fn settings(&self) -> Settings {
@@ -319,7 +423,20 @@ impl Backend {
         let encoding = *lock(&self.shared.encoding);
         let uri = params.text_document.uri.as_str().to_owned();
         let root = lock(&self.shared.workspace_root).clone();
+        let index = lock(&self.shared.index).clone();
+        let recently_edited = lock(&self.shared.recently_edited).clone();
         let mut documents = lock(&self.shared.documents);
+        // Snippets from other recently edited documents, taken before borrowing this one.
+        let snippet_budget = settings.context_tokens * CHARACTERS_PER_TOKEN / 4;
+        let mut recent_snippets = Vec::new();
+        for other in recently_edited.iter().filter(|other| **other != uri).take(2) {
+            if let Some(document) = documents.get(other) {
+                let text = around_edit(&document.text, document.last_edit.unwrap_or(0));
+                if !text.trim().is_empty() {
+                    recent_snippets.push(Snippet { path: display_path(other, root.as_deref()), text });
+                }
+            }
+        }
         let Some(document) = documents.get_mut(&uri) else {
             return Err(jsonrpc::Error::invalid_params(format!("unknown document {uri}: it was not opened")));
         };
@@ -358,7 +475,21 @@ impl Backend {
             mode => mode,
         };
         let path = display_path(&uri, root.as_deref());
-        let request = HoleRequest { uri, path, text, offset, language, mode, snippets: Vec::new() };
+        // Definitions of names near the cursor first, then recent edits, within a quarter of
+        // the budget; both stay put while the user types on one line.
+        let mut snippets = match &index {
+            Some(index) => snippets_for(index, &text_near_cursor(&text, offset), &path, snippet_budget),
+            None => Vec::new(),
+        };
+        let mut used: usize = snippets.iter().map(|snippet| snippet.text.len() + snippet.path.len()).sum();
+        for snippet in recent_snippets {
+            let cost = snippet.text.len() + snippet.path.len();
+            if used + cost <= snippet_budget {
+                used += cost;
+                snippets.push(snippet);
+            }
+        }
+        let request = HoleRequest { uri, path, text, offset, language, mode, snippets };
         Ok(Some(Prepared { request, range, selected_text }))
     }
 
@@ -654,6 +785,7 @@ impl LanguageServer for Backend {
     async fn initialized(&self, _: InitializedParams) {
         let settings = self.settings();
         tracing::info!(model = %settings.model, daemon = %self.shared.completer.daemon.base_url(), "language server ready");
+        self.start_indexing();
         // Start (or find) the daemon now, so the first completion does not wait for it.
         let backend_shared = self.shared.clone();
         let client = self.client.clone();
@@ -691,6 +823,12 @@ impl LanguageServer for Backend {
             .collect();
         let uri = params.text_document.uri.as_str().to_owned();
         let result = lock(&self.shared.documents).change(&uri, params.text_document.version, &changes, encoding);
+        {
+            let mut recent = lock(&self.shared.recently_edited);
+            recent.retain(|other| *other != uri);
+            recent.insert(0, uri.clone());
+            recent.truncate(RECENTLY_EDITED);
+        }
         if let Err(error) = result {
             self.log(MessageType::WARNING, format!("didChange: {error}")).await;
         }
