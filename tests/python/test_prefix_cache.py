@@ -3,6 +3,7 @@ KV cache of an earlier request, and must give the answers a daemon without that 
 
 import os
 import tempfile
+import time
 
 import pytest
 
@@ -38,3 +39,29 @@ def test_repeated_and_extended_prompts_answer_as_if_cold(daemon, uncached_daemon
         cached = answer(daemon, prompt)
         assert cached[0].strip(), "empty answer"
         assert cached == answer(uncached_daemon, prompt), prompt[-60:]
+
+
+def test_a_cancelled_generation_still_serves_the_next_prompt(daemon):
+    """An editor drops a completion's stream as soon as its answer is settled; what the engine
+    computed for it must still serve the next request, which shares almost all of its prompt."""
+    import json
+    import urllib.request
+
+    def story(name):
+        return " ".join(f"On day {day} {name} counted {day * 7} sacks of flour." for day in range(1, 40))
+
+    def prompt_seconds(prompt):
+        result = daemon.post("/api/generate", {"model": MODEL, "prompt": prompt, "stream": False,
+                                                "options": {"temperature": 0, "num_predict": 1}})
+        return result["prompt_eval_duration"] / 1e9
+
+    first = story("the miller")
+    request = urllib.request.Request(daemon.url + "/api/generate", method="POST", data=json.dumps(
+        {"model": MODEL, "prompt": first, "stream": True, "options": {"temperature": 0, "num_predict": 300}}).encode())
+    with urllib.request.urlopen(request, timeout=600) as response:
+        assert json.loads(response.readline())["done"] is False
+    # The connection is closed: the engine cancels the sequence.
+    time.sleep(1)
+    warm = prompt_seconds(first + " How many on day 3?")
+    cold = prompt_seconds(story("the baker") + " How many on day 3?")
+    assert warm < cold / 3, f"after a cancelled request: {warm:.2f} s, cold: {cold:.2f} s"

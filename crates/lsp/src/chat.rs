@@ -128,7 +128,10 @@ pub fn messages(task: Option<CodeTask>, question: Option<&str>, context: &CodeCo
     let language = context.language.map_or("", Language::name);
     let mut user = String::new();
     for snippet in &context.related {
-        user.push_str(&format!("Related code from {}:\n{CODE_FENCE}{language}\n{}\n{CODE_FENCE}\n\n", snippet.path, snippet.text));
+        user.push_str(&format!(
+            "Related code from {}:\n{CODE_FENCE}{language}\n{}\n{CODE_FENCE}\n\n",
+            snippet.path, snippet.text
+        ));
     }
     user.push_str(&format!("Code from {}:\n{CODE_FENCE}{language}\n{}", context.path, context.code));
     if !context.code.ends_with('\n') {
@@ -195,11 +198,13 @@ pub fn edit_for(task: CodeTask, context: &CodeContext, answer: &str, document_le
         CodeTask::Explain => None,
         CodeTask::Fix | CodeTask::Document => {
             let text = with_final_newline(code);
-            (text != context.code).then(|| Replacement { start: context.start, end: context.end, text })
+            (text != context.code).then_some(Replacement { start: context.start, end: context.end, text })
         }
-        CodeTask::WriteTests => {
-            Some(Replacement { start: document_length, end: document_length, text: format!("\n{}", with_final_newline(code)) })
-        }
+        CodeTask::WriteTests => Some(Replacement {
+            start: document_length,
+            end: document_length,
+            text: format!("\n{}", with_final_newline(code)),
+        }),
     }
 }
 
@@ -207,7 +212,8 @@ pub fn edit_for(task: CodeTask, context: &CodeContext, answer: &str, document_le
 mod tests {
     use super::*;
 
-    const SOURCE: &str = "use std::fmt;\n\nfn add(left: u32, right: u32) -> u32 {\n    left + rigth\n}\n\nfn main() {}\n";
+    const SOURCE: &str =
+        "use std::fmt;\n\nfn add(left: u32, right: u32) -> u32 {\n    left + rigth\n}\n\nfn main() {}\n";
 
     #[test]
     fn the_target_is_the_selection_or_the_enclosing_function() {
@@ -239,7 +245,8 @@ mod tests {
             diagnostics: vec!["cannot find value `rigth` in this scope".into()],
             related: Vec::new(),
         };
-        let answer = "Here:\n```rust\nfn add(left: u32, right: u32) -> u32 {\n    left + right\n}\n```\nFixed the typo.";
+        let answer =
+            "Here:\n```rust\nfn add(left: u32, right: u32) -> u32 {\n    left + right\n}\n```\nFixed the typo.";
         let fix = edit_for(CodeTask::Fix, &context, answer, SOURCE.len()).unwrap();
         assert_eq!((fix.start, fix.end), (start, end));
         assert_eq!(fix.text, "fn add(left: u32, right: u32) -> u32 {\n    left + right\n}\n");

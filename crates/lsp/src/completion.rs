@@ -107,7 +107,8 @@ impl Completer {
             .iter()
             .map(|snippet| (snippet.text.len() + snippet.path.len()) / CHARACTERS_PER_TOKEN + 4)
             .sum();
-        let window = window(&request.text, request.offset, settings.context_tokens.saturating_sub(snippet_tokens).max(128));
+        let window =
+            window(&request.text, request.offset, settings.context_tokens.saturating_sub(snippet_tokens).max(128));
         let input = PromptInput {
             window: window.clone(),
             path: &request.path,
@@ -121,16 +122,16 @@ impl Completer {
         }
         let prompt = build(&input, info.fills_in_the_middle);
         let body = request_body(settings, &prompt, request.mode);
-        let hole = Hole { prefix: window.prefix, suffix: window.suffix, mode: request.mode, language: request.language };
+        let hole =
+            Hole { prefix: window.prefix, suffix: window.suffix, mode: request.mode, language: request.language };
         let mut generated = match prompt {
             Prompt::FillInTheMiddle { .. } => {
                 self.daemon.generate(Endpoint::Generate, &body, true, |text| is_settled(text, &hole)).await?
             }
             Prompt::Chat { held_back, .. } => {
                 // The answer continues the prefilled code block; its closing fence ends it.
-                let settled = |text: &str| {
-                    text.contains(CODE_FENCE) || is_settled(without_held_back(text, &held_back), &hole)
-                };
+                let settled =
+                    |text: &str| text.contains(CODE_FENCE) || is_settled(without_held_back(text, &held_back), &hole);
                 let mut generated = self.daemon.generate(Endpoint::Chat, &body, true, settled).await?;
                 if let Some(fence) = generated.text.find(CODE_FENCE) {
                     generated.text.truncate(fence);
@@ -192,7 +193,14 @@ pub(crate) fn request_body(settings: &Settings, prompt: &Prompt, mode: Completio
                 "options": options,
             })
         }
-        Prompt::Chat { system, user, prefill, .. } => json!({
+        Prompt::Chat { system, user, prefill, .. } => {
+            // Stop sequences end the generation in the daemon as a finished one (its work stays
+            // in the prefix cache for the next keystroke's request).
+            options["stop"] = match mode {
+                CompletionMode::SingleLine => json!([CODE_FENCE, "\n"]),
+                _ => json!([CODE_FENCE, "\n\n\n"]),
+            };
+            json!({
             "model": settings.model,
             "messages": [
                 { "role": "system", "content": system },
@@ -202,6 +210,7 @@ pub(crate) fn request_body(settings: &Settings, prompt: &Prompt, mode: Completio
             "stream": true,
             "keep_alive": settings.keep_alive,
             "options": options,
-        }),
+            })
+        }
     }
 }

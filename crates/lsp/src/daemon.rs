@@ -36,7 +36,9 @@ impl std::fmt::Display for DaemonError {
             DaemonError::ModelNotFound(model) => {
                 write!(formatter, "model '{model}' not found; import or pull it first (modeld create / modeld pull)")
             }
-            DaemonError::Failed { status, message } => write!(formatter, "the model daemon answered {status}: {message}"),
+            DaemonError::Failed { status, message } => {
+                write!(formatter, "the model daemon answered {status}: {message}")
+            }
         }
     }
 }
@@ -103,11 +105,10 @@ impl Daemon {
         if let Some(directory) = launcher.log_path.parent() {
             let _ = std::fs::create_dir_all(directory);
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&launcher.log_path)
-            .map_err(|error| DaemonError::Unreachable(format!("opening {}: {error}", launcher.log_path.display())))?;
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&launcher.log_path).map_err(|error| {
+                DaemonError::Unreachable(format!("opening {}: {error}", launcher.log_path.display()))
+            })?;
         let log_for_stderr =
             log.try_clone().map_err(|error| DaemonError::Unreachable(format!("opening the daemon log: {error}")))?;
         let mut command = std::process::Command::new(&launcher.command);
@@ -117,9 +118,9 @@ impl Daemon {
             use std::os::unix::process::CommandExt;
             command.process_group(0);
         }
-        let mut child = command.spawn().map_err(|error| {
-            DaemonError::Unreachable(format!("starting {}: {error}", launcher.command.display()))
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|error| DaemonError::Unreachable(format!("starting {}: {error}", launcher.command.display())))?;
         tracing::info!(log = %launcher.log_path.display(), "started the model daemon");
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
@@ -181,8 +182,10 @@ impl Daemon {
             other => other?,
         };
         let body = read_body(response).await?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|error| DaemonError::Failed { status: 200, message: format!("unreadable /api/show answer: {error}") })?;
+        let value: Value = serde_json::from_slice(&body).map_err(|error| DaemonError::Failed {
+            status: 200,
+            message: format!("unreadable /api/show answer: {error}"),
+        })?;
         let capabilities = value.get("capabilities").and_then(Value::as_array);
         let by_capability = capabilities.map(|list| list.iter().any(|item| item.as_str() == Some("insert")));
         // Older Ollama versions list no capabilities; their templates name `.Suffix`.
@@ -216,7 +219,10 @@ impl Daemon {
         loop {
             let chunk = response.chunk().await.map_err(|error| DaemonError::Unreachable(error.to_string()))?;
             let Some(chunk) = chunk else {
-                return Err(DaemonError::Failed { status: 200, message: "the stream ended before its last line".into() });
+                return Err(DaemonError::Failed {
+                    status: 200,
+                    message: "the stream ended before its last line".into(),
+                });
             };
             pending.extend_from_slice(&chunk);
             if pending.len() > MAX_RESPONSE_BYTES {

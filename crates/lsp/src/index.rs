@@ -167,7 +167,8 @@ impl WorkspaceIndex {
         let relative = self.relative(path);
         let language = Language::from_path(&relative);
         let readable = language.is_some()
-            && std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file() && metadata.len() <= MAX_INDEXED_FILE_BYTES);
+            && std::fs::metadata(path)
+                .is_ok_and(|metadata| metadata.is_file() && metadata.len() <= MAX_INDEXED_FILE_BYTES);
         let found = match (language, readable) {
             (Some(language), true) => match std::fs::read_to_string(path) {
                 Ok(text) => definitions(language, &relative, &text),
@@ -294,7 +295,8 @@ pub fn snippets_for(index: &WorkspaceIndex, near: &str, current_path: &str, budg
                 return snippets;
             }
             used += cost;
-            snippets.push(Snippet { path: format!("{}:{}", definition.path, definition.line + 1), text: definition.text });
+            snippets
+                .push(Snippet { path: format!("{}:{}", definition.path, definition.line + 1), text: definition.text });
         }
     }
     snippets
@@ -310,7 +312,11 @@ mod tests {
             (Language::Rust, "fn compute_total(x: u32) -> u32 { x }\nstruct Ledger;\n", "compute_total"),
             (Language::Python, "def compute_total(x):\n    return x\n\nclass Ledger:\n    pass\n", "compute_total"),
             (Language::JavaScript, "function computeTotal(x) { return x; }\nclass Ledger {}\n", "computeTotal"),
-            (Language::TypeScript, "function computeTotal(x: number): number { return x; }\ninterface Ledger {}\n", "computeTotal"),
+            (
+                Language::TypeScript,
+                "function computeTotal(x: number): number { return x; }\ninterface Ledger {}\n",
+                "computeTotal",
+            ),
             (Language::Tsx, "function computeTotal(x: number) { return <div>{x}</div>; }\n", "computeTotal"),
             (Language::Go, "package main\nfunc computeTotal(x int) int { return x }\n", "computeTotal"),
             (Language::C, "int compute_total(int x) { return x; }\n", "compute_total"),
@@ -356,7 +362,8 @@ mod tests {
     fn snippets_come_from_names_near_the_cursor() {
         let index = WorkspaceIndex::new(PathBuf::from("/w"));
         let path: Arc<str> = Arc::from("src/ledger.rs");
-        let source = "pub struct Ledger { total: u32 }\npub fn compute_total(ledger: &Ledger) -> u32 { ledger.total }\n";
+        let source =
+            "pub struct Ledger { total: u32 }\npub fn compute_total(ledger: &Ledger) -> u32 { ledger.total }\n";
         index.replace_file(path.clone(), definitions(Language::Rust, &path, source));
         let near = "let ledger = Ledger::default();\nlet sum = compute_total(&ledger);\n";
         let snippets = snippets_for(&index, near, "src/main.rs", 1000);

@@ -98,7 +98,8 @@ fn strip_prefix_echo<'t>(text: &'t str, hole: &Hole<'_>) -> &'t str {
     let mut best = 0;
     let line_starts = tail.match_indices('\n').map(|(index, _)| index + 1);
     // The document's first line starts a candidate too.
-    let starts: Vec<usize> = if tail_start == 0 { std::iter::once(0).chain(line_starts).collect() } else { line_starts.collect() };
+    let starts: Vec<usize> =
+        if tail_start == 0 { std::iter::once(0).chain(line_starts).collect() } else { line_starts.collect() };
     for start in starts {
         let candidate = &tail[start..];
         if candidate.trim().len() >= 4 && text.starts_with(candidate) {
@@ -135,7 +136,7 @@ fn truncate_to_block(text: &str, hole: &Hole<'_>) -> String {
         .lines()
         .skip(1)
         .find(|line| !line.trim().is_empty())
-        .is_some_and(|line| only_closers(line) && indentation(line) + 1 <= inner);
+        .is_some_and(|line| only_closers(line) && indentation(line) < inner);
     let mut kept: Vec<&str> = Vec::new();
     let mut blank_run = 0;
     for (index, line) in text.split('\n').enumerate() {
@@ -156,8 +157,9 @@ fn truncate_to_block(text: &str, hole: &Hole<'_>) -> String {
         }
         blank_run = 0;
         if indentation(line) < inner {
-            let closes = only_closers(line) || line.trim_start().starts_with("} else") || line.trim_start().starts_with("}")
-                && line.trim_end().ends_with('{');
+            let closes = only_closers(line)
+                || line.trim_start().starts_with("} else")
+                || line.trim_start().starts_with("}") && line.trim_end().ends_with('{');
             let language_closes_by_indent = hole.language.is_some_and(Language::blocks_close_by_indentation);
             if closes && !language_closes_by_indent && !suffix_closes {
                 kept.push(line);
@@ -226,10 +228,10 @@ fn open_brackets(line: &str) -> Vec<char> {
     for character in line.chars() {
         if closer_of(character).is_some() {
             stack.push(character);
-        } else if matches!(character, ')' | ']' | '}') {
-            if stack.last().and_then(|&opener| closer_of(opener)) == Some(character) {
-                stack.pop();
-            }
+        } else if matches!(character, ')' | ']' | '}')
+            && stack.last().and_then(|&opener| closer_of(opener)) == Some(character)
+        {
+            stack.pop();
         }
     }
     stack
@@ -278,7 +280,8 @@ fn balance_brackets(text: &str, hole: &Hole<'_>) -> String {
                 // A block's closing line (kept by the block truncation) closes a bracket
                 // opened before the cursor's line.
                 let line_start = text[..index].rfind('\n').map_or(0, |start| start + 1);
-                if hole.mode == CompletionMode::MultiLine && line_start > 0 && text[line_start..index].trim().is_empty() {
+                if hole.mode == CompletionMode::MultiLine && line_start > 0 && text[line_start..index].trim().is_empty()
+                {
                     continue;
                 }
                 return text[..index].to_owned();

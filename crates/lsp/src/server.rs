@@ -15,10 +15,11 @@ use tower_lsp_server::jsonrpc;
 use tower_lsp_server::ls_types::notification::Notification;
 use tower_lsp_server::ls_types::{
     CodeAction, CodeActionKind, CodeActionOptions, CodeActionOrCommand, CodeActionParams, CodeActionProviderCapability,
-    CodeActionResponse, Command, DidChangeConfigurationParams, TextEdit, Uri, WorkspaceEdit, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    CodeActionResponse, Command, DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
     DidOpenTextDocumentParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams, InitializeResult,
     InitializedParams, MessageType, OneOf, Position, PositionEncodingKind, Range, ServerCapabilities, ServerInfo,
-    TextDocumentIdentifier, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentIdentifier, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions, TextEdit, Uri,
+    WorkspaceEdit,
 };
 use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
@@ -506,12 +507,19 @@ impl Backend {
         InlineCompletionItem {
             insert_text,
             range: prepared.range,
-            command: Command { title: "Accept".into(), command: ACCEPT_COMMAND.into(), arguments: Some(vec![json!(id)]) },
+            command: Command {
+                title: "Accept".into(),
+                command: ACCEPT_COMMAND.into(),
+                arguments: Some(vec![json!(id)]),
+            },
         }
     }
 
     /// `textDocument/inlineCompletion` and `modeld/inlineCompletion`.
-    pub(crate) async fn inline_completion(&self, params: InlineCompletionParams) -> jsonrpc::Result<InlineCompletionList> {
+    pub(crate) async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> jsonrpc::Result<InlineCompletionList> {
         let started = Instant::now();
         lock(&self.shared.stats).requests += 1;
         let settings = self.settings();
@@ -592,7 +600,7 @@ impl Backend {
             }
         };
         let requests = lock(&self.shared.stats).requests;
-        if requests % 20 == 0 {
+        if requests.is_multiple_of(20) {
             self.save_stats();
         }
         Ok(list)
@@ -607,7 +615,8 @@ impl Backend {
             return Err(jsonrpc::Error::invalid_params(format!("unknown document {uri}: it was not opened")));
         };
         let offset = |position: Position, text: &str| {
-            offset_of(text, line_position(position), encoding).map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))
+            offset_of(text, line_position(position), encoding)
+                .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))
         };
         let start = offset(range.start, &document.text)?;
         let end = offset(range.end, &document.text)?.max(start);
@@ -662,7 +671,9 @@ impl Backend {
         let forward = async move {
             while let Some(piece) = received.recv().await {
                 if let Some(token) = &token {
-                    client.send_notification::<PartialResult>(json!({ "token": token, "value": { "content": piece } })).await;
+                    client
+                        .send_notification::<PartialResult>(json!({ "token": token, "value": { "content": piece } }))
+                        .await;
                 }
             }
         };
@@ -683,7 +694,10 @@ impl Backend {
         let uri = params.text_document.uri.as_str().to_owned();
         let (context, _) = self.code_context(&uri, params.range, params.diagnostics)?;
         let conversation = messages(None, Some(&params.prompt), &context);
-        let content = match self.ask(conversation, params.partial_result_token, params.max_tokens.unwrap_or(CHAT_MAX_TOKENS).clamp(1, 8192)).await {
+        let content = match self
+            .ask(conversation, params.partial_result_token, params.max_tokens.unwrap_or(CHAT_MAX_TOKENS).clamp(1, 8192))
+            .await
+        {
             Ok(content) => content,
             Err(error) => {
                 self.report(&error).await;
@@ -702,7 +716,10 @@ impl Backend {
             lock(&self.shared.shown).iter().find(|(shown, _)| *shown == id).map(|(_, suggestion)| suggestion.clone())
         });
         let Some(suggestion) = suggestion else {
-            return Err(jsonrpc::Error::invalid_params(format!("{command}: unknown suggestion id {:?}", arguments.first())));
+            return Err(jsonrpc::Error::invalid_params(format!(
+                "{command}: unknown suggestion id {:?}",
+                arguments.first()
+            )));
         };
         {
             let mut stats = lock(&self.shared.stats);
@@ -849,7 +866,8 @@ impl LanguageServer for Backend {
         if lock(&self.shared.documents).get(&uri).is_none() {
             return Ok(None);
         }
-        let diagnostics: Vec<String> = params.context.diagnostics.iter().map(|diagnostic| diagnostic.message.clone()).collect();
+        let diagnostics: Vec<String> =
+            params.context.diagnostics.iter().map(|diagnostic| diagnostic.message.clone()).collect();
         let selected = params.range.start != params.range.end;
         let mut actions = Vec::new();
         for &task in CodeTask::ALL {

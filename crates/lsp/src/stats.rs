@@ -149,7 +149,9 @@ pub fn load_all(cache_dir: &Path) -> Stats {
         if path.extension().is_some_and(|extension| extension == "json") {
             // Bounded: a stats file is a few kilobytes; skip anything odd.
             if entry.metadata().is_ok_and(|metadata| metadata.len() < 1 << 20) {
-                if let Some(stats) = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<Stats>(&bytes).ok()) {
+                if let Some(stats) =
+                    std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<Stats>(&bytes).ok())
+                {
                     total.add(&stats);
                 }
             }

@@ -166,7 +166,10 @@ fn opens_block(line: &str, language: Option<Language>) -> bool {
                 || line.ends_with(" then")
                 || line.ends_with("else")
                 || line.ends_with('{')
-                || (line.ends_with(')') && (trimmed.starts_with("function") || trimmed.contains("function(") || trimmed.starts_with("local function")))
+                || (line.ends_with(')')
+                    && (trimmed.starts_with("function")
+                        || trimmed.contains("function(")
+                        || trimmed.starts_with("local function")))
         }
         _ => line.ends_with('{') || line.ends_with('(') || line.ends_with('[') || line.ends_with("=>"),
     }

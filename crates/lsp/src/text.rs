@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn positions_past_the_end_are_errors() {
         let text = "ab\ncd";
-        assert_eq!(offset_of(text, at(2, 0), PositionEncoding::Utf16), Err(PositionError::LinePastEnd { line: 2, lines: 2 }));
+        assert_eq!(
+            offset_of(text, at(2, 0), PositionEncoding::Utf16),
+            Err(PositionError::LinePastEnd { line: 2, lines: 2 })
+        );
         assert_eq!(
             offset_of(text, at(0, 3), PositionEncoding::Utf16),
             Err(PositionError::ColumnPastEnd { line: 0, column: 3 })

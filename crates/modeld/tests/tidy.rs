@@ -40,7 +40,23 @@ const OWNERS: &[(&str, &[&str], &[&str])] = &[
         &["engine-mistralrs"],
     ),
     ("HTTP", &["axum", "axum-core", "hyper", "tower-http"], &["http-server"]),
-    ("the language server protocol", &["tower-lsp-server", "tower-lsp", "lsp-types"], &["lsp"]),
+    ("the language server protocol", &["tower-lsp-server", "tower-lsp", "lsp-types", "ls-types"], &["lsp"]),
+    (
+        "syntax trees",
+        &[
+            "tree-sitter",
+            "tree-sitter-rust",
+            "tree-sitter-python",
+            "tree-sitter-javascript",
+            "tree-sitter-typescript",
+            "tree-sitter-go",
+            "tree-sitter-c",
+            "tree-sitter-cpp",
+            "tree-sitter-java",
+            "tree-sitter-lua",
+        ],
+        &["lsp"],
+    ),
     ("MCP", &["rmcp"], &["mcp"]),
 ];
 
@@ -48,6 +64,9 @@ const OWNERS: &[(&str, &[&str], &[&str])] = &[
 /// binary sit above it.
 const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     ("serving", &["http-server", "ollama-api", "engine-mistralrs", "lsp", "mcp", "modeld"]),
+    // The language server is a client of the daemon's HTTP API: it links no engine, no core,
+    // no server.
+    ("lsp", &["serving", "engine", "engine-mistralrs", "http-server", "model-store", "modeld"]),
     ("engine", &["serving", "http-server", "ollama-api", "engine-mistralrs", "model-store", "modeld"]),
     ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),
     ("model-store", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),

@@ -7,9 +7,9 @@ use futures_util::StreamExt;
 use ollama_api::{ChatRequest, ChatResponse, Message};
 use serving::{ChatInput, Event, Finished, Priority, Started};
 
+use super::generate::asks_for_interactive_priority;
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
-use super::generate::asks_for_interactive_priority;
 use crate::{wire, ApiError, AppState};
 
 /// The core's input for a request; `interactive` when the sender asked for interactive

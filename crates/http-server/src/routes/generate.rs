@@ -57,7 +57,8 @@ pub(crate) async fn generate(
         done_reason: Some(done_reason.to_owned()),
         ..Default::default()
     };
-    let events = match state.core().generate(generate_input(&request, asks_for_interactive_priority(&headers))?).await? {
+    let events = match state.core().generate(generate_input(&request, asks_for_interactive_priority(&headers))?).await?
+    {
         Started::Loaded => return Ok(json_response(&respond_done("load"))),
         Started::Unloaded => return Ok(json_response(&respond_done("unload"))),
         Started::Running(events) => events,

@@ -198,6 +198,19 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                 .is_err()
             {
                 // If we can't send the response, cancel the sequence
+                // modeld: keep what it computed in the prefix cache, as a finished sequence's
+                // is: an editor drops a completion as soon as its answer is settled (or the user
+                // types on), and the next request shares almost all of its prompt.
+                if use_prefix_cacher && is_done.is_none() {
+                    let recurrent_snapshots = if this.cache().is_hybrid() {
+                        seq.recurrent_state_idx()
+                            .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
+                    } else {
+                        None
+                    };
+                    prefix_cacher.add_sequence(seq, recurrent_snapshots);
+                    prefix_cacher.evict_caches()?;
+                }
                 seq.set_state(crate::sequence::SequenceState::Done(
                     crate::sequence::StopReason::Canceled,
                 ));
