@@ -11,6 +11,9 @@ cd "$MODELD_ROOT"
 # Formatting first, fast; which crate may import what is `crates/modeld/tests/tidy.rs`, from
 # `cargo metadata`.
 cargo fmt --all --check
+# Every package of the lock file, other platforms' too: the boundary check reads
+# `cargo metadata --offline`, which needs them all (notify's macOS and BSD backends).
+cargo fetch --locked
 cargo build --locked -p modeld -p tiny-models
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # The real-weights tests in the workspace (the engine's cancellation and prefix-cache counters)

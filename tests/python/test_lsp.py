@@ -458,8 +458,11 @@ def test_workspace_definitions_and_recent_edits_reach_the_prompt(tiny_daemon):
             other = f"file://{workspace}/src/other.py"
             server.open(other, "x = fresh_helper(1)\n\n", "python")
             deadline = time.time() + 30
+            attempt = 1
             while True:
-                server.change(other, 2, [{"text": "x = fresh_helper(1)\n\n"}])
+                # A new text each time: the same place again would be answered from the cache.
+                attempt += 1
+                server.change(other, attempt, [{"text": f"x = fresh_helper({attempt})\n\n"}])
                 server.inline_completion(other, 1, 0)
                 context = [line for line in server.stderr_lines if "context snippets" in line]
                 if "src/fresh.py:1" in context[-1]:
@@ -469,7 +472,7 @@ def test_workspace_definitions_and_recent_edits_reach_the_prompt(tiny_daemon):
             # An edit in main.py shows in a request from other.py (at a new place, not cached).
             server.change(uri, 2, [{"range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
                                     "text": "print(total)\n"}])
-            server.change(other, 3, [{"text": "x = fresh_helper(2)\n\n"}])
+            server.change(other, attempt + 1, [{"text": "x = fresh_helper(0)\n\n"}])
             server.inline_completion(other, 1, 0)
             context = [line for line in server.stderr_lines if "context snippets" in line]
             assert "src/main.py" in context[-1], context[-1]

@@ -255,6 +255,9 @@ mod tests {
         assert_eq!(tests.text, "\n#[test]\nfn adds() {}\n");
         assert_eq!(edit_for(CodeTask::Fix, &context, "No code here.", SOURCE.len()), None);
         assert_eq!(edit_for(CodeTask::Explain, &context, answer, SOURCE.len()), None);
+        let related = vec![Snippet { path: "src/util.rs:3".into(), text: "pub fn rigth() -> u32".into() }];
+        let with_related = messages(Some(CodeTask::Fix), None, &CodeContext { related, ..context.clone() });
+        assert!(with_related[1].1.starts_with("Related code from src/util.rs:3:\n```rust\npub fn rigth() -> u32\n```"));
         let messages = messages(Some(CodeTask::Fix), None, &context);
         assert!(messages[1].1.contains("cannot find value `rigth`"));
         assert!(messages[1].1.contains("Code from src/lib.rs:\n```rust\nfn add("));

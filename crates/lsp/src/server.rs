@@ -48,6 +48,9 @@ pub const CHAT_METHOD: &str = "modeld/chat";
 /// Most tokens of a chat answer or code action.
 const CHAT_MAX_TOKENS: u32 = 1024;
 
+/// Bytes of related definitions shown with the code of a chat or code action.
+const CHAT_RELATED_BYTES: usize = 2000;
+
 /// modeld's inline completion request for clients without LSP 3.18: same params and result.
 pub const CUSTOM_COMPLETION_METHOD: &str = "modeld/inlineCompletion";
 
@@ -623,15 +626,15 @@ impl Backend {
         let language = document.language;
         let tree = document.tree().cloned();
         let (start, end) = target_span(&document.text, tree.as_ref(), start, end);
-        let context = CodeContext {
-            path: display_path(uri, root.as_deref()),
-            language,
-            start,
-            end,
-            code: document.text[start..end].to_owned(),
-            diagnostics,
-            related: Vec::new(),
+        let path = display_path(uri, root.as_deref());
+        let code = document.text[start..end].to_owned();
+        // Definitions the code uses, from elsewhere in the workspace.
+        let index = lock(&self.shared.index).clone();
+        let related = match index {
+            Some(index) => snippets_for(&index, &code, &path, CHAT_RELATED_BYTES),
+            None => Vec::new(),
         };
+        let context = CodeContext { path, language, start, end, code, diagnostics, related };
         Ok((context, document.text.len()))
     }
 
