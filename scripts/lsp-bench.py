@@ -219,8 +219,16 @@ def index_bench(args, env, files):
                 name = f"module_{number}.rs"
             with open(os.path.join(directory, name), "w") as file:
                 file.write(body)
+        # The same server without a workspace, after one completion: the baseline.
+        with tempfile.TemporaryDirectory() as empty:
+            baseline_server = LanguageServer(args.modeld, dict(env, MODELD_LOG="info"))
+            baseline_server.initialize(initialization_options={"model": args.model, "debounceMs": 0})
+            baseline_uri = f"file://{empty}/main.py"
+            baseline_server.open(baseline_uri, "import os\n\ndef main():\n    value = function_1_3(2)\n    \n", "python")
+            baseline_server.inline_completion(baseline_uri, 4, 4, timeout=600)
+            before = rss_kib(baseline_server.process.pid)
+            baseline_server.close()
         server = LanguageServer(args.modeld, dict(env, MODELD_LOG="info"))
-        before = rss_kib(server.process.pid)
         started = time.perf_counter()
         server.initialize(root_uri=f"file://{workspace}",
                           initialization_options={"model": args.model, "debounceMs": 0})
@@ -252,6 +260,7 @@ def main():
     parser.add_argument("--context-tokens", type=int, default=1024)
     parser.add_argument("--index-files", type=int, default=10000, help="0 skips the indexing benchmark")
     parser.add_argument("--gguf", help="start a daemon with this model file imported as --model")
+    parser.add_argument("--only-index", action="store_true", help="run only the indexing benchmark")
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -269,7 +278,20 @@ def main():
             daemon.stop()
 
 
+def print_index_bench(args, env):
+    result = index_bench(args, env, args.index_files)
+    print(f"index: {result['files']} files, {result['definitions']} definitions in "
+          f"{result['seconds']:.1f} s; index tables ~{result['index_kib'] / 1024:.1f} MiB; "
+          f"server RSS {result['rss_before_kib'] / 1024:.0f} MiB without a workspace, "
+          f"{result['rss_after_kib'] / 1024:.0f} MiB with it; "
+          f"a completion during indexing took {result['completion_during_indexing'] * 1000:.0f} ms")
+
+
 def run(args, env):
+    if args.only_index:
+        with tempfile.TemporaryDirectory() as cache:
+            print_index_bench(args, dict(env, XDG_CACHE_HOME=cache))
+        return
     with tempfile.TemporaryDirectory() as cache:
         env["XDG_CACHE_HOME"] = cache
         rng = random.Random(args.seed)
@@ -315,12 +337,8 @@ def run(args, env):
               f"p95 {percentile(typing['generated'], 0.95) * 1000:.0f} ms")
         print(f"server statistics: {stats}")
         if args.index_files:
-            result = index_bench(args, env, args.index_files)
             print()
-            print(f"index: {result['files']} files, {result['definitions']} definitions in "
-                  f"{result['seconds']:.1f} s; index tables ~{result['index_kib'] / 1024:.1f} MiB; "
-                  f"server RSS {result['rss_before_kib'] / 1024:.0f} -> {result['rss_after_kib'] / 1024:.0f} MiB; "
-                  f"a completion during indexing took {result['completion_during_indexing'] * 1000:.0f} ms")
+            print_index_bench(args, env)
 
 
 if __name__ == "__main__":
