@@ -478,3 +478,24 @@ def test_workspace_definitions_and_recent_edits_reach_the_prompt(tiny_daemon):
             assert "src/main.py" in context[-1], context[-1]
         finally:
             server.close()
+
+
+def test_the_model_is_loaded_when_the_server_starts(tiny_daemon):
+    def loaded():
+        return [model["name"] for model in tiny_daemon.request("GET", "/api/ps")[1]["models"]]
+
+    tiny_daemon.post("/api/generate", {"model": FIM, "keep_alive": 0})
+    deadline = time.time() + 30
+    while any(name.startswith(FIM) for name in loaded()):
+        assert time.time() < deadline, "the model did not unload"
+        time.sleep(0.1)
+    with tempfile.TemporaryDirectory() as home:
+        server = start_language_server(tiny_daemon, home)
+        try:
+            server.initialize(initialization_options={"model": FIM})
+            deadline = time.time() + 60
+            while not any(name.startswith(FIM) for name in loaded()):
+                assert time.time() < deadline, "the language server did not load its model"
+                time.sleep(0.1)
+        finally:
+            server.close()

@@ -175,6 +175,17 @@ impl Daemon {
         Err(DaemonError::Failed { status: status.as_u16(), message })
     }
 
+    /// Loads `model` (an empty `/api/generate`), keeping it for `keep_alive`, so the first
+    /// completion does not wait for the load.
+    pub async fn load(&self, model: &str, keep_alive: &str) -> Result<(), DaemonError> {
+        let body = json!({ "model": model, "keep_alive": keep_alive });
+        let response = match self.post("/api/generate", &body, false).await {
+            Err(DaemonError::Failed { status: 404, .. }) => return Err(DaemonError::ModelNotFound(model.to_owned())),
+            other => other?,
+        };
+        read_body(response).await.map(drop)
+    }
+
     /// What `model` can do, from `/api/show`.
     pub async fn model_info(&self, model: &str) -> Result<ModelInfo, DaemonError> {
         let response = match self.post("/api/show", &json!({ "model": model }), false).await {

@@ -806,13 +806,19 @@ impl LanguageServer for Backend {
         let settings = self.settings();
         tracing::info!(model = %settings.model, daemon = %self.shared.completer.daemon.base_url(), "language server ready");
         self.start_indexing();
-        // Start (or find) the daemon now, so the first completion does not wait for it.
+        // Start (or find) the daemon and load the model now, so the first completion waits
+        // for neither. A failed load is only logged: the first completion reports it.
         let backend_shared = self.shared.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
             let backend = Backend { client, shared: backend_shared };
             if let Err(error) = backend.ensure_daemon().await {
                 backend.report(&error).await;
+                return;
+            }
+            match backend.shared.completer.daemon.load(&settings.model, &settings.keep_alive).await {
+                Ok(()) => tracing::info!(model = %settings.model, "model loaded"),
+                Err(error) => tracing::info!(%error, "could not load the model ahead of the first completion"),
             }
         });
     }
