@@ -27,19 +27,11 @@ pub struct CompletionCache {
 }
 
 fn tail(text: &str) -> &str {
-    let mut start = text.len().saturating_sub(KEPT_CONTEXT_BYTES);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+    &text[text.ceil_char_boundary(text.len().saturating_sub(KEPT_CONTEXT_BYTES))..]
 }
 
 fn head(text: &str) -> &str {
-    let mut end = text.len().min(KEPT_CONTEXT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(KEPT_CONTEXT_BYTES)]
 }
 
 impl CompletionCache {

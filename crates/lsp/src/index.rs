@@ -103,11 +103,7 @@ pub fn definitions(language: Language, path: &Arc<str>, text: &str) -> Vec<Defin
             signature.push('\n');
         }
         if signature.is_empty() {
-            let mut end = MAX_DEFINITION_TEXT_BYTES.min(body.len());
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
-            signature = body[..end].to_owned();
+            signature = body[..body.floor_char_boundary(MAX_DEFINITION_TEXT_BYTES)].to_owned();
         }
         found.push(Definition {
             name: name_text.to_owned(),

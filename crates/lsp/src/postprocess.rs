@@ -89,11 +89,7 @@ fn strip_prefix_echo<'t>(text: &'t str, hole: &Hole<'_>) -> &'t str {
     }
     // Several lines before the cursor restated: the answer starts with lines of the prefix
     // ending at the cursor.
-    let tail_start = hole.prefix.len().saturating_sub(2000);
-    let mut tail_start = tail_start;
-    while !hole.prefix.is_char_boundary(tail_start) {
-        tail_start += 1;
-    }
+    let tail_start = hole.prefix.ceil_char_boundary(hole.prefix.len().saturating_sub(2000));
     let tail = &hole.prefix[tail_start..];
     let mut best = 0;
     let line_starts = tail.match_indices('\n').map(|(index, _)| index + 1);

@@ -28,22 +28,6 @@ pub struct Window<'a> {
     pub suffix: &'a str,
 }
 
-fn floor_char_boundary(text: &str, mut index: usize) -> usize {
-    index = index.min(text.len());
-    while !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
-}
-
-fn ceil_char_boundary(text: &str, mut index: usize) -> usize {
-    index = index.min(text.len());
-    while !text.is_char_boundary(index) {
-        index += 1;
-    }
-    index
-}
-
 /// The window around byte `offset` of `text` that fits `budget_tokens`: a quarter for the
 /// suffix (what it leaves unused goes to the prefix), the rest for the prefix. Both are cut
 /// at line boundaries; the prefix's first line moves in steps of [`PREFIX_START_STRIDE`].
@@ -64,7 +48,7 @@ pub fn window(text: &str, offset: usize, budget_tokens: usize) -> Window<'_> {
             suffix_end = index + 1;
         }
         if suffix_end == 0 {
-            suffix_end = floor_char_boundary(after, suffix_budget);
+            suffix_end = after.floor_char_boundary(suffix_budget);
         }
     }
     let suffix = &after[..suffix_end];
@@ -82,9 +66,9 @@ pub fn window(text: &str, offset: usize, budget_tokens: usize) -> Window<'_> {
             line_starts[if stepped <= cursor_line { stepped } else { first_fitting }]
         }
         // The cursor's line alone is over the budget: keep its end.
-        None => ceil_char_boundary(before, before.len() - prefix_budget),
+        None => before.ceil_char_boundary(before.len() - prefix_budget),
     };
-    let start = ceil_char_boundary(before, start);
+    let start = before.ceil_char_boundary(start);
     Window { prefix: &before[start..], suffix }
 }
 

@@ -221,11 +221,7 @@ fn text_near_cursor(text: &str, offset: usize) -> String {
 
 /// About a dozen lines around a document's latest edit.
 fn around_edit(text: &str, offset: usize) -> String {
-    let offset = offset.min(text.len());
-    let mut offset = offset;
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
+    let offset = text.floor_char_boundary(offset);
     let before: Vec<&str> = text[..offset].lines().rev().take(8).collect();
     let after: Vec<&str> = text[offset..].lines().take(4).collect();
     let mut lines: Vec<&str> = before.into_iter().rev().collect();

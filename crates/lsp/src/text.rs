@@ -99,10 +99,7 @@ pub fn offset_of(text: &str, position: LinePosition, encoding: PositionEncoding)
 
 /// The position of byte `offset` (clamped to the text, moved back to a character boundary).
 pub fn position_of(text: &str, offset: usize, encoding: PositionEncoding) -> LinePosition {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
+    let offset = text.floor_char_boundary(offset);
     let before = &text[..offset];
     let line = before.bytes().filter(|&byte| byte == b'\n').count() as u32;
     let line_start = before.rfind('\n').map_or(0, |index| index + 1);
