@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ollama_api::{PRIORITY_HEADER, PRIORITY_INTERACTIVE};
 use serde_json::{json, Value};
-
-/// The header that asks the daemon to serve a request at interactive priority, ahead of
-/// chats (modeld's extension; Ollama ignores it).
-pub const PRIORITY_HEADER: &str = "x-modeld-priority";
 
 /// How long to wait for a daemon started on demand.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -155,7 +152,7 @@ impl Daemon {
             .header("content-type", "application/json")
             .body(body.to_string());
         if interactive {
-            request = request.header(PRIORITY_HEADER, "interactive");
+            request = request.header(PRIORITY_HEADER, PRIORITY_INTERACTIVE);
         }
         let response = request.send().await.map_err(|error| DaemonError::Unreachable(error.to_string()))?;
         let status = response.status();

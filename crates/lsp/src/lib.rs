@@ -15,7 +15,7 @@ pub mod stats;
 pub mod syntax;
 pub mod text;
 
-pub use daemon::{Launcher, PRIORITY_HEADER};
+pub use daemon::Launcher;
 pub use server::{
     serve_stdio, supported_languages, LanguageServerConfig, ACCEPT_COMMAND, CHAT_METHOD, CUSTOM_COMPLETION_METHOD,
     DISMISS_COMMAND, EXPLAIN_COMMAND, PARTIAL_ACCEPT_COMMAND, STATS_COMMAND,

@@ -13,3 +13,10 @@ pub use duration::{parse_go_duration, KeepAlive, KeepAliveError};
 /// Request `options` and Modelfile `PARAMETER`s; the params layer's format is the store's.
 pub use model_store::{Options, OptionsError};
 pub use types::*;
+
+/// modeld's extension to the wire format: a request header asking for interactive priority
+/// (a completion an editor asks for while the user types), served ahead of chats. Ollama
+/// ignores it.
+pub const PRIORITY_HEADER: &str = "x-modeld-priority";
+/// The [`PRIORITY_HEADER`] value for interactive priority.
+pub const PRIORITY_INTERACTIVE: &str = "interactive";

@@ -4,20 +4,20 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::StreamExt;
-use ollama_api::{GenerateRequest, GenerateResponse};
+use ollama_api::{GenerateRequest, GenerateResponse, PRIORITY_HEADER, PRIORITY_INTERACTIVE};
 use serving::{Event, Finished, GenerateInput, Priority, Started};
 
 use crate::json::{json_response, OllamaJson};
 use crate::ndjson::{ndjson_response, now_rfc3339, StreamItem};
 use crate::{wire, ApiError, AppState};
 
-/// The header with which modeld's language server marks a completion it asks for while the
-/// user types, when the request itself does not show it (a chat model asked to fill a hole).
-pub(crate) const PRIORITY_HEADER: &str = "x-modeld-priority";
-
-/// Whether the request's headers ask for interactive priority.
+/// Whether the request's headers ask for interactive priority ([`PRIORITY_HEADER`], which
+/// modeld's language server sends when the request itself does not show it: a chat model
+/// asked to fill a hole).
 pub(crate) fn asks_for_interactive_priority(headers: &HeaderMap) -> bool {
-    headers.get(PRIORITY_HEADER).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"interactive"))
+    headers
+        .get(PRIORITY_HEADER)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(PRIORITY_INTERACTIVE.as_bytes()))
 }
 
 /// The core's input for a request. A request with a suffix is fill-in-the-middle, which
