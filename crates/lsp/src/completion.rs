@@ -142,8 +142,7 @@ impl Completer {
         };
         generated.text = generated.text.replace("\r\n", "\n");
         tracing::debug!(raw = %generated.text, stopped_early = generated.stopped_early, "model answer");
-        let special: Vec<String> = SPECIAL_TOKENS.iter().map(|token| (*token).to_owned()).collect();
-        let suggestion = postprocess(&generated.text, &hole, &special);
+        let suggestion = postprocess(&generated.text, &hole, SPECIAL_TOKENS);
         let (prefix, suffix) = request.text.split_at(request.offset);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(&settings.model, &request.uri, prefix, suffix, suggestion.as_deref().unwrap_or_default());

@@ -33,14 +33,14 @@ impl<'a> Hole<'a> {
 }
 
 /// Makes the suggestion for `hole` out of `raw`; `None` when nothing useful is left.
-/// `special_tokens` are removed wherever they appear (the family's FIM and end tokens).
-pub fn postprocess(raw: &str, hole: &Hole<'_>, special_tokens: &[String]) -> Option<String> {
+/// The answer ends at the first of `special_tokens` it contains (FIM and end tokens).
+pub fn postprocess(raw: &str, hole: &Hole<'_>, special_tokens: &[&str]) -> Option<String> {
     if hole.mode == CompletionMode::Nothing {
         return None;
     }
     let mut text = raw.replace("\r\n", "\n");
     for token in special_tokens {
-        if let Some(index) = text.find(token.as_str()) {
+        if let Some(index) = text.find(token) {
             text.truncate(index);
         }
     }

@@ -83,7 +83,7 @@ fn completion_modes_from_fixtures() {
 fn postprocessing_from_fixtures() {
     let cases = read_cases(include_str!("fixtures/postprocess.txt"));
     assert!(cases.len() >= 20, "{} cases", cases.len());
-    let special = vec!["<|endoftext|>".to_owned(), "<fim_middle>".to_owned()];
+    let special = ["<|endoftext|>", "<fim_middle>"];
     let mut failures = Vec::new();
     for case in &cases {
         let (text, offset, language, mode) = mode_at(case);
