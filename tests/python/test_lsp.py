@@ -152,6 +152,20 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(fim_server):
     insert(fim_server, uri, 2, 40, 0, "x")
     with pytest.raises(ResponseError):
         fim_server.request("workspace/executeCommand", {"command": "modeld.acceptCompletion", "arguments": [999999]})
+    # Code actions carrying data that is not ours, or ours about an unknown document.
+    foreign = {"title": "x", "data": {"uri": uri, "range": "everywhere", "task": "fix"}}
+    unknown_task = {"title": "x", "data": {"uri": uri, "range": {"start": {"line": 0, "character": 0},
+                                                                  "end": {"line": 0, "character": 0}}, "task": "rm"}}
+    closed = {"title": "x", "data": {"uri": "file:///work/never-opened.py", "task": "fix",
+                                      "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}}}
+    for action in (foreign, unknown_task, closed):
+        with pytest.raises(ResponseError) as error:
+            fim_server.request("codeAction/resolve", action)
+        assert error.value.code == INVALID_PARAMS
+    for arguments in ([], ["not an object"], [{"uri": uri}]):
+        with pytest.raises(ResponseError) as error:
+            fim_server.request("workspace/executeCommand", {"command": "modeld.explain", "arguments": arguments})
+        assert error.value.code == INVALID_PARAMS
     assert items(fim_server.inline_completion(uri, 1, 4)) == [FIM_ANSWER]
 
 

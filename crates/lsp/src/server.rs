@@ -136,6 +136,18 @@ pub(crate) struct ChatResult {
     pub(crate) edit: Option<WorkspaceEdit>,
 }
 
+/// What a code action (or the explain command) carries to its resolution: the code it is about.
+#[derive(Debug, Serialize, Deserialize)]
+struct ActionData {
+    uri: String,
+    range: Range,
+    /// [`CodeTask::name`]; the explain command does not need it.
+    #[serde(default)]
+    task: String,
+    #[serde(default)]
+    diagnostics: Vec<String>,
+}
+
 /// Partial results of a request, on its `partialResultToken`.
 enum PartialResult {}
 
@@ -301,6 +313,13 @@ fn line_position(position: Position) -> LinePosition {
     LinePosition { line: position.line, column: position.character }
 }
 
+/// The byte offset of a client's position, or the invalid-params error that names what is
+/// wrong with it.
+fn offset_in(text: &str, position: Position, encoding: PositionEncoding) -> jsonrpc::Result<usize> {
+    offset_of(text, line_position(position), encoding)
+        .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))
+}
+
 fn lsp_position(position: LinePosition) -> Position {
     Position { line: position.line, character: position.column }
 }
@@ -443,17 +462,13 @@ impl Backend {
         if !settings.language_enabled(&document.language_id) {
             return Ok(None);
         }
-        let cursor = offset_of(&document.text, line_position(params.position), encoding)
-            .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?;
+        let cursor = offset_in(&document.text, params.position, encoding)?;
         let language = document.language;
         let selected = params.context.as_ref().and_then(|context| context.selected_completion_info.as_ref());
         let (text, offset, range, selected_text, mode) = match selected {
             Some(selected) => {
-                let start = offset_of(&document.text, line_position(selected.range.start), encoding)
-                    .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?;
-                let end = offset_of(&document.text, line_position(selected.range.end), encoding)
-                    .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))?
-                    .max(start);
+                let start = offset_in(&document.text, selected.range.start, encoding)?;
+                let end = offset_in(&document.text, selected.range.end, encoding)?.max(start);
                 let text = format!("{}{}{}", &document.text[..start], selected.text, &document.text[end..]);
                 let offset = start + selected.text.len();
                 let tree = language.and_then(|language| language.parse(&text, None));
@@ -613,12 +628,8 @@ impl Backend {
         let Some(document) = documents.get_mut(uri) else {
             return Err(jsonrpc::Error::invalid_params(format!("unknown document {uri}: it was not opened")));
         };
-        let offset = |position: Position, text: &str| {
-            offset_of(text, line_position(position), encoding)
-                .map_err(|error| jsonrpc::Error::invalid_params(error.to_string()))
-        };
-        let start = offset(range.start, &document.text)?;
-        let end = offset(range.end, &document.text)?.max(start);
+        let start = offset_in(&document.text, range.start, encoding)?;
+        let end = offset_in(&document.text, range.end, encoding)?.max(start);
         let language = document.language;
         let tree = document.tree().cloned();
         let (start, end) = target_span(&document.text, tree.as_ref(), start, end);
@@ -688,21 +699,30 @@ impl Backend {
         answer.map(|generated| generated.text)
     }
 
+    /// [`Backend::ask`], with a failure reported to the user and turned into the request's
+    /// error.
+    async fn ask_or_report(
+        &self,
+        conversation: Vec<(String, String)>,
+        token: Option<Value>,
+        max_tokens: u32,
+    ) -> jsonrpc::Result<String> {
+        match self.ask(conversation, token, max_tokens).await {
+            Ok(answer) => Ok(answer),
+            Err(error) => {
+                self.report(&error).await;
+                Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() })
+            }
+        }
+    }
+
     /// `modeld/chat`: a question about the code at a range, answered in a stream.
     pub(crate) async fn chat(&self, params: ChatParams) -> jsonrpc::Result<ChatResult> {
         let uri = params.text_document.uri.as_str().to_owned();
         let (context, _) = self.code_context(&uri, params.range, params.diagnostics)?;
         let conversation = messages(None, Some(&params.prompt), &context);
-        let content = match self
-            .ask(conversation, params.partial_result_token, params.max_tokens.unwrap_or(CHAT_MAX_TOKENS).clamp(1, 8192))
-            .await
-        {
-            Ok(content) => content,
-            Err(error) => {
-                self.report(&error).await;
-                return Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() });
-            }
-        };
+        let max_tokens = params.max_tokens.unwrap_or(CHAT_MAX_TOKENS).clamp(1, 8192);
+        let content = self.ask_or_report(conversation, params.partial_result_token, max_tokens).await?;
         let edit = first_code_block(&content)
             .map(|code| Replacement { start: context.start, end: context.end, text: code })
             .and_then(|replacement| self.workspace_edit(&uri, &replacement));
@@ -879,7 +899,13 @@ impl LanguageServer for Backend {
             if task == CodeTask::Fix && diagnostics.is_empty() && !selected {
                 continue;
             }
-            let data = json!({ "uri": uri, "range": params.range, "task": task.name(), "diagnostics": diagnostics });
+            let data = ActionData {
+                uri: uri.clone(),
+                range: params.range,
+                task: task.name().to_owned(),
+                diagnostics: diagnostics.clone(),
+            };
+            let data = serde_json::to_value(data).unwrap_or(Value::Null);
             let action = if task == CodeTask::Explain {
                 CodeAction {
                     title: task.title().into(),
@@ -912,25 +938,13 @@ impl LanguageServer for Backend {
 
     async fn code_action_resolve(&self, mut action: CodeAction) -> jsonrpc::Result<CodeAction> {
         let Some(data) = action.data.clone() else { return Ok(action) };
-        let task = data.get("task").and_then(Value::as_str).and_then(CodeTask::from_name);
-        let uri = data.get("uri").and_then(Value::as_str).map(str::to_owned);
-        let range = data.get("range").cloned().and_then(|range| serde_json::from_value::<Range>(range).ok());
-        let (Some(task), Some(uri), Some(range)) = (task, uri, range) else {
+        let data = serde_json::from_value::<ActionData>(data).ok();
+        let Some((task, data)) = data.and_then(|data| Some((CodeTask::from_name(&data.task)?, data))) else {
             return Err(jsonrpc::Error::invalid_params("code action data is not modeld's"));
         };
-        let diagnostics: Vec<String> = data
-            .get("diagnostics")
-            .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default();
-        let (context, document_length) = self.code_context(&uri, range, diagnostics)?;
-        let answer = match self.ask(messages(Some(task), None, &context), None, CHAT_MAX_TOKENS).await {
-            Ok(answer) => answer,
-            Err(error) => {
-                self.report(&error).await;
-                return Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() });
-            }
-        };
+        let uri = data.uri;
+        let (context, document_length) = self.code_context(&uri, data.range, data.diagnostics)?;
+        let answer = self.ask_or_report(messages(Some(task), None, &context), None, CHAT_MAX_TOKENS).await?;
         match edit_for(task, &context, &answer, document_length).and_then(|edit| self.workspace_edit(&uri, &edit)) {
             Some(edit) => action.edit = Some(edit),
             None => {
@@ -946,22 +960,15 @@ impl LanguageServer for Backend {
         match params.command.as_str() {
             EXPLAIN_COMMAND => {
                 let data = params.arguments.first().cloned().unwrap_or(Value::Null);
-                let uri = data.get("uri").and_then(Value::as_str).map(str::to_owned);
-                let range = data.get("range").cloned().and_then(|range| serde_json::from_value::<Range>(range).ok());
-                let (Some(uri), Some(range)) = (uri, range) else {
+                let Ok(data) = serde_json::from_value::<ActionData>(data) else {
                     return Err(jsonrpc::Error::invalid_params("modeld.explain takes {uri, range}"));
                 };
-                let (context, _) = self.code_context(&uri, range, Vec::new())?;
-                match self.ask(messages(Some(CodeTask::Explain), None, &context), None, CHAT_MAX_TOKENS).await {
-                    Ok(answer) => {
-                        self.client.show_message(MessageType::INFO, answer.clone()).await;
-                        Ok(Some(json!({ "content": answer })))
-                    }
-                    Err(error) => {
-                        self.report(&error).await;
-                        Err(jsonrpc::Error { message: error.to_string().into(), ..jsonrpc::Error::internal_error() })
-                    }
-                }
+                let (context, _) = self.code_context(&data.uri, data.range, Vec::new())?;
+                let answer = self
+                    .ask_or_report(messages(Some(CodeTask::Explain), None, &context), None, CHAT_MAX_TOKENS)
+                    .await?;
+                self.client.show_message(MessageType::INFO, answer.clone()).await;
+                Ok(Some(json!({ "content": answer })))
             }
             ACCEPT_COMMAND | PARTIAL_ACCEPT_COMMAND | DISMISS_COMMAND => {
                 self.record_outcome(&params.command, &params.arguments)
