@@ -394,9 +394,12 @@ impl Backend {
         *settings = updated;
     }
 
-    fn save_stats(&self) {
+    /// Writes the statistics file on a blocking thread, off the threads that serve requests.
+    async fn save_stats(&self) {
         let stats = lock(&self.shared.stats).clone();
-        if let Err(error) = stats::save(&self.shared.config.cache_dir, &stats) {
+        let cache_dir = self.shared.config.cache_dir.clone();
+        let saved = tokio::task::spawn_blocking(move || stats::save(&cache_dir, &stats)).await;
+        if let Ok(Err(error)) = saved {
             tracing::debug!(%error, "could not save statistics");
         }
     }
@@ -615,7 +618,7 @@ impl Backend {
         };
         let requests = lock(&self.shared.stats).requests;
         if requests.is_multiple_of(20) {
-            self.save_stats();
+            self.save_stats().await;
         }
         Ok(list)
     }
@@ -729,7 +732,7 @@ impl Backend {
         Ok(ChatResult { content, edit })
     }
 
-    fn record_outcome(&self, command: &str, arguments: &[Value]) -> jsonrpc::Result<Option<Value>> {
+    async fn record_outcome(&self, command: &str, arguments: &[Value]) -> jsonrpc::Result<Option<Value>> {
         let id = arguments.first().and_then(Value::as_u64);
         let suggestion = id.and_then(|id| {
             lock(&self.shared.shown).iter().find(|(shown, _)| *shown == id).map(|(_, suggestion)| suggestion.clone())
@@ -755,7 +758,7 @@ impl Backend {
                 _ => stats.dismissed += 1,
             }
         }
-        self.save_stats();
+        self.save_stats().await;
         Ok(None)
     }
 }
@@ -840,7 +843,7 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
-        self.save_stats();
+        self.save_stats().await;
         Ok(())
     }
 
@@ -971,7 +974,7 @@ impl LanguageServer for Backend {
                 Ok(Some(json!({ "content": answer })))
             }
             ACCEPT_COMMAND | PARTIAL_ACCEPT_COMMAND | DISMISS_COMMAND => {
-                self.record_outcome(&params.command, &params.arguments)
+                self.record_outcome(&params.command, &params.arguments).await
             }
             STATS_COMMAND => {
                 let stats = lock(&self.shared.stats).clone();
