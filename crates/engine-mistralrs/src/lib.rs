@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use engine::{
     DoneReason, Engine, EngineCounters, EngineError, GenerationEvent, GenerationRequest, GenerationSummary, LoadSpec,
-    LoadedModel, ModelDescription, StopFilter, StopStep,
+    LoadedModel, ModelDescription, OutputConstraint, StopFilter, StopStep,
 };
 use mistralrs::core::{
     AdapterPaths, DefaultSchedulerMethod, DeviceMapSetting, GGUFLoaderBuilder, GGUFSpecificConfig, Loader,
@@ -325,8 +325,9 @@ impl LoadedModel for MistralRsModel {
             return_logprobs: false,
             is_streaming: true,
             id: self.runner.next_request_id(),
-            constraint: match &request.json_schema {
-                Some(schema) => Constraint::JsonSchema(schema.clone()),
+            constraint: match &request.constraint {
+                Some(OutputConstraint::JsonSchema(schema)) => Constraint::JsonSchema(schema.clone()),
+                Some(OutputConstraint::Lark(grammar)) => Constraint::Lark(grammar.clone()),
                 None => Constraint::None,
             },
             suffix: None,

@@ -28,7 +28,7 @@ async fn story_request(model: &dyn LoadedModel, max_new_tokens: usize) -> Genera
         sampling: Sampling { temperature: 0.0, repeat_penalty: 1.0, top_p: 1.0, ..Sampling::default() },
         max_new_tokens,
         stop: Vec::new(),
-        json_schema: None,
+        constraint: None,
     }
 }
 
@@ -79,7 +79,7 @@ async fn prompt_time(model: &dyn LoadedModel, prompt: &str) -> Duration {
         sampling: Sampling { temperature: 0.0, repeat_penalty: 1.0, top_p: 1.0, ..Sampling::default() },
         max_new_tokens: 1,
         stop: Vec::new(),
-        json_schema: None,
+        constraint: None,
     };
     let mut receiver = model.generate(request).await.unwrap();
     loop {

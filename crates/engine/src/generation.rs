@@ -161,8 +161,18 @@ pub struct GenerationRequest {
     pub max_new_tokens: usize,
     /// Stop sequences; the text before the first match is kept.
     pub stop: Vec<String>,
-    /// A JSON schema the output must match, enforced while decoding.
-    pub json_schema: Option<serde_json::Value>,
+    /// What the output must match, enforced while decoding.
+    pub constraint: Option<OutputConstraint>,
+}
+
+/// A constraint on generated text, enforced token by token while decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputConstraint {
+    /// A JSON value matching this JSON schema.
+    JsonSchema(serde_json::Value),
+    /// Text of a grammar in llguidance's Lark dialect (which embeds JSON schemas with
+    /// `%json`): how a model without a tool format answers either text or a tool call.
+    Lark(String),
 }
 
 /// Why a generation ended.

@@ -15,7 +15,7 @@ mod template_worker;
 pub use chat_template::{render_chat, ChatTemplateInput, RenderError, TemplateMessage};
 pub use generation::{
     DoneReason, Engine, EngineCounters, EngineError, Engines, GenerationEvent, GenerationRequest, GenerationSummary,
-    KeepAlive, LoadSpec, LoadedModel, ModelDescription, ModelKind, Sampling,
+    KeepAlive, LoadSpec, LoadedModel, ModelDescription, ModelKind, OutputConstraint, Sampling,
 };
 pub use scheduler::{
     human_binary_bytes, Lease, LoadedModelStatus, Priority, Scheduler, SchedulerConfig, SchedulerError,

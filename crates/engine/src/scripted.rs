@@ -99,8 +99,8 @@ impl LoadedModel for ScriptedModel {
     }
 
     async fn generate(&self, request: GenerationRequest) -> Result<mpsc::Receiver<GenerationEvent>, EngineError> {
-        if request.json_schema.is_some() {
-            return Err(EngineError::Unsupported("the scripted engine cannot constrain output to a schema".into()));
+        if request.constraint.is_some() {
+            return Err(EngineError::Unsupported("the scripted engine cannot constrain its output".into()));
         }
         let (sender, receiver) = mpsc::channel(16);
         let prompt: String = request.prompt_tokens.iter().filter_map(|token| char::from_u32(*token)).collect();

@@ -81,10 +81,40 @@ impl AppState {
     }
 }
 
+/// A service served beside the API at a path of its own, behind the same layers and access
+/// policy: the MCP endpoint at `/mcp`, which the `mcp` crate builds.
+pub struct Mounted(Router);
+
+impl Mounted {
+    /// `service` at exactly `path`.
+    pub fn at<S, B>(path: &str, service: S) -> Mounted
+    where
+        S: tower::Service<axum::extract::Request, Response = axum::http::Response<B>, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        Mounted(Router::new().route_service(path, service))
+    }
+}
+
 /// The whole API, behind the access policy, panic catching and per-request logging.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Vec::new())
+}
+
+/// The API and `mounted` services, all behind the same layers.
+pub fn app_with(state: AppState, mounted: Vec<Mounted>) -> Router {
     let access = Arc::new(state.config().access.clone());
-    layers::wrap(routes::router().with_state(state), access)
+    let mut router = routes::router().with_state(state);
+    for Mounted(service) in mounted {
+        router = router.merge(service);
+    }
+    layers::wrap(router, access)
 }
 
 /// Serves the API on `listener` until `shutdown` completes. Then it stops accepting, ends
@@ -93,6 +123,7 @@ pub fn app(state: AppState) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    mounted: Vec<Mounted>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let signalled = state.clone();
@@ -107,8 +138,9 @@ pub async fn serve(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
     };
-    let server =
-        std::future::IntoFuture::into_future(axum::serve(listener, app(state)).with_graceful_shutdown(graceful));
+    let server = std::future::IntoFuture::into_future(
+        axum::serve(listener, app_with(state, mounted)).with_graceful_shutdown(graceful),
+    );
     tokio::select! {
         result = server => result,
         () = deadline => {

@@ -48,8 +48,7 @@ async fn harness_with_config(engine: ScriptedEngine, scheduler_config: Scheduler
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("models")).unwrap();
     let scheduler = Scheduler::new(Arc::new(engine), scheduler_config);
-    let core =
-        serving::Core::new(store, scheduler, serving::CoreConfig { default_num_ctx: 2048, template_workers: None });
+    let core = serving::Core::new(store, scheduler, serving::CoreConfig::new(2048, None));
     let config = ServerConfig {
         version: "0.0.0-test".into(),
         access: AccessPolicy::loopback_default(),

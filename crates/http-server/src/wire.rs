@@ -77,11 +77,12 @@ pub(crate) fn chat_message(message: &Message) -> ChatMessage {
     }
 }
 
-/// A core message (from a messages layer) on the wire.
+/// A core message (from a messages layer, or a tool loop's exchange) on the wire.
 pub(crate) fn wire_message(message: &ChatMessage) -> Message {
     Message {
         role: message.role.clone(),
         content: message.content.clone(),
+        thinking: message.thinking.clone(),
         tool_calls: (!message.tool_calls.is_empty()).then(|| wire_tool_calls(&message.tool_calls)),
         tool_name: message.tool_name.clone(),
         tool_call_id: message.tool_call_id.clone(),

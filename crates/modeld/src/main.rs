@@ -8,6 +8,7 @@ mod environment;
 mod format;
 mod language_server;
 mod manage;
+mod mcp_command;
 mod run;
 mod serve;
 mod template_worker;
@@ -110,11 +111,23 @@ enum Command {
         #[arg(long, hide = true)]
         stdio: bool,
     },
+    /// Run the MCP server on stdin/stdout (the daemon's models as tools for agents, through
+    /// the daemon, started on demand), or list the MCP servers the daemon uses.
+    Mcp {
+        #[command(subcommand)]
+        command: Option<McpCommand>,
+    },
     /// Measure prompt and decode speed, time to first token and peak memory of the daemon.
     Bench(bench::BenchArgs),
     /// Render chat templates from stdin under a memory limit (started by `serve`).
     #[command(hide = true)]
     TemplateWorker,
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// List the configured MCP servers with their state and tools.
+    Servers,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +169,8 @@ fn main() -> ExitCode {
             Some(Command::Stop { model }) => manage::stop(&model).await,
             Some(Command::Bench(args)) => bench::bench(args).await,
             Some(Command::Lsp { stats, stdio: _ }) => language_server::run(stats).await,
+            Some(Command::Mcp { command: None }) => mcp_command::serve_stdio().await,
+            Some(Command::Mcp { command: Some(McpCommand::Servers) }) => mcp_command::list_servers().await,
             Some(Command::TemplateWorker) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -54,10 +54,29 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         store,
         scheduler.clone(),
         CoreConfig {
-            default_num_ctx: environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?,
-            template_workers: Some(template_workers()?),
+            tools_without_template: tools_without_template()?,
+            max_tool_rounds: environment::unsigned("MODELD_MAX_TOOL_ROUNDS", serving::DEFAULT_MAX_TOOL_ROUNDS)?,
+            ..CoreConfig::new(environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?, Some(template_workers()?))
         },
     );
+    // The MCP client: the configured servers start now; their tools serve chat requests with
+    // `mcp_servers`. A config that cannot be read is logged and the daemon serves without it.
+    let mcp_clients = match mcp_config() {
+        Ok(config) => {
+            let clients = mcp::McpClients::start(config, core.clone());
+            core.set_tool_provider(Arc::new(clients.clone()));
+            Some(clients)
+        }
+        Err(error) => {
+            tracing::error!("{error}; no MCP servers are used");
+            None
+        }
+    };
+    // The MCP server at /mcp, behind the same access policy as the API.
+    let mcp_shutdown = mcp::CancellationToken::new();
+    let model_server = mcp::ModelServer::new(core.clone());
+    let model_watch = model_server.watch_models();
+    let mounted = vec![http_server::Mounted::at("/mcp", mcp::http_service(model_server, mcp_shutdown.clone()))];
     let address = environment::bind_address()?;
     let config = ServerConfig {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -73,9 +92,45 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     let local_address = listener.local_addr()?;
     tracing::info!(models = %models_dir.display(), "Listening on {local_address} (version {})", config.version);
     let state = AppState::new(core, config);
-    http_server::serve(listener, state, shutdown_signal()).await?;
+    let shutdown = {
+        let mcp_shutdown = mcp_shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            mcp_shutdown.cancel();
+        }
+    };
+    http_server::serve(listener, state, mounted, shutdown).await?;
+    model_watch.abort();
+    if let Some(clients) = mcp_clients {
+        clients.shut_down();
+    }
     scheduler.unload_all();
     Ok(())
+}
+
+/// `MODELD_TOOLS_WITHOUT_TEMPLATE`: `prompt` (the default) or `refuse`.
+fn tools_without_template() -> anyhow::Result<serving::ToolsWithoutTemplate> {
+    match environment::variable("MODELD_TOOLS_WITHOUT_TEMPLATE").as_deref() {
+        None | Some("" | "prompt") => Ok(serving::ToolsWithoutTemplate::Prompt),
+        Some("refuse") => Ok(serving::ToolsWithoutTemplate::Refuse),
+        Some(other) => anyhow::bail!("MODELD_TOOLS_WITHOUT_TEMPLATE must be prompt or refuse (got {other:?})"),
+    }
+}
+
+/// The MCP servers to use: `MODELD_MCP_CONFIG`, else `$XDG_CONFIG_HOME/modeld/mcp.json`, else
+/// `~/.config/modeld/mcp.json`; no file is no servers.
+fn mcp_config() -> Result<mcp::config::McpConfig, String> {
+    let path = mcp::config::config_path(
+        environment::variable("MODELD_MCP_CONFIG").as_deref(),
+        environment::variable("XDG_CONFIG_HOME").as_deref(),
+        environment::variable("HOME").as_deref(),
+    );
+    let Some(path) = path else { return Ok(mcp::config::McpConfig::default()) };
+    let config = mcp::config::read_config(&path)?;
+    if !config.servers.is_empty() {
+        tracing::info!(path = %path.display(), servers = config.servers.len(), "MCP servers configured");
+    }
+    Ok(config)
 }
 
 /// Template workers: this binary's `template-worker` command, its errors discarded (a worker

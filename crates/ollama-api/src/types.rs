@@ -98,6 +98,9 @@ pub struct ChatRequest {
     /// How many alternatives per token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<i64>,
+    /// modeld: run the tool loop with these MCP servers' tools (`"all"` or a list of names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Value>,
 }
 
 /// One chat message.
@@ -217,6 +220,10 @@ pub struct ChatResponse {
     /// Figures on the final chunk.
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// modeld, on the final response of a tool loop: every message the loop added to the
+    /// conversation (calls, tool results, the answer), to append to the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
 }
 
 /// Progress line of create, pull and push.

@@ -6,12 +6,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use engine::{DoneReason, GenerationEvent, GenerationRequest, Lease, Sampling};
+use engine::{DoneReason, GenerationEvent, GenerationRequest, Lease, OutputConstraint, Sampling};
 use futures_util::{Stream, StreamExt};
 use model_formats::{OutputEvent, OutputParser};
 use model_store::Options;
 
-use crate::{ServingError, ToolCall};
+use crate::{ChatMessage, ServingError, ToolCall};
 
 /// One step of a running generation: the model's output already split into content, thinking
 /// and tool calls; then exactly one `Done` or `Failed`.
@@ -23,6 +23,9 @@ pub enum Event {
     Thinking(String),
     /// Complete tool calls, each with an id and its index within the reply.
     ToolCalls(Vec<ToolCall>),
+    /// In a tool loop: the `tool` message that answers a call the daemon ran. The model's
+    /// next round follows.
+    ToolResult(ChatMessage),
     /// The end, with figures.
     Done(Box<Finished>),
     /// A failure after the stream started.
@@ -135,7 +138,7 @@ pub(crate) struct Prepared {
     pub(crate) lease: Lease,
     pub(crate) prompt_tokens: Vec<u32>,
     pub(crate) options: Options,
-    pub(crate) json_schema: Option<serde_json::Value>,
+    pub(crate) constraint: Option<OutputConstraint>,
     pub(crate) num_ctx: usize,
     pub(crate) started: Instant,
     pub(crate) parser: OutputParser,
@@ -149,9 +152,9 @@ pub(crate) async fn run(
     prepared: Prepared,
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> Result<EventStream, ServingError> {
-    let Prepared { lease, prompt_tokens, options, json_schema, num_ctx, started, parser } = prepared;
+    let Prepared { lease, prompt_tokens, options, constraint, num_ctx, started, parser } = prepared;
     let request = GenerationRequest {
-        json_schema,
+        constraint,
         max_new_tokens: max_new_tokens(options.num_predict, num_ctx, prompt_tokens.len()),
         prompt_tokens: prompt_tokens.clone(),
         sampling: sampling(&options),
@@ -277,14 +280,67 @@ pub(crate) fn new_tool_call_id() -> String {
 /// A whole reply.
 #[derive(Debug, Default)]
 pub struct Reply {
-    /// Answer text.
+    /// Answer text (of the last round, in a tool loop).
     pub content: String,
-    /// Reasoning text.
+    /// Reasoning text (of the last round).
     pub thinking: String,
-    /// Calls made.
+    /// Calls made (in the last round).
     pub tool_calls: Vec<ToolCall>,
+    /// In a tool loop, the messages it added to the conversation; empty otherwise.
+    pub exchange: Exchange,
     /// The final figures; `None` when there were no events (a load or unload).
     pub finished: Option<Box<Finished>>,
+}
+
+/// The messages a tool loop added to a conversation, gathered from its events: what a caller
+/// appends to its history.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Exchange {
+    messages: Vec<ChatMessage>,
+    /// The assistant's message of the running round, while events come.
+    round: ChatMessage,
+}
+
+impl Exchange {
+    /// Takes in one event of the stream.
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Content(text) => self.round.content.push_str(text),
+            Event::Thinking(text) => self.round.thinking.get_or_insert_with(String::new).push_str(text),
+            Event::ToolCalls(calls) => self.round.tool_calls.extend(calls.iter().cloned()),
+            Event::ToolResult(message) => {
+                let assistant = std::mem::take(&mut self.round);
+                self.observe_tool_result(assistant, message.clone());
+            }
+            Event::Done(_) | Event::Failed(_) => {}
+        }
+    }
+
+    /// Whether a tool loop ran (a tool result was seen).
+    pub fn is_loop(&self) -> bool {
+        !self.messages.is_empty()
+    }
+
+    /// The messages so far, the running round's assistant message last; empty when no tool
+    /// result came (a plain chat).
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        if self.messages.is_empty() {
+            return Vec::new();
+        }
+        let mut messages = self.messages.clone();
+        messages.push(ChatMessage { role: "assistant".into(), ..self.round.clone() });
+        messages
+    }
+
+    fn observe_tool_result(&mut self, assistant: ChatMessage, result: ChatMessage) {
+        // Several results answer one assistant message: it is added once, before the first.
+        // Results of calls made before the stream (a conversation sent back) have none.
+        let empty = assistant.content.is_empty() && assistant.thinking.is_none() && assistant.tool_calls.is_empty();
+        if !empty {
+            self.messages.push(ChatMessage { role: "assistant".into(), ..assistant });
+        }
+        self.messages.push(result);
+    }
 }
 
 /// Drains a generation into a whole reply; a failure midway is an internal error.
@@ -292,10 +348,16 @@ pub async fn collect(events: impl Stream<Item = Event>) -> Result<Reply, Serving
     let mut events = std::pin::pin!(events);
     let mut reply = Reply::default();
     while let Some(event) = events.next().await {
+        reply.exchange.observe(&event);
         match event {
             Event::Content(piece) => reply.content.push_str(&piece),
             Event::Thinking(piece) => reply.thinking.push_str(&piece),
             Event::ToolCalls(calls) => reply.tool_calls.extend(calls),
+            Event::ToolResult(_) => {
+                reply.content.clear();
+                reply.thinking.clear();
+                reply.tool_calls.clear();
+            }
             Event::Done(finished) => {
                 reply.finished = Some(finished);
                 break;

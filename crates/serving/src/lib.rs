@@ -15,18 +15,27 @@ mod model;
 mod pipeline;
 mod prompt;
 mod request;
+mod tool_loop;
+mod tools;
 
 use std::sync::Arc;
 
 use engine::Scheduler;
 use model_store::{ModelEntry, ModelName, Store};
 
+pub use model_store::Options;
+
 pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
 pub use error::ServingError;
-pub use events::{collect, Event, EventStream, Finished, Metrics, Reply, Started};
+pub use events::{collect, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
 pub use model::{is_jinja, Capability, ResolvedModel};
 pub use prompt::output_schema;
 pub use request::{ChatInput, ChatMessage, GenerateInput, Think, ToolCall};
+pub use tool_loop::{parse_tool_servers, DEFAULT_MAX_TOOL_ROUNDS};
+pub use tools::{
+    ProvidedTool, ToolCallFuture, ToolChoice, ToolOutput, ToolProvider, ToolServerStatus, ToolServers,
+    ToolsWithoutTemplate,
+};
 
 /// Settings of the core, read once where the daemon starts.
 #[derive(Debug, Clone)]
@@ -36,6 +45,23 @@ pub struct CoreConfig {
     /// Worker processes that render chat templates under a memory limit; `None` renders in
     /// this process (fuel and the output cap still apply).
     pub template_workers: Option<Arc<engine::TemplateWorkers>>,
+    /// How a model whose template has no tool format answers a request with tools
+    /// (`MODELD_TOOLS_WITHOUT_TEMPLATE`).
+    pub tools_without_template: ToolsWithoutTemplate,
+    /// Rounds with tools in a tool loop before a last one without (`MODELD_MAX_TOOL_ROUNDS`).
+    pub max_tool_rounds: usize,
+}
+
+impl CoreConfig {
+    /// The defaults, with the context window and template workers given.
+    pub fn new(default_num_ctx: usize, template_workers: Option<Arc<engine::TemplateWorkers>>) -> CoreConfig {
+        CoreConfig {
+            default_num_ctx,
+            template_workers,
+            tools_without_template: ToolsWithoutTemplate::default(),
+            max_tool_rounds: DEFAULT_MAX_TOOL_ROUNDS,
+        }
+    }
 }
 
 /// The core, shared by every front end of one daemon.
@@ -49,6 +75,8 @@ struct Inner {
     scheduler: Arc<Scheduler>,
     config: CoreConfig,
     headers: model::HeaderCache,
+    /// Runs the tools of a chat's tool loop (the MCP client), once the daemon has one.
+    tool_provider: std::sync::OnceLock<Arc<dyn ToolProvider>>,
     /// `true` once the daemon is shutting down: streams end with an error and waiting
     /// requests are refused.
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -58,7 +86,16 @@ impl Core {
     /// A core over a store and a scheduler.
     pub fn new(store: Store, scheduler: Arc<Scheduler>, config: CoreConfig) -> Core {
         let shutting_down = tokio::sync::watch::Sender::new(false);
-        Core { inner: Arc::new(Inner { store, scheduler, config, headers: Default::default(), shutting_down }) }
+        Core {
+            inner: Arc::new(Inner {
+                store,
+                scheduler,
+                config,
+                headers: Default::default(),
+                tool_provider: std::sync::OnceLock::new(),
+                shutting_down,
+            }),
+        }
     }
 
     /// The model store.
@@ -69,6 +106,16 @@ impl Core {
     /// The settings.
     pub fn config(&self) -> &CoreConfig {
         &self.inner.config
+    }
+
+    /// Gives the core the tools it runs in tool loops; only the first call counts.
+    pub fn set_tool_provider(&self, provider: Arc<dyn ToolProvider>) {
+        let _ = self.inner.tool_provider.set(provider);
+    }
+
+    /// The tools the core runs in tool loops, if any.
+    pub fn tool_provider(&self) -> Option<Arc<dyn ToolProvider>> {
+        self.inner.tool_provider.get().cloned()
     }
 
     /// Ends running generations with [`ServingError::ShuttingDown`] and refuses requests still
@@ -183,8 +230,14 @@ impl Core {
     /// Runs a chat turn: validates it against the model, loads the model (or unloads it, for an
     /// empty conversation with a zero keep-alive), renders the conversation and starts
     /// generating.
-    pub async fn chat(&self, input: ChatInput) -> Result<Started, ServingError> {
-        pipeline::chat(self, input).await
+    ///
+    /// With `mcp_servers`, runs the tool loop: calls to those servers' tools are made by the
+    /// daemon and answered in the conversation until the model gives a final answer.
+    pub async fn chat(&self, mut input: ChatInput) -> Result<Started, ServingError> {
+        match input.mcp_servers.take() {
+            Some(servers) => tool_loop::start(self, input, servers).await,
+            None => pipeline::chat(self, input).await,
+        }
     }
 
     fn scheduler(&self) -> &Arc<Scheduler> {

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::{Lease, LoadSpec, LoadedModel, TemplateMessage};
+use engine::{Lease, LoadSpec, LoadedModel, OutputConstraint, TemplateMessage};
 use model_formats::{OutputParser, ParserConfig, ThinkingMode, ToolCallFormat};
 use model_store::Options;
 
 use crate::events::{self, Prepared};
 use crate::prompt::{self, PromptRenderer};
+use crate::tools::{self, ToolChoice, ToolsWithoutTemplate};
 use crate::{is_jinja, Capability, ChatInput, Core, GenerateInput, KeepAlive, ResolvedModel, ServingError, Started};
 
 pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Started, ServingError> {
@@ -79,13 +80,13 @@ pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Starte
     } else {
         prompt_tokens
     };
+    let constraint = input.output_schema.map(OutputConstraint::JsonSchema);
     let parser = OutputParser::new(ParserConfig {
         thinking: if sent_as_is { ThinkingMode::Off } else { think.mode },
         starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
         ..ParserConfig::default()
     });
-    let prepared =
-        Prepared { lease, prompt_tokens, options, json_schema: input.output_schema, num_ctx, started, parser };
+    let prepared = Prepared { lease, prompt_tokens, options, constraint, num_ctx, started, parser };
     Ok(Started::Running(events::run(prepared, Box::pin(core.shutdown_started())).await?))
 }
 
@@ -94,7 +95,8 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     if input.model.is_empty() {
         return Err(ServingError::invalid("model is required"));
     }
-    let tools = (!input.tools.is_empty()).then(|| input.tools.clone());
+    let tools = tools::chosen_tools(&input.tools, &input.tool_choice)?;
+    let tools = (!tools.is_empty()).then_some(tools);
     let request = Admission {
         spelled: &input.model,
         verb: "chat",
@@ -123,11 +125,36 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     messages.extend(input.messages.iter().map(prompt::template_message));
 
     let template = model.chat_template();
-    let tool_call_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
-    prompt::shape_tool_history(&mut messages, tool_call_format);
+    // A model whose template has no tool format gets the tools in its system prompt, and its
+    // answer is constrained to text or a call (unless the daemon refuses such requests, which
+    // `admit` did already).
+    let prompted_tools = tools.is_some() && !model.can(Capability::Tools);
+    let tool_call_format = if prompted_tools || forces_a_call(&input.tool_choice) {
+        ToolCallFormat::Json
+    } else {
+        ToolCallFormat::from_template(template.as_deref().unwrap_or_default())
+    };
+    let constraint = match &tools {
+        Some(tools) if prompted_tools => {
+            tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(tools, &input.tool_choice));
+            tools::history_without_tool_format(&mut messages);
+            Some(tools::prompted_tools_constraint(tools, &input.tool_choice))
+        }
+        Some(tools) if forces_a_call(&input.tool_choice) => {
+            prompt::shape_tool_history(
+                &mut messages,
+                ToolCallFormat::from_template(template.as_deref().unwrap_or_default()),
+            );
+            Some(OutputConstraint::JsonSchema(tools::call_schema(tools)))
+        }
+        _ => {
+            prompt::shape_tool_history(&mut messages, tool_call_format);
+            input.output_schema.clone().map(OutputConstraint::JsonSchema)
+        }
+    };
     let renderer = Arc::new(PromptRenderer {
         template,
-        tools: tools.clone(),
+        tools: tools.clone().filter(|_| !prompted_tools),
         bos_token: description.bos_token.clone(),
         eos_token: description.eos_token.clone(),
         think: think.clone(),
@@ -144,16 +171,15 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
         thinking: think.mode,
         starts_in_thinking: prompt_text.trim_end().ends_with(model_formats::THINK_OPEN),
         tool_calls: tools.as_ref().map(|_| tool_call_format),
-        tool_names: tools.iter().flatten().filter_map(tool_name).collect(),
+        tool_names: tools.iter().flatten().filter_map(|tool| tools::tool_name(tool).map(str::to_owned)).collect(),
     });
-    let prepared =
-        Prepared { lease, prompt_tokens, options, json_schema: input.output_schema, num_ctx, started, parser };
+    let prepared = Prepared { lease, prompt_tokens, options, constraint, num_ctx, started, parser };
     Ok(Started::Running(events::run(prepared, Box::pin(core.shutdown_started())).await?))
 }
 
-/// The function name of a tool in OpenAI's schema.
-fn tool_name(tool: &serde_json::Value) -> Option<String> {
-    tool.get("function")?.get("name")?.as_str().map(str::to_owned)
+/// `required` and a named function are enforced by constraining the answer to one call.
+fn forces_a_call(choice: &ToolChoice) -> bool {
+    matches!(choice, ToolChoice::Required | ToolChoice::Function(_))
 }
 
 /// The context window to serve: the option, else the daemon's default, capped at what the
@@ -207,7 +233,10 @@ async fn admit(core: &Core, request: Admission<'_>) -> Result<AdmitOutcome, Serv
     }
     let think = prompt::think_settings(request.think, &model, request.spelled)?;
     prompt::check_images(request.n_images, &model)?;
-    if request.wants_tools && !model.can(Capability::Tools) {
+    if request.wants_tools
+        && !model.can(Capability::Tools)
+        && core.config().tools_without_template == ToolsWithoutTemplate::Refuse
+    {
         return Err(ServingError::invalid(format!("{} does not support tools", model.name.display_full())));
     }
     if request.wants_insert && !model.can(Capability::Insert) {

@@ -123,6 +123,10 @@ pub struct ChatInput {
     pub messages: Vec<ChatMessage>,
     /// Tools offered, in OpenAI's function schema.
     pub tools: Vec<Value>,
+    /// Which tools the model may or must call; in a tool loop, for the first round.
+    pub tool_choice: crate::ToolChoice,
+    /// Run the tool loop with these MCP servers' tools added to `tools`.
+    pub mcp_servers: Option<crate::ToolServers>,
     /// Thinking.
     pub think: Think,
     /// A JSON schema the answer must match.

@@ -23,7 +23,7 @@ fn core_with(engine: ScriptedEngine, num_parallel: usize) -> (tempfile::TempDir,
     add_model(&store, "tiny", &[("tokenizer.chat_template", WriteValue::String(CHATML.into()))], vocabulary);
     add_model(&store, "embedder", &[("bert.pooling_type", WriteValue::U32(1))], Vec::new());
     let scheduler = Scheduler::new(Arc::new(engine), SchedulerConfig { num_parallel, ..SchedulerConfig::default() });
-    let core = Core::new(store, scheduler, CoreConfig { default_num_ctx: 2048, template_workers: None });
+    let core = Core::new(store, scheduler, CoreConfig::new(2048, None));
     (dir, core)
 }
 

@@ -23,6 +23,8 @@ pub(crate) fn chat_input(request: &ChatRequest, interactive: bool) -> Result<Cha
         model: request.model.clone(),
         messages: request.messages.iter().map(wire::chat_message).collect(),
         tools: request.tools.clone().unwrap_or_default(),
+        tool_choice: serving::ToolChoice::Auto,
+        mcp_servers: request.mcp_servers.as_ref().map(serving::parse_tool_servers).transpose()?.flatten(),
         keep_alive: wire::keep_alive(&request.keep_alive)?,
         think: wire::think(&request.think)?,
         output_schema: wire::output_schema(&request.format)?,
@@ -46,6 +48,9 @@ pub(crate) async fn chat(
         done_reason: Some(done_reason.to_owned()),
         ..Default::default()
     };
+    let exchange_messages = |exchange: &serving::Exchange| {
+        exchange.is_loop().then(|| exchange.messages().iter().map(wire::wire_message).collect())
+    };
     let events = match state.core().chat(chat_input(&request, asks_for_interactive_priority(&headers))?).await? {
         Started::Loaded => return Ok(json_response(&respond_done("load"))),
         Started::Unloaded => return Ok(json_response(&respond_done("unload"))),
@@ -59,21 +64,30 @@ pub(crate) async fn chat(
         done: finished.is_some(),
         done_reason: finished.as_ref().map(|finished| finished.done_reason.as_str().to_owned()),
         metrics: finished.map(|finished| wire::metrics(&finished.metrics)).unwrap_or_default(),
+        messages: None,
     };
     let assistant = |content: String| Message { role: "assistant".into(), content, ..Default::default() };
 
     if request.stream.unwrap_or(true) {
-        return Ok(ndjson_response(events.map(move |event| match event {
-            Event::Content(text) => StreamItem::Chunk(chunk(assistant(text), None)),
-            Event::Thinking(text) => {
-                StreamItem::Chunk(chunk(Message { thinking: Some(text), ..assistant(String::new()) }, None))
+        let mut exchange = serving::Exchange::default();
+        return Ok(ndjson_response(events.map(move |event| {
+            exchange.observe(&event);
+            match event {
+                Event::Content(text) => StreamItem::Chunk(chunk(assistant(text), None)),
+                Event::Thinking(text) => {
+                    StreamItem::Chunk(chunk(Message { thinking: Some(text), ..assistant(String::new()) }, None))
+                }
+                Event::ToolCalls(calls) => StreamItem::Chunk(chunk(
+                    Message { tool_calls: Some(wire::wire_tool_calls(&calls)), ..assistant(String::new()) },
+                    None,
+                )),
+                Event::ToolResult(message) => StreamItem::Chunk(chunk(wire::wire_message(&message), None)),
+                Event::Done(finished) => StreamItem::Chunk(ChatResponse {
+                    messages: exchange_messages(&exchange),
+                    ..chunk(assistant(String::new()), Some(finished))
+                }),
+                Event::Failed(error) => StreamItem::Error(error),
             }
-            Event::ToolCalls(calls) => StreamItem::Chunk(chunk(
-                Message { tool_calls: Some(wire::wire_tool_calls(&calls)), ..assistant(String::new()) },
-                None,
-            )),
-            Event::Done(finished) => StreamItem::Chunk(chunk(assistant(String::new()), Some(finished))),
-            Event::Failed(error) => StreamItem::Error(error),
         })));
     }
     let reply = serving::collect(events).await?;
@@ -83,5 +97,5 @@ pub(crate) async fn chat(
         tool_calls: (!reply.tool_calls.is_empty()).then(|| wire::wire_tool_calls(&reply.tool_calls)),
         ..assistant(reply.content)
     };
-    Ok(json_response(&chunk(message, Some(finished))))
+    Ok(json_response(&ChatResponse { messages: exchange_messages(&reply.exchange), ..chunk(message, Some(finished)) }))
 }

@@ -94,8 +94,8 @@ pub(crate) async fn generate(
         return Ok(ndjson_response(events.map(move |event| match event {
             Event::Content(text) => StreamItem::Chunk(chunk(text, None, None)),
             Event::Thinking(text) => StreamItem::Chunk(chunk(String::new(), Some(text), None)),
-            // Generate offers no tools, so the parser makes no calls.
-            Event::ToolCalls(_) => StreamItem::Chunk(chunk(String::new(), None, None)),
+            // Generate offers no tools, so the parser makes no calls and no tool loop runs.
+            Event::ToolCalls(_) | Event::ToolResult(_) => StreamItem::Chunk(chunk(String::new(), None, None)),
             Event::Done(finished) => StreamItem::Chunk(chunk(String::new(), None, Some(finished))),
             Event::Failed(error) => StreamItem::Error(error),
         })));

@@ -34,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{model}", get(openai::retrieve_model))
+        .route("/api/mcp/servers", get(models::mcp_servers))
         .fallback(not_found)
 }
 

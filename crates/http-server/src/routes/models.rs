@@ -50,6 +50,12 @@ pub(crate) async fn tags(State(state): State<AppState>) -> Response {
     json_response(&ListResponse { models })
 }
 
+/// modeld: the configured MCP servers, their state and tools (`modeld mcp servers`).
+pub(crate) async fn mcp_servers(State(state): State<AppState>) -> Response {
+    let servers = state.core().tool_provider().map(|provider| provider.servers()).unwrap_or_default();
+    json_response(&serde_json::json!({ "servers": servers }))
+}
+
 pub(crate) async fn ps(State(state): State<AppState>) -> Response {
     let models = state
         .core()

@@ -135,8 +135,33 @@ pub(crate) struct ChatCompletionRequest {
     reasoning_effort: Option<String>,
     #[serde(default)]
     reasoning: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    /// modeld: run the tool loop with these MCP servers' tools.
+    #[serde(default)]
+    mcp_servers: Option<Value>,
     #[serde(flatten)]
     sampling: Sampling,
+}
+
+/// `tool_choice` as OpenAI spells it: `"none"`, `"auto"`, `"required"`, or
+/// `{"type": "function", "function": {"name": …}}`.
+fn tool_choice(choice: Option<&Value>) -> Result<serving::ToolChoice, ApiError> {
+    match choice {
+        None | Some(Value::Null) => Ok(serving::ToolChoice::Auto),
+        Some(Value::String(mode)) => match mode.as_str() {
+            "auto" => Ok(serving::ToolChoice::Auto),
+            "none" => Ok(serving::ToolChoice::None),
+            "required" => Ok(serving::ToolChoice::Required),
+            other => Err(ApiError::bad_request(format!(
+                "invalid tool_choice: \"{other}\" (expected \"none\", \"auto\", \"required\" or a function)"
+            ))),
+        },
+        Some(object) => match object.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) => Ok(serving::ToolChoice::Function(name.to_owned())),
+            None => Err(ApiError::bad_request("invalid tool_choice: a named choice needs function.name")),
+        },
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,9 +329,12 @@ pub(crate) async fn chat_completions(
         options: Some(request.sampling.options()?),
         stream: Some(request.sampling.stream),
         think,
+        mcp_servers: request.mcp_servers.clone(),
         ..Default::default()
     };
-    let events = state.core().chat(chat_input(&native, false)?).await.map_err(ApiError::from)?.into_events();
+    let mut input = chat_input(&native, false)?;
+    input.tool_choice = tool_choice(request.tool_choice.as_ref())?;
+    let events = state.core().chat(input).await.map_err(ApiError::from)?.into_events();
     let id = format!("chatcmpl-{}", next_id());
     let created = unix_now();
     let model = request.model.clone();
@@ -321,12 +349,16 @@ pub(crate) async fn chat_completions(
             message["tool_calls"] = openai_tool_calls(&reply.tool_calls);
         }
         let finish_reason = if reply.tool_calls.is_empty() { finish_reason } else { "tool_calls" };
-        return Ok(json_response(&json!({
+        let mut body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": "fp_ollama",
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": usage(prompt_tokens, completion_tokens),
-        })));
+        });
+        if reply.exchange.is_loop() {
+            body["messages"] = openai_messages(&reply.exchange.messages());
+        }
+        return Ok(json_response(&body));
     }
     let chunk = move |delta: Value, finish_reason: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -342,11 +374,34 @@ pub(crate) async fn chat_completions(
             json!({"role": "assistant", "content": "", "tool_calls": openai_tool_calls(calls)}),
             Value::Null,
         )),
+        Event::ToolResult(message) => Some(chunk(openai_message(message), Value::Null)),
         Event::Done(_) => Some(chunk(json!({}), json!(finish_reason))),
         Event::Failed(_) => None,
     })
     .filter_map(|event| async move { event });
     Ok(sse_response(events))
+}
+
+/// A message in OpenAI's shape: a tool reply names its call and function.
+fn openai_message(message: &serving::ChatMessage) -> Value {
+    let mut object = json!({"role": message.role, "content": message.content});
+    if let Some(thinking) = &message.thinking {
+        object["reasoning"] = json!(thinking);
+    }
+    if !message.tool_calls.is_empty() {
+        object["tool_calls"] = openai_tool_calls(&message.tool_calls);
+    }
+    if let Some(id) = &message.tool_call_id {
+        object["tool_call_id"] = json!(id);
+    }
+    if let Some(name) = &message.tool_name {
+        object["name"] = json!(name);
+    }
+    object
+}
+
+fn openai_messages(messages: &[serving::ChatMessage]) -> Value {
+    messages.iter().map(openai_message).collect()
 }
 
 /// Calls in OpenAI's shape: arguments as a JSON string.
@@ -403,7 +458,7 @@ pub(crate) async fn completions(
     let events = stream_events(events, request.sampling.include_usage(), move |event, finish_reason| match event {
         Event::Content(text) => Some(chunk(text.clone(), Value::Null)),
         Event::Done(_) => Some(chunk(String::new(), json!(finish_reason))),
-        Event::Thinking(_) | Event::ToolCalls(_) | Event::Failed(_) => None,
+        Event::Thinking(_) | Event::ToolCalls(_) | Event::ToolResult(_) | Event::Failed(_) => None,
     })
     .filter_map(|event| async move { event });
     Ok(sse_response(events))
@@ -423,6 +478,11 @@ fn stream_events(
         let chunks: Vec<Option<Value>> = match &event {
             Event::ToolCalls(_) => {
                 made_tool_calls = true;
+                vec![render(&event, "")]
+            }
+            // The daemon ran the calls; the next round decides how the answer finishes.
+            Event::ToolResult(_) => {
+                made_tool_calls = false;
                 vec![render(&event, "")]
             }
             Event::Done(finished) => {
