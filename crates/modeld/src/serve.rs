@@ -20,10 +20,9 @@ const DEFAULT_BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 pub(crate) async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MODELD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,mistralrs_core=warn,mistralrs=warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MODELD_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,mistralrs_core=warn,mistralrs=warn,rmcp=warn")
+        }))
         .init();
     let models_dir = environment::models_dir();
     let store = model_store::Store::open(&models_dir)

@@ -97,6 +97,7 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     }
     let tools = tools::chosen_tools(&input.tools, &input.tool_choice)?;
     let tools = (!tools.is_empty()).then_some(tools);
+    let offers_tools = !input.tools.is_empty();
     let request = Admission {
         spelled: &input.model,
         verb: "chat",
@@ -128,17 +129,19 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     // A model whose template has no tool format gets the tools in its system prompt, and its
     // answer is constrained to text or a call (unless the daemon refuses such requests, which
     // `admit` did already).
-    let prompted_tools = tools.is_some() && !model.can(Capability::Tools);
+    // (With `tool_choice` `none` too, so that a tool loop's last round keeps the prompt that
+    // the earlier rounds had, and the prefix cache with it.)
+    let prompted_tools = offers_tools && !model.can(Capability::Tools);
     let tool_call_format = if prompted_tools || forces_a_call(&input.tool_choice) {
         ToolCallFormat::Json
     } else {
         ToolCallFormat::from_template(template.as_deref().unwrap_or_default())
     };
     let constraint = match &tools {
-        Some(tools) if prompted_tools => {
-            tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(tools, &input.tool_choice));
+        _ if prompted_tools => {
+            tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(&input.tools, &input.tool_choice));
             tools::history_without_tool_format(&mut messages);
-            Some(tools::prompted_tools_constraint(tools, &input.tool_choice))
+            Some(tools::prompted_tools_constraint(tools.as_deref().unwrap_or_default(), &input.tool_choice))
         }
         Some(tools) if forces_a_call(&input.tool_choice) => {
             prompt::shape_tool_history(

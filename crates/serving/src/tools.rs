@@ -218,20 +218,24 @@ fn rewrite_references(schema: &mut Value, prefix: &str) {
 }
 
 /// The constraint for a turn with tools on a model without a tool format: with `auto`, text
-/// (not starting with `{`) or one call; with `required` or a named function, one call.
+/// (not starting with `{`) or one call; with `required` or a named function, one call; with
+/// `none`, text only.
 pub(crate) fn prompted_tools_constraint(tools: &[Value], choice: &ToolChoice) -> OutputConstraint {
-    let schema = call_schema(tools);
     match choice {
-        ToolChoice::Auto | ToolChoice::None => OutputConstraint::Lark(text_or_call_grammar(&schema)),
-        ToolChoice::Required | ToolChoice::Function(_) => OutputConstraint::JsonSchema(schema),
+        ToolChoice::None => OutputConstraint::Lark(format!("start: text\n{TEXT_RULE}\n")),
+        ToolChoice::Auto => OutputConstraint::Lark(text_or_call_grammar(&call_schema(tools))),
+        ToolChoice::Required | ToolChoice::Function(_) => OutputConstraint::JsonSchema(call_schema(tools)),
     }
 }
 
-/// A grammar in llguidance's Lark dialect: free text that starts with neither `{` nor
-/// white space (which would let a call through unconstrained), or one JSON object matching
-/// `call_schema`, which starts at once.
+/// Free text that starts with neither `{` nor white space (which would let a call through
+/// unconstrained).
+const TEXT_RULE: &str = "text: /[^{\\s][\\s\\S]*/";
+
+/// A grammar in llguidance's Lark dialect: free text ([`TEXT_RULE`]), or one JSON object
+/// matching `call_schema`, which starts at once.
 pub(crate) fn text_or_call_grammar(call_schema: &Value) -> String {
-    format!("start: text | call\ntext: /[^{{\\s][\\s\\S]*/\ncall: %json {call_schema}\n")
+    format!("start: text | call\n{TEXT_RULE}\ncall: %json {call_schema}\n")
 }
 
 /// The system prompt's addition that tells a model without a tool format how to call tools.
@@ -249,6 +253,7 @@ pub(crate) fn tools_system_prompt(tools: &[Value], choice: &ToolChoice) -> Strin
         text.push('\n');
     }
     text.push_str(match choice {
+        ToolChoice::None => "No tool can be called now: answer in plain text.",
         ToolChoice::Required | ToolChoice::Function(_) => {
             "Answer with one tool call: a JSON object {\"name\": <tool name>, \"arguments\": {<its arguments>}} and nothing else."
         }
@@ -366,7 +371,7 @@ mod tests {
         let OutputConstraint::Lark(grammar) = prompted_tools_constraint(&tools, &ToolChoice::Auto) else {
             panic!("auto is a grammar")
         };
-        assert!(grammar.starts_with("start: text | call\n"), "{grammar}");
+        assert!(grammar.starts_with("start: text | call\ntext: /[^{\\s][\\s\\S]*/\n"), "{grammar}");
         assert!(grammar.contains("call: %json {\"type\":\"object\""), "{grammar}");
         assert_eq!(
             prompted_tools_constraint(&tools, &ToolChoice::Required),
