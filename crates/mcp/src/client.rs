@@ -35,6 +35,7 @@ const MAX_LOG_LINE: usize = 2048;
 #[derive(Clone)]
 pub struct McpClients {
     servers: Arc<BTreeMap<String, Arc<ServerSlot>>>,
+    model_servers: Arc<BTreeMap<String, Option<Vec<String>>>>,
     shutdown: CancellationToken,
 }
 
@@ -116,7 +117,7 @@ impl McpClients {
             }
             servers.insert(name, slot);
         }
-        McpClients { servers: Arc::new(servers), shutdown }
+        McpClients { servers: Arc::new(servers), model_servers: Arc::new(config.model_servers), shutdown }
     }
 
     /// Stops every server (stdio servers get their stdin closed, then SIGTERM, then SIGKILL).
@@ -217,6 +218,19 @@ impl serving::ToolProvider for McpClients {
                 },
             }
         })
+    }
+
+    fn model_defaults(&self) -> Vec<(String, ToolServers)> {
+        self.model_servers
+            .iter()
+            .map(|(model, servers)| {
+                let servers = match servers {
+                    None => ToolServers::All,
+                    Some(names) => ToolServers::Named(names.clone()),
+                };
+                (model.clone(), servers)
+            })
+            .collect()
     }
 
     fn servers(&self) -> Vec<ToolServerStatus> {

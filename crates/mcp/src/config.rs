@@ -25,6 +25,9 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub struct McpConfig {
     /// Servers in name order; disabled ones are left out.
     pub servers: BTreeMap<String, ServerEntry>,
+    /// Per model (as named in the config): the servers its chats use when a request does not
+    /// say, `None` standing for all of them.
+    pub model_servers: BTreeMap<String, Option<Vec<String>>>,
 }
 
 /// One server: its settings, or why its entry cannot be used.
@@ -157,6 +160,20 @@ pub fn parse_config(text: &str) -> Result<McpConfig, String> {
         Some(_) => return Err("\"mcpServers\" must be an object of servers by name".into()),
     };
     let mut config = McpConfig::default();
+    match root.get("models") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(models)) => {
+            for (model, settings) in models {
+                let servers = match settings.get("mcpServers") {
+                    Some(Value::String(all)) if all == "all" => None,
+                    Some(list @ Value::Array(_)) => Some(strings(Some(list), &format!("models.{model}.mcpServers"))?),
+                    _ => return Err(format!("models.{model}.mcpServers must be \"all\" or a list of server names")),
+                };
+                config.model_servers.insert(model.clone(), servers);
+            }
+        }
+        Some(_) => return Err("\"models\" must be an object of settings by model name".into()),
+    }
     for (name, entry) in servers {
         let Value::Object(entry) = entry else {
             config.servers.insert(name.clone(), ServerEntry::Invalid("the entry must be an object".into()));
@@ -349,6 +366,18 @@ mod tests {
         assert!(reason("timeout").contains("positive"));
         let ServerEntry::Valid(good) = &config.servers["good"] else { panic!() };
         assert_eq!(good.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn models_can_use_servers_by_default() {
+        let config = parse_config(
+            r#"{"mcpServers": {"a": {"command": "a"}},
+                "models": {"smollm2:135m": {"mcpServers": "all"}, "qwen3": {"mcpServers": ["a"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.model_servers["smollm2:135m"], None);
+        assert_eq!(config.model_servers["qwen3"], Some(vec!["a".to_owned()]));
+        assert!(parse_config(r#"{"mcpServers": {}, "models": {"m": {"mcpServers": 1}}}"#).is_err());
     }
 
     #[test]

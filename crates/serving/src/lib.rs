@@ -234,10 +234,22 @@ impl Core {
     /// With `mcp_servers`, runs the tool loop: calls to those servers' tools are made by the
     /// daemon and answered in the conversation until the model gives a final answer.
     pub async fn chat(&self, mut input: ChatInput) -> Result<Started, ServingError> {
-        match input.mcp_servers.take() {
+        let servers = input.mcp_servers.take().or_else(|| self.default_tool_servers(&input.model));
+        match servers {
             Some(servers) => tool_loop::start(self, input, servers).await,
             None => pipeline::chat(self, input).await,
         }
+    }
+
+    /// The MCP servers configured for `model`'s chats, if any.
+    fn default_tool_servers(&self, model: &str) -> Option<ToolServers> {
+        let provider = self.tool_provider()?;
+        let name = ModelName::parse(model).ok()?.display_full();
+        provider
+            .model_defaults()
+            .into_iter()
+            .find(|(configured, _)| ModelName::parse(configured).is_ok_and(|parsed| parsed.display_full() == name))
+            .map(|(_, servers)| servers)
     }
 
     fn scheduler(&self) -> &Arc<Scheduler> {

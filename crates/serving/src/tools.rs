@@ -101,6 +101,13 @@ pub trait ToolProvider: Send + Sync + 'static {
 
     /// Every configured server and its state.
     fn servers(&self) -> Vec<ToolServerStatus>;
+
+    /// Models whose chats use MCP servers' tools when the request does not say
+    /// (`mcp_servers`), by model name as configured: how clients that cannot send the field
+    /// (Ollama's own) get the tool loop.
+    fn model_defaults(&self) -> Vec<(String, ToolServers)> {
+        Vec::new()
+    }
 }
 
 /// The function name of a tool in OpenAI's schema.
@@ -146,8 +153,7 @@ fn parameters_schema(tool: &Value) -> Value {
 
 /// The JSON schema of one call to any of `tools`: `{"name": <one of them>, "arguments": <its
 /// parameters>}`. Each tool's `$defs` move to the root under the tool's position (references
-/// resolve against the root); the decoder skips keywords it cannot enforce (`x-guidance`
-/// lenient) rather than failing the request.
+/// resolve against the root).
 pub(crate) fn call_schema(tools: &[Value]) -> Value {
     let mut definitions = Map::new();
     let mut variants: Vec<Value> = tools
@@ -172,7 +178,15 @@ pub(crate) fn call_schema(tools: &[Value]) -> Value {
     if !definitions.is_empty() {
         schema["$defs"] = Value::Object(definitions);
     }
-    schema["x-guidance"] = json!({"lenient": true});
+    // Keywords the decoder cannot enforce are skipped rather than failing the request; the
+    // JSON is written as models write it, on one line (free white space lets small models
+    // ramble in newlines).
+    schema["x-guidance"] = json!({
+        "lenient": true,
+        "whitespace_flexible": false,
+        "item_separator": ", ",
+        "key_separator": ": ",
+    });
     schema
 }
 
@@ -332,7 +346,7 @@ mod tests {
             single["properties"]["arguments"],
             json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]})
         );
-        assert_eq!(single["x-guidance"], json!({"lenient": true}));
+        assert_eq!(single["x-guidance"]["lenient"], json!(true));
         let both = call_schema(&[echo, tool("now", Value::Null)]);
         let variants = both["anyOf"].as_array().unwrap();
         assert_eq!(variants.len(), 2);

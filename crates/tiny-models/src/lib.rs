@@ -20,7 +20,7 @@
 use model_store::gguf::{write_gguf, WriteValue};
 
 /// The recipes [`recipe`] knows.
-pub const RECIPE_NAMES: &[&str] = &["fim", "agent"];
+pub const RECIPE_NAMES: &[&str] = &["fim", "agent", "mcp-agent"];
 
 /// A programmed model.
 #[derive(Debug, Clone)]
@@ -209,11 +209,23 @@ pub const AGENT_CALLS: [&str; 2] = [
     r#"{"name": "get_time", "arguments": {"city": "Paris"}}"#,
 ];
 
+/// The reply of the `mcp-agent` model once the tools answered.
+pub const MCP_AGENT_ANSWER: &str = "The tools have answered.";
+
+/// The calls the `mcp-agent` model makes: tools of the MCP reference server
+/// `@modelcontextprotocol/server-everything` configured as `everything` (its echo, and its
+/// sampling trigger, which asks the daemon's own model for an answer).
+pub const MCP_AGENT_CALLS: [&str; 2] = [
+    r#"{"name": "everything__echo", "arguments": {"message": "hello from tiny"}}"#,
+    r#"{"name": "everything__trigger-sampling-request", "arguments": {"prompt": "Say hello", "maxTokens": 16}}"#,
+];
+
 /// A recipe by name.
 pub fn recipe(name: &str) -> Option<TinyModel> {
     match name {
         "fim" => Some(fim_model()),
         "agent" => Some(agent_model()),
+        "mcp-agent" => Some(agent_with("tiny-mcp-agent", &MCP_AGENT_CALLS, MCP_AGENT_ANSWER)),
         _ => None,
     }
 }
@@ -238,7 +250,12 @@ pub fn fim_model() -> TinyModel {
 /// template closes an empty think block) it calls at once; once a `<tool_response>` is in the
 /// context it answers [`AGENT_ANSWER`] instead.
 pub fn agent_model() -> TinyModel {
-    let call = |index: usize| format!("\n{}\n", AGENT_CALLS[index]);
+    agent_with("tiny-agent", &AGENT_CALLS, AGENT_ANSWER)
+}
+
+/// A Qwen3-style agent that makes the two `calls` and, once a tool replied, says `answer`.
+fn agent_with(name: &str, calls: &[&str; 2], answer: &str) -> TinyModel {
+    let call = |index: usize| format!("\n{}\n", calls[index]);
     let chain: Vec<String> = vec![
         "\n".into(),
         "<think>".into(),
@@ -263,7 +280,7 @@ pub fn agent_model() -> TinyModel {
         "</tool_call>",
         "<tool_response>",
         "</tool_response>",
-        AGENT_ANSWER,
+        answer,
     ]
     .iter()
     .map(|token| token.to_string())
@@ -274,11 +291,11 @@ pub fn agent_model() -> TinyModel {
         }
     }
     TinyModel {
-        name: "tiny-agent".into(),
+        name: name.into(),
         chat_template: Some(include_str!("../../../tests/fixtures/chat_templates/qwen3.jinja").to_owned()),
         added_tokens: added,
         eos_token: "<|im_end|>".into(),
         rules: chain.windows(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect(),
-        trigger: Some(Trigger { token: "<tool_response>".into(), rules: vec![("\n".into(), AGENT_ANSWER.into())] }),
+        trigger: Some(Trigger { token: "<tool_response>".into(), rules: vec![("\n".into(), answer.into())] }),
     }
 }
