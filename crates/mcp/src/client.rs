@@ -21,8 +21,6 @@ use crate::config::{McpConfig, ServerConfig, ServerEntry, Transport};
 use crate::convert;
 use crate::sampling::SamplingClient;
 
-/// How long a server may take to start and answer `initialize` and `tools/list`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first wait before a restart; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -275,9 +273,10 @@ async fn supervise(slot: Arc<ServerSlot>, core: Core, shutdown: CancellationToke
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
+        let start_timeout = slot.config().map_or(crate::config::DEFAULT_START_TIMEOUT, |config| config.start_timeout);
         let connected = tokio::select! {
-            connected = tokio::time::timeout(START_TIMEOUT, connect(&slot, &core)) => connected
-                .unwrap_or_else(|_| Err(format!("it did not start within {} s", START_TIMEOUT.as_secs()))),
+            connected = tokio::time::timeout(start_timeout, connect(&slot, &core)) => connected
+                .unwrap_or_else(|_| Err(format!("it did not start within {} s", start_timeout.as_secs_f64()))),
             () = shutdown.cancelled() => return,
         };
         match connected {

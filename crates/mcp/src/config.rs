@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 /// How long a tool call may take when the config does not say.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a server may take to start when the config does not say (`npx` may download it
+/// first).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Tokens a sampling request may ask for when the config does not say.
 pub const DEFAULT_SAMPLING_MAX_TOKENS: u32 = 1024;
 
@@ -46,6 +50,8 @@ pub struct ServerConfig {
     pub transport: Transport,
     /// How long one of its tool calls may take.
     pub timeout: Duration,
+    /// How long it may take to start and list its tools.
+    pub start_timeout: Duration,
     /// Which of its tools go back to the caller for approval instead of running.
     pub approval: Approval,
     /// Only these of its tools are offered (all when `None`).
@@ -238,6 +244,10 @@ fn server_config(entry: &Map<String, Value>, default_timeout: Duration) -> Resul
         None => default_timeout,
         Some(value) => seconds(value).ok_or("\"timeout\" must be a positive number of seconds")?,
     };
+    let start_timeout = match entry.get("startTimeout") {
+        None => DEFAULT_START_TIMEOUT,
+        Some(value) => seconds(value).ok_or("\"startTimeout\" must be a positive number of seconds")?,
+    };
     let approval = match entry.get("requireApproval") {
         None | Some(Value::Bool(false)) => Approval::Never,
         Some(Value::Bool(true)) => Approval::Always,
@@ -265,7 +275,7 @@ fn server_config(entry: &Map<String, Value>, default_timeout: Duration) -> Resul
         },
         Some(_) => return Err("\"sampling\" must be true, false or an object".into()),
     };
-    Ok(ServerConfig { transport, timeout, approval, allowed_tools, sampling })
+    Ok(ServerConfig { transport, timeout, start_timeout, approval, allowed_tools, sampling })
 }
 
 fn seconds(value: &Value) -> Option<Duration> {

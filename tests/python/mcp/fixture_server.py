@@ -16,9 +16,10 @@ async def hang(seconds: int = 3600) -> str:
     return "woke up"
 
 
-@server.tool()
+@server.tool(structured_output=False)
 def huge() -> str:
-    """Returns ten megabytes of text."""
+    """Returns ten megabytes of text (once: structured output would double the message past
+    the 16 MiB line limit of rmcp's stdio transport)."""
     return "x" * (10 * 1024 * 1024)
 
 
