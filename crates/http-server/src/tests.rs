@@ -48,7 +48,13 @@ async fn harness_with_config(engine: ScriptedEngine, scheduler_config: Scheduler
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("models")).unwrap();
     let scheduler = Scheduler::new(Arc::new(engine), scheduler_config);
-    let core = serving::Core::new(store, scheduler, serving::CoreConfig::new(2048, None));
+    // Ollama's 400 for tools on a model without a tool format, as the `refuse` setting keeps it
+    // (the default constrains decoding, which the scripted engine cannot).
+    let core_config = serving::CoreConfig {
+        tools_without_template: serving::ToolsWithoutTemplate::Refuse,
+        ..serving::CoreConfig::new(2048, None)
+    };
+    let core = serving::Core::new(store, scheduler, core_config);
     let config = ServerConfig {
         version: "0.0.0-test".into(),
         access: AccessPolicy::loopback_default(),

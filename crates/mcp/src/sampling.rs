@@ -67,10 +67,12 @@ impl SamplingClient {
             Some(rmcp::model::ToolChoiceMode::None) => ToolChoice::None,
             _ => ToolChoice::Auto,
         };
-        let mut options = serving::Options::default();
-        options.num_predict = Some(i64::from(params.max_tokens.clamp(1, policy.max_tokens)));
-        options.temperature = params.temperature.map(f64::from);
-        options.stop = params.stop_sequences.clone().filter(|stops| !stops.is_empty());
+        let options = serving::Options {
+            num_predict: Some(i64::from(params.max_tokens.clamp(1, policy.max_tokens))),
+            temperature: params.temperature.map(f64::from),
+            stop: params.stop_sequences.clone().filter(|stops| !stops.is_empty()),
+            ..serving::Options::default()
+        };
         let input = ChatInput {
             model: model.clone(),
             messages,
