@@ -564,7 +564,7 @@ async fn format_is_checked_before_decoding() {
     let (status, error) = harness.call(Method::POST, "/api/chat", body).await;
     assert_eq!(
         (status, error),
-        (StatusCode::BAD_REQUEST, json!({"error": "the scripted engine cannot constrain output to a schema"}))
+        (StatusCode::BAD_REQUEST, json!({"error": "the scripted engine cannot constrain its output"}))
     );
 }
 

@@ -67,6 +67,8 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     // The language server is a client of the daemon's HTTP API: it links no engine, no core,
     // no server.
     ("lsp", &["serving", "engine", "engine-mistralrs", "http-server", "model-store", "modeld"]),
+    // The MCP face uses the core in process; it imports no other face and no wire format.
+    ("mcp", &["http-server", "ollama-api", "engine-mistralrs", "lsp", "modeld"]),
     ("engine", &["serving", "http-server", "ollama-api", "engine-mistralrs", "model-store", "modeld"]),
     ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),
     ("model-store", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "modeld"]),
