@@ -467,3 +467,21 @@ def test_the_mcp_inspector_lists_and_calls_tools(mcp_daemon):
                        "MODELD_MCP_NO_AUTOSTART=1", "--method", "tools/call", "--tool-name", "list_models")
     assert called.returncode == 0, called.stderr
     assert MODEL in called.stdout
+
+
+# The conformance suite's server scenarios that apply to a server of models (the others call
+# the suite's own reference tools, prompts and resources, or deprecated logging).
+CONFORMANCE_SCENARIOS = ["server-initialize", "ping", "tools-list", "resources-list", "dns-rebinding-protection",
+                         "server-sse-multiple-streams"]
+
+
+@pytest.mark.parametrize("scenario", CONFORMANCE_SCENARIOS)
+def test_conformance_scenarios_pass(mcp_daemon, scenario):
+    node_bin = os.path.dirname(os.path.realpath(mcp_tool("node")))
+    environment = dict(os.environ, PATH=node_bin + os.pathsep + os.environ["PATH"])
+    # dns-rebinding-protection needs the server named `localhost`.
+    result = subprocess.run([mcp_tool("conformance"), "server", "--url", f"http://localhost:{mcp_daemon.port}/mcp",
+                             "--scenario", scenario], env=environment, capture_output=True, text=True, timeout=180)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    assert result.returncode == 0, output[-2000:]
+    assert re.search(r"Passed: (\d+)/\1, 0 failed", output), output[-2000:]
