@@ -7,25 +7,14 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::environment;
 use crate::format::table;
-use crate::language_server::cache_dir;
+use crate::language_server::{daemon_launcher, log_to_stderr};
 
 pub(crate) async fn serve_stdio() -> anyhow::Result<()> {
-    // stdout is the protocol: logs go to stderr, which MCP clients keep.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MODELD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn")),
-        )
-        .init();
+    // MCP clients keep stderr.
+    log_to_stderr("info,rmcp=warn");
     let base_url = environment::base_url();
     if !environment::flag("MODELD_MCP_NO_AUTOSTART") {
-        let launcher = std::env::current_exe().ok().map(|command| lsp::Launcher {
-            command,
-            arguments: vec!["serve".into()],
-            log_path: cache_dir().join("logs").join("serve.log"),
-        });
+        let launcher = daemon_launcher();
         if let Err(error) = lsp::daemon::Daemon::new(base_url.clone()).ensure_running(launcher.as_ref()).await {
             anyhow::bail!("the modeld daemon at {base_url} is not running and could not be started: {error}");
         }
