@@ -256,6 +256,14 @@ def test_bad_calls_become_tool_messages_and_the_daemon_keeps_serving(mcp_daemon)
     assert good["messages"][0]["content"] == "The sum of 2 and 3 is 5."
 
 
+def test_a_call_that_reports_progress_completes(mcp_daemon):
+    # server-everything sends notifications/progress for each step before its result.
+    for server_name in ("everything", "remote"):
+        done = sent_back(mcp_daemon, {"name": f"{server_name}__trigger-long-running-operation",
+                                      "arguments": {"duration": 1, "steps": 3}}, servers=(server_name,))
+        assert "Long running operation completed" in done["messages"][0]["content"], done["messages"][0]
+
+
 def test_a_server_killed_mid_call_is_a_tool_message_and_comes_back(mcp_daemon):
     first_pid = sent_back(mcp_daemon, {"name": "fixture__pid", "arguments": {}}, servers=("fixture",))
     first_pid = first_pid["messages"][0]["content"]

@@ -123,17 +123,6 @@ impl McpClients {
         self.shutdown.cancel();
     }
 
-    /// Waits until every valid server is running or has failed once, at most `limit`.
-    pub async fn wait_started(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.servers.values().all(|slot| slot.lock().phase != "starting") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     fn find_tool(&self, function: &str) -> Option<(Arc<ServerSlot>, String)> {
         let (server, _) = function.split_once(convert::SEPARATOR)?;
         let slot = self.servers.get(server)?;
