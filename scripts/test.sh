@@ -21,7 +21,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 export SMOLLM2_GGUF
 cargo test --locked --workspace
 
-export MODELD_BIN MODELD_MCP_TOOLS
+export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM
 python -m pytest -q tests/python
 
 # A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).
