@@ -128,32 +128,28 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     let template = model.chat_template();
     // A model whose template has no tool format gets the tools in its system prompt, and its
     // answer is constrained to text or a call (unless the daemon refuses such requests, which
-    // `admit` did already).
-    // (With `tool_choice` `none` too, so that a tool loop's last round keeps the prompt that
-    // the earlier rounds had, and the prefix cache with it.)
-    let prompted_tools = offers_tools && !model.can(Capability::Tools);
+    // `admit` did already). With `tool_choice` `none` too, so that a tool loop's last round
+    // keeps the prompt of the earlier rounds, and the prefix cache with it.
+    let prompted_tools = offers_tools
+        && !model.can(Capability::Tools)
+        && core.config().tools_without_template == ToolsWithoutTemplate::Prompt;
     let tool_call_format = if prompted_tools || forces_a_call(&input.tool_choice) {
         ToolCallFormat::Json
     } else {
         ToolCallFormat::from_template(template.as_deref().unwrap_or_default())
     };
-    let constraint = match &tools {
-        _ if prompted_tools => {
-            tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(&input.tools, &input.tool_choice));
-            tools::history_without_tool_format(&mut messages);
-            Some(tools::prompted_tools_constraint(tools.as_deref().unwrap_or_default(), &input.tool_choice))
-        }
-        Some(tools) if forces_a_call(&input.tool_choice) => {
-            prompt::shape_tool_history(
-                &mut messages,
-                ToolCallFormat::from_template(template.as_deref().unwrap_or_default()),
-            );
-            Some(OutputConstraint::JsonSchema(tools::call_schema(tools)))
-        }
-        _ => {
-            prompt::shape_tool_history(&mut messages, tool_call_format);
-            input.output_schema.clone().map(OutputConstraint::JsonSchema)
-        }
+    let constraint = if prompted_tools {
+        tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(&input.tools, &input.tool_choice));
+        tools::history_without_tool_format(&mut messages);
+        Some(tools::prompted_tools_constraint(tools.as_deref().unwrap_or_default(), &input.tool_choice))
+    } else if let Some(chosen) = tools.as_ref().filter(|_| forces_a_call(&input.tool_choice)) {
+        // The template renders the tools; the answer is one call, written as bare JSON.
+        let template_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
+        prompt::shape_tool_history(&mut messages, template_format);
+        Some(OutputConstraint::JsonSchema(tools::call_schema(chosen)))
+    } else {
+        prompt::shape_tool_history(&mut messages, tool_call_format);
+        input.output_schema.clone().map(OutputConstraint::JsonSchema)
     };
     let renderer = Arc::new(PromptRenderer {
         template,
