@@ -8,6 +8,11 @@ use serde_json::Value;
 /// The model used when the editor names none: the daemon's default model.
 pub const DEFAULT_MODEL: &str = "smollm2:135m";
 
+/// Every setting the server reads, as editors name them. `editors/settings.json` describes
+/// each (type, default, range) for the editor plugins; a test keeps the two the same.
+pub const SETTING_NAMES: &[&str] =
+    &["model", "enabled", "disabledLanguages", "multiline", "contextTokens", "debounceMs", "maxTokens", "keepAlive"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The model that completes code and answers chats.
@@ -117,5 +122,27 @@ mod tests {
         let (bare, _) = settings.updated(&json!({"model": "other", "contextTokens": 10}));
         assert_eq!(bare.model, "other");
         assert_eq!(bare.context_tokens, 2048, "out of range: kept");
+    }
+
+    #[test]
+    fn the_editors_settings_file_describes_every_setting_with_the_servers_defaults() {
+        let file: Value = serde_json::from_str(include_str!("../../../editors/settings.json")).unwrap();
+        let described: Vec<&str> = file.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = SETTING_NAMES.to_vec();
+        let mut found = described.clone();
+        expected.sort_unstable();
+        found.sort_unstable();
+        assert_eq!(found, expected, "editors/settings.json and SETTING_NAMES differ");
+        let defaults = Settings::default();
+        for name in described {
+            let spec = &file[name];
+            // A null default leaves the server's own; a value in range must still be read.
+            let value = if spec["default"].is_null() { spec["minimum"].clone() } else { spec["default"].clone() };
+            let (updated, ignored) = defaults.updated(&serde_json::json!({ name: value }));
+            assert!(ignored.is_empty(), "the server ignores {name} = {value}");
+            if !spec["default"].is_null() {
+                assert_eq!(updated, defaults, "{name}: the file's default is not the server's");
+            }
+        }
     }
 }
