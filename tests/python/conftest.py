@@ -15,6 +15,17 @@ import pytest
 MODEL = "smollm2:135m"
 
 
+def wait_for(predicate, timeout=30, what="condition"):
+    """Polls `predicate` until it returns something true, which it returns."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import MODEL, Daemon, free_port
+from conftest import MODEL, Daemon, free_port, wait_for
 
 AGENT = "tiny-mcp-agent"
 # tiny_models::MCP_AGENT_ANSWER
@@ -35,16 +35,6 @@ def mcp_tool(name):
     path = os.path.join(tools, name)
     assert os.path.exists(path), f"set MODELD_MCP_TOOLS to the npm tools' bin folder (scripts/test.sh does): {path}"
     return path
-
-
-def wait_for(predicate, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

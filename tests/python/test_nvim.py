@@ -6,12 +6,11 @@ used on 0.11), Tab accepts it into the buffer; `:Modeld chat` streams into its b
 
 import os
 import tempfile
-import time
 
 import pynvim
 import pytest
 
-from conftest import FIM, MODEL, free_port
+from conftest import FIM, MODEL, free_port, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(ROOT, "editors", "nvim")
@@ -49,16 +48,6 @@ def nvim_binary():
     binary = os.environ.get("MODELD_NVIM")
     assert binary and os.path.exists(binary), "set MODELD_NVIM to Neovim 0.12 (scripts/test.sh does)"
     return binary
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Editor:
