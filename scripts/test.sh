@@ -24,8 +24,8 @@ cargo test --locked --workspace
 export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM
 python -m pytest -q tests/python
 
-# The VS Code extension: typecheck, unit tests under a mocked `vscode`, and a .vsix package.
-(cd "$MODELD_ROOT/editors/vscode" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck \
+# The VS Code extension: typecheck, ESLint, unit tests under a mocked `vscode`, and a .vsix package.
+(cd "$MODELD_ROOT/editors/vscode" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent lint \
     && npm test --silent && npm run --silent package)
 
 # A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).

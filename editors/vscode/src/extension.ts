@@ -69,7 +69,8 @@ class Status {
   }
 
   render(): void {
-    const model = String(settingsNow().model ?? 'smollm2:135m');
+    const configured = settingsNow().model;
+    const model = typeof configured === 'string' ? configured : 'smollm2:135m';
     const latency = this.latency === undefined ? '' : ` · ${Math.round(this.latency)} ms`;
     this.item.text = `$(sparkle) ${model} · ${this.state}${latency}`;
     this.item.tooltip = 'modeld: click to pick the model';
@@ -147,7 +148,8 @@ async function pickModel(): Promise<void> {
     const tags = (await response.json()) as { models?: { name: string }[] };
     names = (tags.models ?? []).map((model) => model.name);
   } catch (error) {
-    void vscode.window.showErrorMessage(`modeld: the daemon at ${daemonUrl()} does not answer (${error})`);
+    const reason = error instanceof Error ? error.message : String(error);
+    void vscode.window.showErrorMessage(`modeld: the daemon at ${daemonUrl()} does not answer (${reason})`);
     return;
   }
   if (names.length === 0) {
@@ -203,7 +205,8 @@ async function runTask(title: string): Promise<void> {
     await vscode.workspace.applyEdit(action.edit);
   }
   if (action.command) {
-    await vscode.commands.executeCommand(action.command.command, ...(action.command.arguments ?? []));
+    const argumentsOfCommand = (action.command.arguments ?? []) as unknown[];
+    await vscode.commands.executeCommand(action.command.command, ...argumentsOfCommand);
   }
 }
 

@@ -1,7 +1,7 @@
 // A hand-written stand-in for the `vscode` module and for vscode-languageclient, so that the
 // extension's activation runs under plain Node: it records what the extension asked for.
 
-import Module = require('module');
+import Module from 'node:module';
 
 export const recorded = {
   errors: [] as string[],
@@ -35,11 +35,11 @@ export const vscodeMock = {
       };
       return item;
     },
-    showErrorMessage: async (message: string) => {
+    showErrorMessage: (message: string) => {
       recorded.errors.push(message);
-      return undefined;
+      return Promise.resolve(undefined);
     },
-    showWarningMessage: async () => undefined,
+    showWarningMessage: () => Promise.resolve(undefined),
   },
   workspace: {
     getConfiguration: () => ({ get: (name: string) => recorded.settings[name] }),
@@ -50,7 +50,7 @@ export const vscodeMock = {
       recorded.commands.push(name);
       return new Disposable();
     },
-    executeCommand: async () => undefined,
+    executeCommand: () => Promise.resolve(undefined),
   },
 };
 
@@ -63,10 +63,13 @@ class FakeLanguageClient {
   onDidChangeState(): Disposable {
     return new Disposable();
   }
-  async start(): Promise<void> {
+  start(): Promise<void> {
     this.entry.started = true;
+    return Promise.resolve();
   }
-  async stop(): Promise<void> {}
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 const languageClientMock = { LanguageClient: FakeLanguageClient, State: { Stopped: 1, Running: 2, Starting: 3 } };
