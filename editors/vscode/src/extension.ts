@@ -1,7 +1,7 @@
 // The VS Code extension: starts `modeld lsp` with vscode-languageclient (which shows the
 // server's inline completions as ghost text), keeps a status bar item with the model, the
 // server's state and the last completion's latency, picks the model from the daemon's
-// `/api/tags`, and runs the server's code tasks on the selection.
+// `/api/tags`, runs the server's code tasks on the selection, and opens the chat panel.
 
 import * as fs from 'fs';
 import { execFile } from 'child_process';
@@ -10,6 +10,7 @@ import { LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vsc
 
 import sharedSettings from './shared-settings.json';
 import { findModeld, parseVersion } from './binary';
+import { openChat } from './chatPanel';
 import { serverSettings } from './settings';
 
 const LANGUAGES = [
@@ -134,6 +135,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
     vscode.commands.registerCommand('modeld.pickModel', pickModel),
     vscode.commands.registerCommand('modeld.explainSelection', explainSelection),
+    vscode.commands.registerCommand('modeld.chat', () => (client ? openChat(client) : undefined)),
     ...Object.entries(TASKS).map(([command, title]) =>
       vscode.commands.registerCommand(command, () => runTask(title)),
     ),

@@ -13,6 +13,7 @@ import sharedSettings from '../src/shared-settings.json';
 import packageJson from '../package.json';
 import { findModeld, parseVersion } from '../src/binary';
 import * as extension from '../src/extension';
+import { chatParams, renderPage } from '../src/chatPanel';
 import { configurationProperties, serverSettings, SharedSetting } from '../src/settings';
 import { recorded } from './vscode-mock';
 
@@ -76,4 +77,22 @@ test('activation starts modeld lsp with the settings', async () => {
   assert.deepEqual(started.clientOptions.initializationOptions, { model: 'tiny-fim', contextTokens: 512 });
   assert.ok(recorded.commands.includes('modeld.pickModel') && recorded.commands.includes('modeld.fixSelection'));
   assert.match(recorded.statusTexts.at(-1) ?? '', /tiny-fim/);
+});
+
+test('the chat panel asks about the selection and shows the answer escaped', () => {
+  const range = { start: { line: 1, character: 0 }, end: { line: 3, character: 4 } };
+  assert.deepEqual(chatParams('file:///a.py', range, 'Why?', 't1'), {
+    textDocument: { uri: 'file:///a.py' },
+    range,
+    prompt: 'Why?',
+    partialResultToken: 't1',
+  });
+  const streaming = renderPage('What is <b>?', 'It is <script>alert(1)</script>', false, true, 'n0');
+  assert.match(streaming, /It is &lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  assert.doesNotMatch(streaming, /<script>alert/);
+  assert.doesNotMatch(streaming, /id="apply"/, 'no apply button while streaming');
+  const done = renderPage('Why?', 'Because.', true, true, 'n0');
+  assert.match(done, /id="apply"/);
+  assert.match(done, /script-src 'nonce-n0'/);
+  assert.doesNotMatch(renderPage('Why?', 'Because.', true, false, 'n0'), /id="apply"/);
 });

@@ -72,7 +72,11 @@ class FakeLanguageClient {
   }
 }
 
-const languageClientMock = { LanguageClient: FakeLanguageClient, State: { Stopped: 1, Running: 2, Starting: 3 } };
+const languageClientMock = {
+  LanguageClient: FakeLanguageClient,
+  ProgressType: class {},
+  State: { Stopped: 1, Running: 2, Starting: 3 },
+};
 
 const moduleWithLoad = Module as unknown as { _load: (request: string, ...rest: unknown[]) => unknown };
 const originalLoad = moduleWithLoad._load;
