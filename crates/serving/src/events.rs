@@ -292,6 +292,17 @@ pub struct Reply {
     pub finished: Option<Box<Finished>>,
 }
 
+/// Adds the model's output in `event` (content, thinking, calls) to the assistant `message`
+/// it makes up; other events add nothing.
+pub(crate) fn add_to_message(message: &mut ChatMessage, event: &Event) {
+    match event {
+        Event::Content(text) => message.content.push_str(text),
+        Event::Thinking(text) => message.thinking.get_or_insert_with(String::new).push_str(text),
+        Event::ToolCalls(calls) => message.tool_calls.extend(calls.iter().cloned()),
+        Event::ToolResult(_) | Event::Done(_) | Event::Failed(_) => {}
+    }
+}
+
 /// The messages a tool loop added to a conversation, gathered from its events: what a caller
 /// appends to its history.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -304,15 +315,11 @@ pub struct Exchange {
 impl Exchange {
     /// Takes in one event of the stream.
     pub fn observe(&mut self, event: &Event) {
-        match event {
-            Event::Content(text) => self.round.content.push_str(text),
-            Event::Thinking(text) => self.round.thinking.get_or_insert_with(String::new).push_str(text),
-            Event::ToolCalls(calls) => self.round.tool_calls.extend(calls.iter().cloned()),
-            Event::ToolResult(message) => {
-                let assistant = std::mem::take(&mut self.round);
-                self.observe_tool_result(assistant, message.clone());
-            }
-            Event::Done(_) | Event::Failed(_) => {}
+        if let Event::ToolResult(message) = event {
+            let assistant = std::mem::take(&mut self.round);
+            self.observe_tool_result(assistant, message.clone());
+        } else {
+            add_to_message(&mut self.round, event);
         }
     }
 

@@ -133,23 +133,21 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     let prompted_tools = offers_tools
         && !model.can(Capability::Tools)
         && core.config().tools_without_template == ToolsWithoutTemplate::Prompt;
-    let tool_call_format = if prompted_tools || forces_a_call(&input.tool_choice) {
-        ToolCallFormat::Json
-    } else {
-        ToolCallFormat::from_template(template.as_deref().unwrap_or_default())
-    };
+    let template_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
+    let tool_call_format =
+        if prompted_tools || forces_a_call(&input.tool_choice) { ToolCallFormat::Json } else { template_format };
     let constraint = if prompted_tools {
         tools::add_to_system_prompt(&mut messages, &tools::tools_system_prompt(&input.tools, &input.tool_choice));
         tools::history_without_tool_format(&mut messages);
         Some(tools::prompted_tools_constraint(tools.as_deref().unwrap_or_default(), &input.tool_choice))
-    } else if let Some(chosen) = tools.as_ref().filter(|_| forces_a_call(&input.tool_choice)) {
-        // The template renders the tools; the answer is one call, written as bare JSON.
-        let template_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
-        prompt::shape_tool_history(&mut messages, template_format);
-        Some(OutputConstraint::JsonSchema(tools::call_schema(chosen)))
     } else {
-        prompt::shape_tool_history(&mut messages, tool_call_format);
-        input.output_schema.clone().map(OutputConstraint::JsonSchema)
+        // The template renders the tools and their history; with `required` or a named
+        // function, the answer is one call, written as bare JSON.
+        prompt::shape_tool_history(&mut messages, template_format);
+        match tools.as_ref().filter(|_| forces_a_call(&input.tool_choice)) {
+            Some(chosen) => Some(OutputConstraint::JsonSchema(tools::call_schema(chosen))),
+            None => input.output_schema.clone().map(OutputConstraint::JsonSchema),
+        }
     };
     let renderer = Arc::new(PromptRenderer {
         template,

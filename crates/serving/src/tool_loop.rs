@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::events::{Event, EventStream, Finished, Metrics};
+use crate::events::{add_to_message, Event, EventStream, Finished, Metrics};
 use crate::tools::{tool_name, ProvidedTool, ToolChoice, ToolProvider, ToolServers};
 use crate::{pipeline, ChatInput, ChatMessage, Core, ServingError, Started, ToolCall};
 
@@ -165,15 +165,12 @@ impl LoopState {
                 return RoundEnd::Stopped;
             };
             match &event {
-                Event::Content(text) => assistant.content.push_str(text),
-                Event::Thinking(text) => assistant.thinking.get_or_insert_with(String::new).push_str(text),
-                Event::ToolCalls(calls) => assistant.tool_calls.extend(calls.iter().cloned()),
-                Event::ToolResult(_) => {}
                 Event::Done(finished) => return RoundEnd::Finished(finished.clone(), assistant),
                 Event::Failed(_) => {
                     let _ = self.sender.send(event).await;
                     return RoundEnd::Stopped;
                 }
+                _ => add_to_message(&mut assistant, &event),
             }
             if self.sender.send(event).await.is_err() {
                 return RoundEnd::Stopped;
