@@ -62,7 +62,7 @@ impl ServerSlot {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Its tools, filtered by `allowedTools`, with the names models see.

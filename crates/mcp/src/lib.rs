@@ -25,6 +25,12 @@ pub use proxy::serve_stdio_proxy;
 pub use server::ModelServer;
 pub use tokio_util::sync::CancellationToken;
 
+/// Locks `mutex`, also after a panic elsewhere poisoned it (the state it guards stays usable:
+/// lists of peers, routes and tools).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The Streamable HTTP endpoint for `server`, to mount at `/mcp`: sessions for clients of
 /// the `initialize` era, stateless requests for 2026-07-28 clients. Its own Host check is off
 /// because the HTTP face applies the daemon's one Origin and Host policy before it.

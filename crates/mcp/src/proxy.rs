@@ -26,6 +26,13 @@ struct Upstream {
     downstream: Arc<Mutex<Option<Peer<RoleServer>>>>,
 }
 
+impl Upstream {
+    /// The stdio client, once it has initialized.
+    fn downstream_peer(&self) -> Option<Peer<RoleServer>> {
+        crate::lock(&self.downstream).clone()
+    }
+}
+
 impl ClientHandler for Upstream {
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
@@ -36,8 +43,7 @@ impl ClientHandler for Upstream {
     }
 
     async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
-        let route =
-            self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&params.progress_token).cloned();
+        let route = crate::lock(&self.routes).get(&params.progress_token).cloned();
         if let Some((peer, token)) = route {
             let mut forwarded = ProgressNotificationParam::new(token, params.progress);
             forwarded.total = params.total;
@@ -47,15 +53,13 @@ impl ClientHandler for Upstream {
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        let downstream = self.downstream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        if let Some(peer) = downstream {
+        if let Some(peer) = self.downstream_peer() {
             let _ = peer.notify_tool_list_changed().await;
         }
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        let downstream = self.downstream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        if let Some(peer) = downstream {
+        if let Some(peer) = self.downstream_peer() {
             let _ = peer.notify_resource_list_changed().await;
         }
     }
@@ -81,7 +85,7 @@ impl ServerHandler for Proxy {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        *self.upstream.downstream.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(context.peer.clone());
+        *crate::lock(&self.upstream.downstream) = Some(context.peer.clone());
     }
 
     async fn list_tools(
@@ -125,17 +129,13 @@ impl ServerHandler for Proxy {
         let upstream_token = handle.progress_token.clone();
         let request_id = handle.id.clone();
         if let Some(route) = route {
-            self.upstream
-                .routes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(upstream_token.clone(), route);
+            crate::lock(&self.upstream.routes).insert(upstream_token.clone(), route);
         }
         let answer = tokio::select! {
             answer = handle.await_response() => Some(answer),
             () = context.ct.cancelled() => None,
         };
-        self.upstream.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&upstream_token);
+        crate::lock(&self.upstream.routes).remove(&upstream_token);
         match answer {
             Some(Ok(ServerResult::CallToolResult(result))) => Ok(result.into()),
             Some(Ok(_)) => Err(ErrorData::internal_error("the modeld daemon gave an unexpected answer", None)),

@@ -57,7 +57,7 @@ impl ModelServer {
 
     async fn broadcast_tools_changed(&self) {
         let peers = {
-            let mut peers = self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut peers = crate::lock(&self.peers);
             peers.retain(|peer| !peer.is_transport_closed());
             peers.clone()
         };
@@ -247,7 +247,7 @@ impl ServerHandler for ModelServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(context.peer.clone());
+        crate::lock(&self.peers).push(context.peer.clone());
     }
 
     async fn list_tools(
