@@ -483,3 +483,25 @@ def test_conformance_scenarios_pass(mcp_daemon, scenario):
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     assert result.returncode == 0, output[-2000:]
     assert re.search(r"Passed: (\d+)/\1, 0 failed", output), output[-2000:]
+
+
+def test_hostile_bodies_at_the_mcp_endpoint_are_refused_and_it_keeps_serving(mcp_daemon):
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+    def post(body):
+        request = urllib.request.Request(mcp_daemon.url + "/mcp", data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x" * (5 << 20), "version": "1"}}}
+    assert post(json.dumps(initialize).encode()) == 413
+    assert 400 <= post(b'{"jsonrpc": "2.0", "id": 1, "method": "initia') < 500
+    assert 400 <= post(b"[" * 100_000 + b"]" * 100_000) < 500
+    assert post(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode()) in (400, 404)
+    # Still serving.
+    listed = inspector("--transport", "http", "--server-url", mcp_daemon.url + "/mcp", "--method", "tools/list")
+    assert listed.returncode == 0 and "list_models" in listed.stdout, listed.stderr

@@ -399,6 +399,20 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_or_deeply_nested_file_is_refused_and_a_missing_one_is_no_servers() {
+        let directory = std::env::temp_dir().join(format!("modeld-mcp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let huge = directory.join("huge.json");
+        std::fs::write(&huge, format!("{{\"mcpServers\": {{}}, \"pad\": \"{}\"}}", "x".repeat(2 << 20))).unwrap();
+        assert!(read_config(&huge).unwrap_err().contains("larger than 1048576 bytes"));
+        let nested = directory.join("nested.json");
+        std::fs::write(&nested, format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))).unwrap();
+        assert!(read_config(&nested).unwrap_err().contains("is not valid"));
+        assert_eq!(read_config(&directory.join("missing.json")).unwrap(), McpConfig::default());
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
     fn the_path_follows_the_environment() {
         assert_eq!(config_path(Some("/x.json"), Some("/c"), Some("/h")), Some(PathBuf::from("/x.json")));
         assert_eq!(config_path(None, Some("/c"), Some("/h")), Some(PathBuf::from("/c/modeld/mcp.json")));
