@@ -125,11 +125,7 @@ pub(crate) fn details(model: &ResolvedModel) -> ModelDetails {
 
 /// `details` from a config blob, filled from the GGUF header where the config is silent.
 pub(crate) fn details_from(config: &ConfigV2, gguf: Option<&GgufHeader>) -> ModelDetails {
-    let family = if config.model_family.is_empty() {
-        gguf.map(GgufHeader::architecture).unwrap_or_default()
-    } else {
-        config.model_family.clone()
-    };
+    let family = config.family_or_architecture(gguf);
     ModelDetails {
         parent_model: String::new(),
         format: if config.model_format.is_empty() { "gguf".into() } else { config.model_format.clone() },

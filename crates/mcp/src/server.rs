@@ -412,11 +412,7 @@ fn capabilities(model: &serving::ResolvedModel) -> Vec<&'static str> {
 }
 
 fn family(model: &serving::ResolvedModel) -> String {
-    if model.config.model_family.is_empty() {
-        model.gguf.architecture()
-    } else {
-        model.config.model_family.clone()
-    }
+    model.config.family_or_architecture(Some(&model.gguf))
 }
 
 fn describe_model(model: &serving::ResolvedModel) -> Value {

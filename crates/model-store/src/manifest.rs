@@ -98,6 +98,18 @@ pub struct ConfigV2 {
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ConfigV2 {
+    /// The model's family: the config's, else the GGUF header's architecture (when there is
+    /// one), else empty.
+    pub fn family_or_architecture(&self, gguf: Option<&crate::gguf::GgufHeader>) -> String {
+        if self.model_family.is_empty() {
+            gguf.map(crate::gguf::GgufHeader::architecture).unwrap_or_default()
+        } else {
+            self.model_family.clone()
+        }
+    }
+}
+
 impl Manifest {
     /// A manifest with the given config and layers.
     pub fn new(config: Layer, layers: Vec<Layer>) -> Manifest {
