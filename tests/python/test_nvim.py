@@ -11,6 +11,7 @@ import pynvim
 import pytest
 
 from conftest import FIM, MODEL, free_port, wait_for
+from terminal_capture import Terminal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(ROOT, "editors", "nvim")
@@ -53,10 +54,20 @@ def nvim_binary():
 class Editor:
     """A headless Neovim with the plugin set up against a daemon."""
 
-    def __init__(self, host, model, builtin=True):
-        self.nvim = pynvim.attach("child", argv=[nvim_binary(), "--embed", "--headless", "--clean"])
-        self.nvim.exec_lua(SETUP, PLUGIN, os.environ["MODELD_BIN"], host, model, builtin)
+    def __init__(self, host, model, builtin=True, terminal=False):
         self.directory = tempfile.mkdtemp()
+        self.terminal = None
+        if terminal:
+            # Neovim's own TUI in a pseudo-terminal, driven through its RPC socket.
+            socket = os.path.join(self.directory, "nvim.socket")
+            env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
+            self.terminal = Terminal([nvim_binary(), "--clean", "--listen", socket], env)
+            wait_for(lambda: os.path.exists(socket), what="Neovim's socket")
+            self.nvim = pynvim.attach("socket", path=socket)
+        else:
+            self.nvim = pynvim.attach("child", argv=[nvim_binary(), "--embed", "--headless", "--clean"])
+        self.nvim.exec_lua(SETUP, PLUGIN, os.environ["MODELD_BIN"], host, model, builtin)
+        self.nvim.command(f"cd {self.directory}")
 
     def open(self, name, text):
         path = os.path.join(self.directory, name)
@@ -79,6 +90,8 @@ class Editor:
         except Exception:
             pass
         self.nvim.close()
+        if self.terminal:
+            self.terminal.close()
 
 
 @pytest.fixture
@@ -131,6 +144,29 @@ def test_real_weights_complete_a_line_in_neovim(daemon, editors):
     wait_for(lambda: editor.line(2) != "    return ", timeout=10, what="the accepted text")
     assert editor.line(2).startswith("    return ")
     assert ghost.split("\n")[0].strip() in editor.line(2)
+
+
+def test_the_ghost_text_shows_in_neovims_terminal(daemon, editors):
+    """Real weights in Neovim's real TUI: the ghost text is on the terminal's screen, next to the
+    typed code, and Tab puts it in the buffer. The picture is the README's screenshot."""
+    editor = editors(daemon.host, MODEL, terminal=True)
+    editor.open("real.py", "def add(left, right):\n    return \n\nprint(add(1, 2))\n")
+    editor.nvim.command("set termguicolors number")
+    editor.nvim.command("call cursor(2, 11)")
+    editor.nvim.input("A")
+    ghost = wait_for(lambda: editor.ghost_text("nvim.lsp.inline_completion"), timeout=120, what="ghost text")
+    first_line = ghost.split("\n")[0]
+    screen_line = wait_for(lambda: next((line for line in editor.terminal.text().split("\n")
+                                         if "return " + first_line.rstrip() in line), None),
+                           timeout=10, what="the ghost text on the terminal's screen")
+    assert screen_line.lstrip().startswith("2 "), screen_line
+    folder = os.environ.get("MODELD_SCREENSHOTS") or tempfile.gettempdir()
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "neovim-ghost-text.svg"), "w") as picture:
+        picture.write(editor.terminal.svg("Neovim: modeld's ghost text"))
+    editor.nvim.input("<Tab>")
+    wait_for(lambda: editor.line(2) != "    return ", timeout=10, what="the accepted text")
+    assert editor.line(2).startswith("    return ") and first_line.strip() in editor.line(2), (ghost, editor.line(2))
 
 
 def test_chat_streams_into_its_buffer(daemon, editors):
