@@ -207,3 +207,20 @@ def test_the_model_list_is_read_from_modeld_list(editors):
                                  "smollm2:135m    0123456789ab    100 MB    2 minutes ago\n"
                                  "tiny-fim:latest ba9876543210    1 MB      1 minute ago\n")
     assert names == ["smollm2:135m", "tiny-fim:latest"]
+
+
+def test_the_plugin_installs_as_a_neovim_package():
+    """The README's install without a plugin manager: the folder linked into a package's
+    `start` directory loads the plugin, and `setup()` configures and enables the server."""
+    packages = tempfile.mkdtemp()
+    os.makedirs(os.path.join(packages, "pack", "modeld", "start"))
+    os.symlink(PLUGIN, os.path.join(packages, "pack", "modeld", "start", "modeld"))
+    nvim = pynvim.attach("child", argv=[nvim_binary(), "--embed", "--headless", "--clean",
+                                        "--cmd", f"set packpath^={packages}"])
+    try:
+        assert nvim.eval("exists(':Modeld')") == 2
+        nvim.exec_lua("require('modeld').setup({ cmd_env = { MODELD_LSP_NO_AUTOSTART = '1' } })")
+        assert nvim.exec_lua("return vim.lsp.config.modeld.cmd[1]") == "modeld"
+        assert nvim.exec_lua("return vim.lsp.is_enabled('modeld')")
+    finally:
+        nvim.close()

@@ -11,6 +11,7 @@ import { LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vsc
 import sharedSettings from './shared-settings.json';
 import { findModeld, parseVersion } from './binary';
 import { openChat } from './chatPanel';
+import { DaemonHealth, fetchProcesses, healthFrom, stateText } from './daemon';
 import { serverSettings } from './settings';
 
 const LANGUAGES = [
@@ -47,10 +48,17 @@ function daemonUrl(): string {
   return host.startsWith('http') ? host : `http://${host}`;
 }
 
+function configuredModel(): string {
+  const configured = settingsNow().model;
+  return typeof configured === 'string' ? configured : 'smollm2:135m';
+}
+
 class Status {
   private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
   private state = 'starting';
+  private health: DaemonHealth = 'unknown';
   private latency?: number;
+  private poller?: ReturnType<typeof setInterval>;
 
   constructor() {
     this.item.command = 'modeld.pickModel';
@@ -66,18 +74,31 @@ class Status {
   completed(milliseconds: number): void {
     this.latency = milliseconds;
     this.state = 'ready';
+    this.health = 'loaded';
     this.render();
   }
 
+  /** Reads the daemon's health now and every five seconds. */
+  watchDaemon(): void {
+    const poll = async () => {
+      this.health = healthFrom(await fetchProcesses(daemonUrl()), configuredModel());
+      this.render();
+    };
+    void poll();
+    this.poller = setInterval(() => void poll(), 5000);
+    this.poller.unref?.();
+  }
+
   render(): void {
-    const configured = settingsNow().model;
-    const model = typeof configured === 'string' ? configured : 'smollm2:135m';
     const latency = this.latency === undefined ? '' : ` · ${Math.round(this.latency)} ms`;
-    this.item.text = `$(sparkle) ${model} · ${this.state}${latency}`;
-    this.item.tooltip = 'modeld: click to pick the model';
+    this.item.text = `$(sparkle) ${configuredModel()} · ${stateText(this.state, this.health)}${latency}`;
+    this.item.tooltip = `modeld at ${daemonUrl()}: click to pick the model`;
   }
 
   dispose(): void {
+    if (this.poller) {
+      clearInterval(this.poller);
+    }
     this.item.dispose();
   }
 }
@@ -124,6 +145,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
   };
   client = new LanguageClient('modeld', 'modeld', serverOptions, clientOptions);
+  status.watchDaemon();
   context.subscriptions.push(
     client.onDidChangeState((change) => {
       status.set(change.newState === State.Running ? 'ready' : change.newState === State.Starting ? 'starting' : 'stopped');

@@ -14,6 +14,7 @@ import packageJson from '../package.json';
 import { findModeld, parseVersion } from '../src/binary';
 import * as extension from '../src/extension';
 import { chatParams, renderPage } from '../src/chatPanel';
+import { healthFrom, sameModel, stateText } from '../src/daemon';
 import { configurationProperties, serverSettings, SharedSetting } from '../src/settings';
 import { recorded } from './vscode-mock';
 
@@ -95,4 +96,23 @@ test('the chat panel asks about the selection and shows the answer escaped', () 
   assert.match(done, /id="apply"/);
   assert.match(done, /script-src 'nonce-n0'/);
   assert.doesNotMatch(renderPage('Why?', 'Because.', true, false, 'n0'), /id="apply"/);
+});
+
+test('the daemon is down, up, or has the model loaded, by its /api/ps', () => {
+  assert.equal(healthFrom(undefined, 'tiny-fim'), 'down');
+  assert.equal(healthFrom({ models: [] }, 'tiny-fim'), 'up');
+  assert.equal(healthFrom({ models: [{ name: 'tiny-fim:latest' }] }, 'tiny-fim'), 'loaded');
+  assert.equal(healthFrom({ models: [{ name: 'smollm2:135m' }] }, 'tiny-fim'), 'up');
+  assert.equal(healthFrom({ models: 'garbage' }, 'tiny-fim'), 'up');
+  assert.equal(healthFrom({ models: [null, 7] }, 'tiny-fim'), 'up');
+  assert.equal(healthFrom(null, 'tiny-fim'), 'up');
+  assert.ok(sameModel('smollm2:135m', 'smollm2:135m') && !sameModel('smollm2:360m', 'smollm2:135m'));
+});
+
+test('the status bar says loading before the first load and daemon down when it is', () => {
+  assert.equal(stateText('generating', 'up'), 'loading');
+  assert.equal(stateText('generating', 'loaded'), 'generating');
+  assert.equal(stateText('ready', 'down'), 'daemon down');
+  assert.equal(stateText('ready', 'loaded'), 'ready');
+  assert.equal(stateText('not found', 'down'), 'not found');
 });
