@@ -61,7 +61,7 @@ class Editor:
             # Neovim's own TUI in a pseudo-terminal, driven through its RPC socket.
             socket = os.path.join(self.directory, "nvim.socket")
             env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
-            self.terminal = Terminal([nvim_binary(), "--clean", "--listen", socket], env)
+            self.terminal = Terminal([nvim_binary(), "--clean", "--listen", socket], env, columns=90, rows=12)
             wait_for(lambda: os.path.exists(socket), what="Neovim's socket")
             self.nvim = pynvim.attach("socket", path=socket)
         else:
@@ -73,7 +73,7 @@ class Editor:
         path = os.path.join(self.directory, name)
         with open(path, "w") as file:
             file.write(text)
-        self.nvim.command(f"edit {path}")
+        self.nvim.command(f"edit {name}")
         wait_for(lambda: self.nvim.exec_lua("return #vim.lsp.get_clients({ bufnr = 0, name = 'modeld' })") > 0,
                  what="the modeld client to attach")
         return path

@@ -46,9 +46,13 @@ const actions = {
   async lineEnd({ line }) {
     await page.locator(editor).first().click();
     await page.keyboard.press('Control+G');
+    const quickInput = page.locator('.quick-input-widget');
+    await quickInput.waitFor({ state: 'visible', timeout: 10_000 });
     await page.keyboard.type(String(line));
     await page.keyboard.press('Enter');
+    await quickInput.waitFor({ state: 'hidden', timeout: 10_000 });
     await page.keyboard.press('End');
+    await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).first().waitFor({ timeout: 10_000 });
     return true;
   },
   async type({ text }) {
