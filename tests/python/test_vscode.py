@@ -214,6 +214,29 @@ def test_real_weights_complete_a_line_in_vscode(daemon, vscode):
     wait_for(lambda: "    return " + first_line in read(path), timeout=10, what=f"{first_line!r} in the saved file")
 
 
+def test_the_chat_panel_streams_an_answer_about_the_selection(daemon, vscode):
+    server, browser = vscode(daemon.host, **{"modeld.model": MODEL})
+    code = "def add(left, right):\n    return left + right\n"
+    path = server.write("chat.py", code)
+    open_when_ready(browser, server, "chat.py")
+    browser.press(key="Control+A")
+    browser.command(title="modeld: Ask about the selection (chat)")
+    browser.answerInput(prompt="Ask modeld about the selection", text="What does this function return?")
+    lengths = []
+
+    def finished():
+        panel = browser.chatPanel()
+        if panel:
+            lengths.append(len(panel["answer"]))
+        return panel if panel and panel["done"] else None
+    panel = wait_for(finished, timeout=180, what="the chat answer")
+    assert len(panel["answer"].strip()) > 10 and "(modeld:" not in panel["answer"], panel
+    # It grew while the answer streamed, not in one piece at the end.
+    assert len(set(lengths)) > 2, lengths
+    browser.press(key="Control+S")
+    assert read(path) == code, "asking changed the file"
+
+
 def test_a_missing_modeld_says_what_to_do(vscode):
     server, browser = vscode(f"127.0.0.1:{free_port()}", **{"modeld.path": "/nonexistent/modeld"})
     server.write("add.py", "def add(left, right):\n")

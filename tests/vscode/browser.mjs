@@ -70,6 +70,25 @@ const actions = {
     await page.keyboard.press('Enter');
     return true;
   },
+  /** Answers the input box (the one that asks `prompt`) a command opened. */
+  async answerInput({ prompt, text }) {
+    const box = page.locator('.quick-input-widget', { hasText: prompt });
+    await box.waitFor({ state: 'visible', timeout: 10_000 });
+    await box.locator('input').focus();
+    await page.keyboard.type(text);
+    await page.keyboard.press('Enter');
+    return true;
+  },
+  /** The chat panel's answer so far, and whether it is finished (null: no panel yet). */
+  async chatPanel() {
+    for (const frame of page.frames()) {
+      const answer = frame.locator('#answer');
+      if (await answer.count().catch(() => 0)) {
+        return { answer: await answer.textContent(), done: await frame.locator('#pending').isHidden() };
+      }
+    }
+    return null;
+  },
   ghostText,
   async statusBar() {
     return page.locator('.part.statusbar').innerText();

@@ -1,6 +1,7 @@
 // The chat panel: a webview that streams the answer to a question about the selection (the
-// server's `modeld/chat`, whose partial results arrive as `$/progress`), and a button that
-// applies the answer's code edit. `renderPage` and `chatParams` are pure.
+// server's `modeld/chat`, whose partial results arrive as `$/progress`, each posted to the page
+// as a message), and a button that applies the answer's code edit. `renderPage`,
+// `answerMessage` and `chatParams` are pure.
 
 import * as vscode from 'vscode';
 import { LanguageClient, ProgressType, WorkspaceEdit } from 'vscode-languageclient/node';
@@ -28,21 +29,46 @@ function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+/** What the panel's page is told: the whole answer so far (so a message lost or a page
+ * reloaded while hidden is made good by the next), whether it is finished, and whether the
+ * answer has code to apply. */
+export interface AnswerMessage {
+  type: 'answer';
+  text: string;
+  done: boolean;
+  canApply: boolean;
+}
+
+export function answerMessage(text: string, done: boolean, canApply: boolean): AnswerMessage {
+  return { type: 'answer', text, done, canApply };
+}
+
 /**
- * The panel's page: the question and the answer so far, in a page that runs no script but
- * its own (a nonce'd one that posts the apply button's click) and loads nothing.
+ * The panel's page, written once: the question, and a nonce'd script that shows each
+ * `AnswerMessage` as text (never as markup) and posts `ready` when it loads and `apply` on
+ * the button's click. It runs no other script and loads nothing.
  */
-export function renderPage(prompt: string, answer: string, done: boolean, canApply: boolean, nonce: string): string {
-  const button = done && canApply ? '<button id="apply">Apply the code</button>' : '';
-  const state = done ? '' : '<p><em>…</em></p>';
+export function renderPage(prompt: string, nonce: string): string {
   return `<!DOCTYPE html>
 <html><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}';">
 <style>pre { white-space: pre-wrap; }</style></head>
-<body><h3>${escapeHtml(prompt)}</h3><pre id="answer">${escapeHtml(answer)}</pre>${state}${button}
+<body><h3>${escapeHtml(prompt)}</h3><pre id="answer"></pre><p id="pending"><em>…</em></p>
+<button id="apply" hidden>Apply the code</button>
 <script nonce="${nonce}">
 const vscode = acquireVsCodeApi();
-document.getElementById('apply')?.addEventListener('click', () => vscode.postMessage({ type: 'apply' }));
+const answer = document.getElementById('answer');
+const pending = document.getElementById('pending');
+const apply = document.getElementById('apply');
+window.addEventListener('message', (event) => {
+  const message = event.data;
+  if (!message || message.type !== 'answer') return;
+  answer.textContent = String(message.text);
+  pending.hidden = !!message.done;
+  apply.hidden = !(message.done && message.canApply);
+});
+apply.addEventListener('click', () => vscode.postMessage({ type: 'apply' }));
+vscode.postMessage({ type: 'ready' });
 </script></body></html>`;
 }
 
@@ -62,17 +88,18 @@ export async function openChat(client: LanguageClient): Promise<void> {
   const nonce = Math.random().toString(36).slice(2);
   const token = `modeld-chat-${Date.now()}`;
   let answer = '';
+  let done = false;
   let result: ChatResult | undefined;
-  const render = (done: boolean) => {
-    panel.webview.html = renderPage(prompt, answer, done, Boolean(result?.edit), nonce);
-  };
-  render(false);
+  const show = () => void panel.webview.postMessage(answerMessage(answer, done, Boolean(result?.edit)));
+  panel.webview.html = renderPage(prompt, nonce);
   const progress = client.onProgress(new ProgressType<ChatPiece>(), token, (piece) => {
     answer += piece.content ?? '';
-    render(false);
+    show();
   });
   panel.webview.onDidReceiveMessage(async (message: { type?: string }) => {
-    if (message.type === 'apply' && result?.edit) {
+    if (message.type === 'ready') {
+      show();
+    } else if (message.type === 'apply' && result?.edit) {
       const edit = await client.protocol2CodeConverter.asWorkspaceEdit(result.edit as WorkspaceEdit);
       await vscode.workspace.applyEdit(edit);
     }
@@ -89,5 +116,6 @@ export async function openChat(client: LanguageClient): Promise<void> {
   } finally {
     progress.dispose();
   }
-  render(true);
+  done = true;
+  show();
 }
