@@ -233,6 +233,8 @@ def test_the_chat_panel_streams_an_answer_about_the_selection(daemon, vscode):
     assert len(panel["answer"].strip()) > 10 and "(modeld:" not in panel["answer"], panel
     # It grew while the answer streamed, not in one piece at the end.
     assert len(set(lengths)) > 2, lengths
+    # The question went to the panel, not into the file (saved from its editor).
+    browser.command(title="View: Focus First Editor Group")
     browser.press(key="Control+S")
     assert read(path) == code, "asking changed the file"
 
