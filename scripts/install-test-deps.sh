@@ -9,6 +9,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$MODELD_ROOT/tests/python/requirements.txt"
 fetch_smollm2
+fetch_minilm
 fetch_neovim
 # The MCP reference servers and the MCP Inspector (with the Node 22 it needs, from npm) for the
 # MCP tests, installed from the lock file; again only when the lock file changed.

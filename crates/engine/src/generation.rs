@@ -282,8 +282,16 @@ pub trait LoadedModel: Send + Sync + 'static {
         Err(EngineError::Unsupported("this model does not generate text".into()))
     }
 
-    /// One vector per input (token ids, already fitted to the context). Models that cannot
-    /// embed keep the default, which refuses.
+    /// `tokens` (from [`LoadedModel::tokenize`] with special tokens) cut to at most `limit`,
+    /// the way the model's inputs are truncated: by default the end is cut off; an encoder
+    /// whose inputs end in a separator keeps it.
+    fn fit_to_context(&self, mut tokens: Vec<u32>, limit: usize) -> Vec<u32> {
+        tokens.truncate(limit);
+        tokens
+    }
+
+    /// One vector per input (token ids, already fitted to the context), as the model pools
+    /// them, not normalised. Models that cannot embed keep the default, which refuses.
     async fn embed(&self, inputs: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
         let _ = inputs;
         Err(EngineError::Unsupported("this model does not support embeddings".into()))

@@ -570,17 +570,68 @@ pub enum WriteValue {
     F32s(Vec<f32>),
 }
 
+/// A tensor's values to write.
+#[derive(Debug, Clone)]
+pub enum TensorValues {
+    /// 32-bit floats (GGML type 0).
+    F32(Vec<f32>),
+    /// Half floats, as their bits (GGML type 1).
+    F16(Vec<u16>),
+}
+
+impl TensorValues {
+    fn len(&self) -> usize {
+        match self {
+            TensorValues::F32(values) => values.len(),
+            TensorValues::F16(values) => values.len(),
+        }
+    }
+
+    fn ggml_type(&self) -> u32 {
+        match self {
+            TensorValues::F32(_) => 0,
+            TensorValues::F16(_) => 1,
+        }
+    }
+
+    fn byte_len(&self) -> u64 {
+        match self {
+            TensorValues::F32(values) => values.len() as u64 * 4,
+            TensorValues::F16(values) => values.len() as u64 * 2,
+        }
+    }
+
+    fn write_to(&self, bytes: &mut Vec<u8>) {
+        match self {
+            TensorValues::F32(values) => bytes.extend(values.iter().flat_map(|value| value.to_le_bytes())),
+            TensorValues::F16(values) => bytes.extend(values.iter().flat_map(|value| value.to_le_bytes())),
+        }
+    }
+}
+
 /// Writes a GGUF v3 file with the given metadata and F32 tensors (name, shape innermost first,
 /// values). Tests use it to make tiny models by code.
+pub fn write_gguf(
+    writer: &mut impl io::Write,
+    metadata: &[(&str, WriteValue)],
+    tensors: &[(&str, Vec<u64>, Vec<f32>)],
+) -> io::Result<()> {
+    let tensors: Vec<(&str, Vec<u64>, TensorValues)> =
+        tensors.iter().map(|(name, shape, values)| (*name, shape.clone(), TensorValues::F32(values.clone()))).collect();
+    write_gguf_tensors(writer, metadata, &tensors)
+}
+
+/// Writes a GGUF v3 file with the given metadata and tensors (name, shape innermost first,
+/// values): what `write_gguf` does, with F16 tensors too (imported models).
 ///
 /// The file passes [`parse_header`]: the data section starts at the header rounded up to
 /// [`DEFAULT_ALIGNMENT`], and each tensor starts at a multiple of it (its data is zero-padded).
 /// A tensor whose value count differs from its shape's product is refused with
 /// [`io::ErrorKind::InvalidInput`], since the file would describe bytes it does not hold.
-pub fn write_gguf(
+pub fn write_gguf_tensors(
     writer: &mut impl io::Write,
     metadata: &[(&str, WriteValue)],
-    tensors: &[(&str, Vec<u64>, Vec<f32>)],
+    tensors: &[(&str, Vec<u64>, TensorValues)],
 ) -> io::Result<()> {
     const ALIGNMENT: u64 = DEFAULT_ALIGNMENT;
     for (name, shape, values) in tensors {
@@ -657,16 +708,17 @@ pub fn write_gguf(
         for dim in shape {
             header.extend_from_slice(&dim.to_le_bytes());
         }
-        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&values.ggml_type().to_le_bytes());
         header.extend_from_slice(&offset.to_le_bytes());
-        offset += (values.len() as u64 * 4).div_ceil(ALIGNMENT) * ALIGNMENT;
+        offset += values.byte_len().div_ceil(ALIGNMENT) * ALIGNMENT;
     }
     while !(header.len() as u64).is_multiple_of(ALIGNMENT) {
         header.push(0);
     }
     writer.write_all(&header)?;
     for (_, _, values) in tensors {
-        let mut bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(values.byte_len() as usize + ALIGNMENT as usize);
+        values.write_to(&mut bytes);
         while !(bytes.len() as u64).is_multiple_of(ALIGNMENT) {
             bytes.push(0);
         }

@@ -20,11 +20,13 @@
 //! [`Options`] are the parameters a params layer (a Modelfile's `PARAMETER`s) and a request's
 //! `options` set, checked as Ollama checks them.
 
+pub mod convert_bert;
 mod digest;
 pub mod gguf;
 mod manifest;
 mod name;
 mod options;
+pub mod safetensors;
 mod store;
 
 pub use digest::{Digest, DigestError};

@@ -22,21 +22,19 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
     let mut request = Map::new();
     request.insert("model".into(), Value::from(model));
     match local_path(base_dir, &modelfile.from) {
-        Some(path) if path.is_dir() => bail!("importing a directory (safetensors) is not supported by modeld yet"),
-        Some(path) => {
-            let digest = file_digest(&path).await?;
-            if client.head(&format!("/api/blobs/{digest}")).await? != 200 {
-                let mut last_percent = u64::MAX;
-                client
-                    .upload_blob(&path, &digest, |sent, total| {
-                        let percent = (sent * 100).checked_div(total).unwrap_or(100);
-                        if percent != last_percent && (percent % 10 == 0 || percent == 100) {
-                            eprintln!("copying file {digest} {percent}%");
-                            last_percent = percent;
-                        }
-                    })
-                    .await?;
+        // A folder of safetensors weights with its JSON configs (or its .safetensors file,
+        // which stands for the folder): every such file is uploaded and the daemon converts.
+        Some(path) if path.is_dir() || path.extension().is_some_and(|extension| extension == "safetensors") => {
+            let folder = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")).to_owned() };
+            let mut files = Map::new();
+            for (relative, file) in model_folder_files(&folder)? {
+                let digest = upload(&client, &file).await?;
+                files.insert(relative, Value::from(digest));
             }
+            request.insert("files".into(), Value::Object(files));
+        }
+        Some(path) => {
+            let digest = upload(&client, &path).await?;
             let file_name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             request.insert("files".into(), json!({ file_name: digest }));
         }
@@ -69,6 +67,50 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
             Ok(())
         })
         .await
+}
+
+/// Uploads `path` as a blob unless the daemon has it, printing progress; its digest.
+async fn upload(client: &Client, path: &Path) -> anyhow::Result<String> {
+    let digest = file_digest(path).await?;
+    if client.head(&format!("/api/blobs/{digest}")).await? != 200 {
+        let mut last_percent = u64::MAX;
+        client
+            .upload_blob(path, &digest, |sent, total| {
+                let percent = (sent * 100).checked_div(total).unwrap_or(100);
+                if percent != last_percent && (percent % 10 == 0 || percent == 100) {
+                    eprintln!("copying file {digest} {percent}%");
+                    last_percent = percent;
+                }
+            })
+            .await?;
+    }
+    Ok(digest)
+}
+
+/// The files of a safetensors model folder the daemon reads (`*.json`, `*.safetensors`), by
+/// their path relative to the folder, two levels deep at most (`1_Pooling/config.json`).
+fn model_folder_files(folder: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut pending = vec![(folder.to_owned(), String::new(), 0)];
+    while let Some((directory, prefix, depth)) = pending.pop() {
+        let entries = std::fs::read_dir(&directory).with_context(|| format!("reading {}", directory.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() && depth < 1 && !name.starts_with('.') {
+                pending.push((path, format!("{prefix}{name}/"), depth + 1));
+            } else if file_type.is_file() && (name.ends_with(".json") || name.ends_with(".safetensors")) {
+                found.push((format!("{prefix}{name}"), path));
+            }
+        }
+    }
+    found.sort();
+    if !found.iter().any(|(name, _)| name.ends_with(".safetensors")) {
+        bail!("{} holds no .safetensors weights", folder.display());
+    }
+    Ok(found)
 }
 
 /// `FROM` as a local path, when it names an existing file or directory (relative to the

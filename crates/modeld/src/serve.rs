@@ -47,7 +47,9 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         Some("scripted") => Arc::new(engine::scripted::ScriptedEngine::new()),
         Some(other) => anyhow::bail!("unknown MODELD_ENGINE {other:?} (expected mistralrs or scripted)"),
     };
-    let engines = Engines::new().register(ModelKind::Generation, generation_engine);
+    let engines = Engines::new()
+        .register(ModelKind::Generation, generation_engine)
+        .register(ModelKind::Embedding, Arc::new(engine_bert::BertEngine::new()));
     let scheduler = Scheduler::new(engines, scheduler_config);
     let core = Core::new(
         store,

@@ -9,6 +9,7 @@
 //! [`ServingError`]s, which each front end maps to its protocol's errors. No protocol crate is
 //! imported here.
 
+mod embed;
 mod error;
 mod events;
 mod model;
@@ -26,6 +27,7 @@ use model_store::{ModelEntry, ModelName, Store};
 pub use model_store::Options;
 
 pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
+pub use embed::{EmbedInput, EmbedText, Embeddings};
 pub use error::ServingError;
 pub use events::{collect, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
 pub use model::{is_jinja, Capability, ResolvedModel};
@@ -225,6 +227,12 @@ impl Core {
     /// an empty prompt with a zero keep-alive), renders the prompt and starts generating.
     pub async fn generate(&self, input: GenerateInput) -> Result<Started, ServingError> {
         pipeline::generate(self, input).await
+    }
+
+    /// Embeds the inputs on an embedding model: validates, loads the model (or unloads it,
+    /// for no inputs with a zero keep-alive), tokenizes and truncates, runs one batch.
+    pub async fn embed(&self, input: EmbedInput) -> Result<Embeddings, ServingError> {
+        embed::embed(self, input).await
     }
 
     /// Runs a chat turn: validates it against the model, loads the model (or unloads it, for an

@@ -181,7 +181,7 @@ fn forces_a_call(choice: &ToolChoice) -> bool {
 
 /// The context window to serve: the option, else the daemon's default, capped at what the
 /// model was trained for, and at least 4 tokens.
-fn context_size(core: &Core, model: &ResolvedModel, options: &Options) -> usize {
+pub(crate) fn context_size(core: &Core, model: &ResolvedModel, options: &Options) -> usize {
     let wanted = options.num_ctx.filter(|n| *n > 0).map(|n| n as usize).unwrap_or(core.config().default_num_ctx);
     let trained = model.trained_context_length().map(|n| n as usize).unwrap_or(usize::MAX);
     wanted.min(trained).max(4)
@@ -254,7 +254,7 @@ async fn admit(core: &Core, request: Admission<'_>) -> Result<AdmitOutcome, Serv
 
 /// Takes a turn on the model from the scheduler, loading it if needed; refused once the
 /// daemon is shutting down.
-async fn acquire_model(
+pub(crate) async fn acquire_model(
     core: &Core,
     model: &ResolvedModel,
     num_ctx: usize,

@@ -151,8 +151,7 @@ fn layers_from_files(
     files: &serde_json::Map<String, Value>,
 ) -> Result<(ConfigV2, Vec<Layer>), ApiError> {
     let store = state.store();
-    let mut model_layer = None;
-    let mut config = ConfigV2::default();
+    let mut paths = std::collections::BTreeMap::new();
     for (file_name, digest) in files {
         if file_name.starts_with('/') || file_name.split(['/', '\\']).any(|part| part == "..") {
             return Err(ApiError::bad_request("file path must be relative"));
@@ -164,35 +163,54 @@ fn layers_from_files(
         if !store.has_blob(&digest) {
             return Err(ApiError::bad_request(format!("blob \"{digest}\" not found")));
         }
-        let path = store.blob_path(&digest);
-        let header = match gguf::read_header(&path) {
-            Ok(header) => header,
-            Err(gguf::GgufError::BadMagic) => {
-                return Err(ApiError::not_implemented(format!(
-                    "{file_name}: only GGUF files can be imported by modeld (safetensors import is not supported yet)"
-                )))
-            }
-            Err(error) => return Err(ApiError::bad_request(format!("{file_name}: {error}"))),
-        };
-        if model_layer.is_some() {
-            return Err(ApiError::not_implemented("split or multiple GGUF files are not supported by modeld yet"));
-        }
-        let architecture = header.architecture();
-        config = ConfigV2 {
-            model_format: "gguf".into(),
-            model_family: architecture.clone(),
-            model_families: Some(vec![architecture]),
-            model_type: header.parameter_size(),
-            file_type: header.quantization_level(),
-            context_length: header.context_length(),
-            embedding_length: header.embedding_length(),
-            ..Default::default()
-        };
-        let size = std::fs::metadata(&path).map(|metadata| metadata.len()).unwrap_or_default();
-        model_layer = Some(Layer { media_type: media_type::MODEL.into(), digest, size, from: None });
+        paths.insert(file_name.clone(), (digest, store.blob_path(&digest)));
     }
-    let model_layer = model_layer.ok_or_else(|| ApiError::bad_request("no GGUF model file given"))?;
-    Ok((config, vec![model_layer]))
+    // GGUF files by their magic; one with the magic but a broken header is refused as it is.
+    let mut gguf_files = Vec::new();
+    for (name, (_, path)) in &paths {
+        match gguf::read_header(path) {
+            Ok(_) => gguf_files.push(name),
+            Err(gguf::GgufError::BadMagic) => {}
+            Err(error) => return Err(ApiError::bad_request(format!("{name}: {error}"))),
+        }
+    }
+    let (file_name, digest) = match gguf_files[..] {
+        [name] => (name.clone(), paths[name].0.clone()),
+        [_, _, ..] => {
+            return Err(ApiError::not_implemented("split or multiple GGUF files are not supported by modeld yet"))
+        }
+        [] => {
+            let folder: std::collections::BTreeMap<String, std::path::PathBuf> =
+                paths.iter().map(|(name, (_, path))| (name.clone(), path.clone())).collect();
+            if folder.is_empty() {
+                return Err(ApiError::bad_request("no GGUF model file given"));
+            }
+            if !model_store::convert_bert::is_bert_folder(&folder) {
+                return Err(ApiError::not_implemented(
+                    "only GGUF files and BERT embedding models (safetensors) can be imported by modeld",
+                ));
+            }
+            let bytes = model_store::convert_bert::convert_bert(&folder)
+                .map_err(|error| ApiError::bad_request(format!("converting the model: {error}")))?;
+            let (digest, _) = store.write_blob_bytes(&bytes)?;
+            ("model.gguf".to_owned(), digest)
+        }
+    };
+    let path = store.blob_path(&digest);
+    let header = gguf::read_header(&path).map_err(|error| ApiError::bad_request(format!("{file_name}: {error}")))?;
+    let architecture = header.architecture();
+    let config = ConfigV2 {
+        model_format: "gguf".into(),
+        model_family: architecture.clone(),
+        model_families: Some(vec![architecture]),
+        model_type: header.parameter_size(),
+        file_type: header.quantization_level(),
+        context_length: header.context_length(),
+        embedding_length: header.embedding_length(),
+        ..Default::default()
+    };
+    let size = std::fs::metadata(&path).map(|metadata| metadata.len()).unwrap_or_default();
+    Ok((config, vec![Layer { media_type: media_type::MODEL.into(), digest, size, from: None }]))
 }
 
 fn inherited_parameters(state: &AppState, layers: &[Layer]) -> serde_json::Map<String, Value> {

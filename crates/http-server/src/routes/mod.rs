@@ -3,6 +3,7 @@
 mod blobs;
 mod chat;
 mod create;
+mod embed;
 mod generate;
 mod models;
 mod openai;
@@ -28,8 +29,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/blobs/{digest}", head(blobs::head_blob).post(blobs::post_blob))
         .route("/api/pull", post(unsupported::pull))
         .route("/api/push", post(unsupported::push))
-        .route("/api/embed", post(unsupported::embed))
-        .route("/api/embeddings", post(unsupported::embed))
+        .route("/api/embed", post(embed::embed))
+        .route("/api/embeddings", post(embed::embeddings))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::list_models))

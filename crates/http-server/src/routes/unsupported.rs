@@ -13,6 +13,3 @@ pub(crate) async fn push() -> ApiError {
     ApiError::not_implemented("pushing to a registry is not supported by modeld yet")
 }
 
-pub(crate) async fn embed() -> ApiError {
-    ApiError::not_implemented("embeddings are not supported by modeld yet")
-}
