@@ -73,7 +73,7 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
         pooling: Pooling::from_gguf(pooling_value)
             .ok_or_else(|| load_error(format!("pooling type {pooling_value} is not supported")))?,
     };
-    if config.heads == 0 || config.hidden % config.heads != 0 {
+    if config.heads == 0 || !config.hidden.is_multiple_of(config.heads) {
         return Err(load_error(format!("{} heads do not divide a width of {}", config.heads, config.hidden)));
     }
     let n_layers = number("bert.block_count")? as usize;
@@ -125,15 +125,8 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
     let token_type_embedding = token_types.get(0).map_err(load_error)?;
     let (positions, _) = position_embeddings.dims2().map_err(load_error)?;
     let config = BertConfig { context_length: config.context_length.min(positions), ..config };
-    let bert = Bert {
-        config,
-        token_embeddings,
-        position_embeddings,
-        token_type_embedding,
-        embeddings_norm,
-        layers,
-        device,
-    };
+    let bert =
+        Bert { config, token_embeddings, position_embeddings, token_type_embedding, embeddings_norm, layers, device };
     Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, memory_bytes })
 }
 

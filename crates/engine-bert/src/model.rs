@@ -71,7 +71,7 @@ impl Bert {
         let mut ids = Vec::with_capacity(n_sequences * length);
         let mut mask = Vec::with_capacity(n_sequences * length);
         for sequence in batch {
-            ids.extend(sequence.iter().copied().chain(std::iter::repeat(0).take(length - sequence.len())));
+            ids.extend(sequence.iter().copied().chain(std::iter::repeat_n(0, length - sequence.len())));
             mask.extend((0..length).map(|position| if position < sequence.len() { 1f32 } else { 0f32 }));
         }
         let ids = Tensor::from_vec(ids, (n_sequences, length), &self.device)?;

@@ -3,8 +3,6 @@
 //! turned back into BERT's `##` form, behind the same normaliser and pre-tokeniser as the
 //! model's own `tokenizer.json`, so the ids are the ones sentence-transformers computes.
 
-use std::collections::HashMap;
-
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -39,14 +37,15 @@ pub(crate) fn wordpiece_spelling(token: &str) -> String {
 /// The tokenizer of `spec`; an error names what is wrong with the vocabulary.
 pub(crate) fn tokenizer(spec: &VocabularySpec) -> Result<Tokenizer, String> {
     let name = |id: u32| {
-        spec.tokens.get(id as usize).map(|token| wordpiece_spelling(token)).ok_or_else(|| {
-            format!("special token id {id} is outside the vocabulary of {} tokens", spec.tokens.len())
-        })
+        spec.tokens
+            .get(id as usize)
+            .map(|token| wordpiece_spelling(token))
+            .ok_or_else(|| format!("special token id {id} is outside the vocabulary of {} tokens", spec.tokens.len()))
     };
     let unknown = name(spec.unknown)?;
     let cls = name(spec.cls)?;
     let separator = name(spec.separator)?;
-    let mut vocabulary = HashMap::with_capacity(spec.tokens.len());
+    let mut vocabulary = ahash::AHashMap::with_capacity(spec.tokens.len());
     for (id, token) in spec.tokens.iter().enumerate() {
         // The first id of a spelling wins, as in a vocab.txt read top to bottom.
         vocabulary.entry(wordpiece_spelling(token)).or_insert(id as u32);
@@ -106,7 +105,15 @@ mod tests {
     #[test]
     fn text_is_lowercased_split_and_wrapped_in_cls_and_sep() {
         let tokenizer = tokenizer(&spec(&[
-            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u{2581}play", "ing", "\u{2581}café", "\u{2581}cafe", "\u{2581}!",
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "\u{2581}play",
+            "ing",
+            "\u{2581}café",
+            "\u{2581}cafe",
+            "\u{2581}!",
             "\u{2581}中",
         ]))
         .unwrap();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::gguf::{write_gguf_tensors, TensorValues, WriteValue};
-use crate::safetensors::{SafetensorsError, SafetensorsFile};
+use crate::safetensors::{ElementType, SafetensorsError, SafetensorsFile};
 
 /// Largest JSON file of the folder read (tokenizer.json of a large vocabulary is a few MB).
 const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
@@ -75,7 +75,7 @@ pub fn convert_bert(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Conver
     if activation != "gelu" {
         return Err(invalid(format!("config.json: activation {activation} is not supported (only gelu)")));
     }
-    if n_layers > 1024 || hidden % heads != 0 {
+    if n_layers > 1024 || !hidden.is_multiple_of(heads) {
         return Err(invalid("config.json: the layer sizes do not fit together"));
     }
 
@@ -105,7 +105,8 @@ pub fn convert_bert(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Conver
         metadata.push((key, WriteValue::U32(*id)));
     }
     metadata.push(("tokenizer.ggml.tokens", WriteValue::Strings(vocabulary.gguf_tokens())));
-    metadata.push(("tokenizer.ggml.scores", WriteValue::F32s((0..vocabulary.tokens.len()).map(|id| id as f32).collect())));
+    metadata
+        .push(("tokenizer.ggml.scores", WriteValue::F32s((0..vocabulary.tokens.len()).map(|id| id as f32).collect())));
     metadata.push(("tokenizer.ggml.token_type", WriteValue::I32s(vocabulary.token_types.clone())));
 
     let weights_path = files
@@ -117,6 +118,9 @@ pub fn convert_bert(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Conver
     let mut tensors = Vec::new();
     for (source_name, entry) in weights.tensors.clone() {
         let Some(name) = gguf_tensor_name(&source_name) else { continue };
+        if !matches!(entry.element_type, ElementType::F32 | ElementType::F16 | ElementType::BF16) {
+            return Err(invalid(format!("{source_name}: {:?} weights are not supported", entry.element_type)));
+        }
         let values = weights.read_f32(&source_name)?;
         let shape: Vec<u64> = entry.shape.iter().rev().copied().collect();
         let values = if entry.shape.len() >= 2 && !name.ends_with(".bias") && name != "token_types.weight" {
@@ -182,9 +186,8 @@ pub fn gguf_tensor_name(name: &str) -> Option<String> {
 /// a bare encoder.
 fn pooling(files: &BTreeMap<String, PathBuf>, modules: &Option<Value>) -> Result<(u32, bool), ConvertError> {
     let Some(modules) = modules.as_ref().and_then(Value::as_array) else { return Ok((1, false)) };
-    let module = |kind: &str| {
-        modules.iter().find(|module| module["type"].as_str().is_some_and(|name| name.ends_with(kind)))
-    };
+    let module =
+        |kind: &str| modules.iter().find(|module| module["type"].as_str().is_some_and(|name| name.ends_with(kind)));
     let normalize = module(".Normalize").is_some();
     let Some(pooling_module) = module(".Pooling") else { return Ok((1, normalize)) };
     let folder = pooling_module["path"].as_str().unwrap_or("1_Pooling").trim_end_matches('/');
@@ -235,10 +238,7 @@ impl Vocabulary {
         let id_of = |content: &str| tokens.iter().position(|token| token == content).map(|id| id as u32);
         let configured = |key: &str, default: &str| -> String {
             let value = tokenizer_config.as_ref().map(|config| &config[key]);
-            value
-                .and_then(|value| value.as_str().or_else(|| value["content"].as_str()))
-                .unwrap_or(default)
-                .to_owned()
+            value.and_then(|value| value.as_str().or_else(|| value["content"].as_str())).unwrap_or(default).to_owned()
         };
         let mut special_ids = Vec::new();
         for (key, config_key, default) in [
@@ -252,7 +252,9 @@ impl Vocabulary {
                 special_ids.push((key, id));
             }
         }
-        for required in ["tokenizer.ggml.unknown_token_id", "tokenizer.ggml.cls_token_id", "tokenizer.ggml.seperator_token_id"] {
+        for required in
+            ["tokenizer.ggml.unknown_token_id", "tokenizer.ggml.cls_token_id", "tokenizer.ggml.seperator_token_id"]
+        {
             if !special_ids.iter().any(|(key, _)| *key == required) {
                 return Err(invalid(format!("tokenizer.json: no token for {required}")));
             }

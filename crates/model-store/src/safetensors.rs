@@ -22,19 +22,45 @@ fn invalid(message: impl Into<String>) -> SafetensorsError {
     SafetensorsError::Invalid(message.into())
 }
 
-/// The element types read.
+/// The element types of the format; only the floating-point ones are read as values (the
+/// others, such as BERT's I64 `position_ids`, are checked and skipped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementType {
+    F64,
     F32,
     F16,
     BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
 }
 
 impl ElementType {
+    fn parse(name: &str) -> Option<ElementType> {
+        Some(match name {
+            "F64" => ElementType::F64,
+            "F32" => ElementType::F32,
+            "F16" => ElementType::F16,
+            "BF16" => ElementType::BF16,
+            "I64" => ElementType::I64,
+            "I32" => ElementType::I32,
+            "I16" => ElementType::I16,
+            "I8" => ElementType::I8,
+            "U8" => ElementType::U8,
+            "BOOL" => ElementType::Bool,
+            _ => return None,
+        })
+    }
+
     fn size(self) -> u64 {
         match self {
-            ElementType::F32 => 4,
-            ElementType::F16 | ElementType::BF16 => 2,
+            ElementType::F64 | ElementType::I64 => 8,
+            ElementType::F32 | ElementType::I32 => 4,
+            ElementType::F16 | ElementType::BF16 | ElementType::I16 => 2,
+            ElementType::I8 | ElementType::U8 | ElementType::Bool => 1,
         }
     }
 }
@@ -88,6 +114,7 @@ impl SafetensorsFile {
             ElementType::BF16 => {
                 bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
             }
+            other => return Err(invalid(format!("{name}: {other:?} values are not floating point"))),
         })
     }
 }
@@ -104,10 +131,8 @@ pub fn parse_header(header: &[u8], data_length: u64) -> Result<BTreeMap<String, 
             continue;
         }
         let element_type = match entry.get("dtype").and_then(|dtype| dtype.as_str()) {
-            Some("F32") => ElementType::F32,
-            Some("F16") => ElementType::F16,
-            Some("BF16") => ElementType::BF16,
-            Some(other) => return Err(invalid(format!("{name}: tensor type {other} is not supported"))),
+            Some(dtype) => ElementType::parse(dtype)
+                .ok_or_else(|| invalid(format!("{name}: tensor type {dtype} is not supported")))?,
             None => return Err(invalid(format!("{name}: no dtype"))),
         };
         let numbers = |key: &str| -> Result<Vec<u64>, SafetensorsError> {
@@ -151,8 +176,10 @@ mod tests {
         assert!(parse_header(wrong_size, 100).unwrap_err().to_string().contains("does not fill"));
         let overflow = br#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}"#;
         assert!(parse_header(overflow, 100).is_err());
-        let unknown = br#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
-        assert!(parse_header(unknown, 100).unwrap_err().to_string().contains("I64"));
+        let unknown = br#"{"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}"#;
+        assert!(parse_header(unknown, 100).unwrap_err().to_string().contains("C64"));
+        let integers = br#"{"ids":{"dtype":"I64","shape":[1,2],"data_offsets":[0,16]}}"#;
+        assert_eq!(parse_header(integers, 16).unwrap()["ids"].element_type, ElementType::I64);
         assert!(parse_header(b"[1,2]", 100).is_err());
         assert!(parse_header(b"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8]}}", 100).is_err());
     }

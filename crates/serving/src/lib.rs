@@ -26,8 +26,8 @@ use model_store::{ModelEntry, ModelName, Store};
 
 pub use model_store::Options;
 
-pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
 pub use embed::{EmbedInput, EmbedText, Embeddings};
+pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
 pub use error::ServingError;
 pub use events::{collect, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
 pub use model::{is_jinja, Capability, ResolvedModel};

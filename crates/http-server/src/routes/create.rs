@@ -163,7 +163,8 @@ fn layers_from_files(
         if !store.has_blob(&digest) {
             return Err(ApiError::bad_request(format!("blob \"{digest}\" not found")));
         }
-        paths.insert(file_name.clone(), (digest, store.blob_path(&digest)));
+        let path = store.blob_path(&digest);
+        paths.insert(file_name.clone(), (digest, path));
     }
     // GGUF files by their magic; one with the magic but a broken header is refused as it is.
     let mut gguf_files = Vec::new();

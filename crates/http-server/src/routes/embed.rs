@@ -72,7 +72,7 @@ fn openai_inputs(input: &Value) -> Result<Vec<EmbedText>, ApiError> {
         Value::String(text) => Ok(vec![EmbedText::Text(text.clone())]),
         Value::Array(items) if !items.is_empty() => {
             if items.iter().all(Value::is_number) {
-                return tokens(items).map(|ids| vec![EmbedText::Tokens(ids)]).ok_or_else(|| invalid_input());
+                return tokens(items).map(|ids| vec![EmbedText::Tokens(ids)]).ok_or_else(invalid_input);
             }
             items
                 .iter()

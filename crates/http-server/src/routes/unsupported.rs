@@ -12,4 +12,3 @@ pub(crate) async fn pull() -> ApiError {
 pub(crate) async fn push() -> ApiError {
     ApiError::not_implemented("pushing to a registry is not supported by modeld yet")
 }
-
