@@ -133,3 +133,13 @@ def test_show_and_ps_describe_the_embedding_model(embed_daemon):
     # An empty input with a zero keep-alive unloads it.
     client.embed(model=EMBEDDER, input="", keep_alive=0)
     assert not any(model.model.startswith(EMBEDDER) for model in client.ps().models)
+
+
+def test_run_prints_the_vector_of_an_embedding_model(embed_daemon):
+    printed = embed_daemon.cli("run", EMBEDDER, "The cat sits on the mat.")
+    vector = json.loads(printed.stdout)
+    assert len(vector) == 384 and abs(sum(value * value for value in vector) - 1) < 1e-4
+    reference = load_fixture("reference.json")["vectors"][0]
+    assert cosine(vector, reference) >= 0.999
+    empty = embed_daemon.cli("run", EMBEDDER, "", check=False)
+    assert empty.returncode != 0 and "embedding model" in empty.stderr

@@ -19,12 +19,15 @@ pub(crate) struct RunConfig {
 
 pub(crate) async fn run(config: RunConfig) -> anyhow::Result<()> {
     let client = Client::from_environment();
-    if let Err(error) = client.post("/api/show", &json!({"model": config.model})).await {
-        if is_not_found(&error) {
+    let shown = match client.post("/api/show", &json!({"model": config.model})).await {
+        Ok(shown) => shown,
+        Err(error) if is_not_found(&error) => {
             bail!("model '{}' not found; import it with `modeld create {} -f Modelfile`", config.model, config.model);
         }
-        return Err(error);
-    }
+        Err(error) => return Err(error),
+    };
+    let capabilities = shown["capabilities"].as_array().cloned().unwrap_or_default();
+    let embeds_only = capabilities.contains(&json!("embedding")) && !capabilities.contains(&json!("completion"));
     let mut prompt = config.prompt.clone();
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
@@ -35,10 +38,26 @@ pub(crate) async fn run(config: RunConfig) -> anyhow::Result<()> {
             prompt = if prompt.is_empty() { piped } else { format!("{prompt}\n{piped}") };
         }
     }
+    if embeds_only {
+        return embed_once(&client, &config, &prompt).await;
+    }
     if !prompt.is_empty() || !stdin.is_terminal() {
         return generate_once(&client, &config, &prompt).await;
     }
     interactive(&client, &config).await
+}
+
+/// An embedding model's answer: the vector of the input, as a JSON array on one line.
+async fn embed_once(client: &Client, config: &RunConfig, input: &str) -> anyhow::Result<()> {
+    if input.trim().is_empty() {
+        bail!("{} is an embedding model: give the text to embed, as an argument or on stdin", config.model);
+    }
+    let mut request = base_request(config);
+    request.insert("input".into(), Value::from(input));
+    let answer = client.post("/api/embed", &Value::Object(request)).await?;
+    let vector = answer["embeddings"].get(0).cloned().unwrap_or_else(|| json!([]));
+    println!("{vector}");
+    Ok(())
 }
 
 fn base_request(config: &RunConfig) -> Map<String, Value> {
