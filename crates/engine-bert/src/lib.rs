@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use candle_nn::{LayerNorm, Linear};
+use candle_nn::LayerNorm;
 use engine::{Engine, EngineError, LoadSpec, LoadedModel, ModelDescription};
 use tokenizers::Tokenizer;
 
-use crate::model::{Bert, BertConfig, Layer, Pooling};
+use crate::model::{Bert, BertConfig, Dense, Layer, Pooling};
 use crate::vocabulary::VocabularySpec;
 
 /// Loads BERT GGUF files.
@@ -106,14 +106,13 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
     let mut layers = Vec::with_capacity(n_layers);
     for index in 0..n_layers {
         let prefix = format!("blk.{index}");
+        let attention = ["attn_q", "attn_k", "attn_v"].map(|name| format!("{prefix}.{name}"));
         layers.push(Layer {
-            query: weights.linear(&format!("{prefix}.attn_q"))?,
-            key: weights.linear(&format!("{prefix}.attn_k"))?,
-            value: weights.linear(&format!("{prefix}.attn_v"))?,
-            attention_output: weights.linear(&format!("{prefix}.attn_output"))?,
+            query_key_value: weights.dense(&attention)?,
+            attention_output: weights.dense(&[format!("{prefix}.attn_output")])?,
             attention_norm: weights.layer_norm(&format!("{prefix}.attn_output_norm"), epsilon)?,
-            up: weights.linear(&format!("{prefix}.ffn_up"))?,
-            down: weights.linear(&format!("{prefix}.ffn_down"))?,
+            up: weights.dense(&[format!("{prefix}.ffn_up")])?,
+            down: weights.dense(&[format!("{prefix}.ffn_down")])?,
             output_norm: weights.layer_norm(&format!("{prefix}.layer_output_norm"), epsilon)?,
         });
     }
@@ -149,8 +148,15 @@ impl Weights<'_> {
         Ok(tensor)
     }
 
-    fn linear(&mut self, prefix: &str) -> Result<Linear, EngineError> {
-        Ok(Linear::new(self.tensor(&format!("{prefix}.weight"))?, Some(self.tensor(&format!("{prefix}.bias"))?)))
+    /// One dense layer of the weights and biases under each prefix, side by side.
+    fn dense(&mut self, prefixes: &[String]) -> Result<Dense, EngineError> {
+        let mut weights = Vec::with_capacity(prefixes.len());
+        let mut biases = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            weights.push(self.tensor(&format!("{prefix}.weight"))?);
+            biases.push(self.tensor(&format!("{prefix}.bias"))?);
+        }
+        Dense::new(&weights, &biases).map_err(load_error)
     }
 
     fn layer_norm(&mut self, prefix: &str, epsilon: f64) -> Result<LayerNorm, EngineError> {

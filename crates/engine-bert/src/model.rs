@@ -2,7 +2,30 @@
 //! pooling: what sentence-transformers runs for all-MiniLM and what Ollama's GGUF layout holds.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{LayerNorm, Linear};
+use candle_nn::LayerNorm;
+
+/// A dense layer whose weight is stored transposed (`[in, out]`, contiguous), applied to the
+/// batch's tokens as one 2-D matrix product: the layout the CPU matrix product runs fastest.
+pub(crate) struct Dense {
+    weight_transposed: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    /// From a weight in PyTorch's `[out, in]` layout; several such weights side by side make
+    /// one wider layer (the attention's query, key and value in one product).
+    pub(crate) fn new(weights: &[Tensor], biases: &[Tensor]) -> candle_core::Result<Dense> {
+        let weight = Tensor::cat(weights, 0)?;
+        Ok(Dense { weight_transposed: weight.t()?.contiguous()?, bias: Tensor::cat(biases, 0)? })
+    }
+
+    fn forward(&self, input: &Tensor) -> candle_core::Result<Tensor> {
+        let (n_sequences, length, width) = input.dims3()?;
+        let rows = input.reshape((n_sequences * length, width))?;
+        let output = rows.matmul(&self.weight_transposed)?.broadcast_add(&self.bias)?;
+        output.reshape((n_sequences, length, ()))
+    }
+}
 
 /// How a sequence's token vectors become one vector (GGUF `bert.pooling_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +60,12 @@ pub(crate) struct BertConfig {
 }
 
 pub(crate) struct Layer {
-    pub(crate) query: Linear,
-    pub(crate) key: Linear,
-    pub(crate) value: Linear,
-    pub(crate) attention_output: Linear,
+    /// Query, key and value in one product.
+    pub(crate) query_key_value: Dense,
+    pub(crate) attention_output: Dense,
     pub(crate) attention_norm: LayerNorm,
-    pub(crate) up: Linear,
-    pub(crate) down: Linear,
+    pub(crate) up: Dense,
+    pub(crate) down: Dense,
     pub(crate) output_norm: LayerNorm,
 }
 
@@ -111,12 +133,15 @@ impl Bert {
         let (n_sequences, length, width) = hidden.dims3()?;
         let heads = self.config.heads;
         let head_width = width / heads;
-        let split = |tensor: Tensor| -> candle_core::Result<Tensor> {
-            tensor.reshape((n_sequences, length, heads, head_width))?.transpose(1, 2)?.contiguous()
+        let query_key_value = layer.query_key_value.forward(hidden)?;
+        let split = |index: usize| -> candle_core::Result<Tensor> {
+            query_key_value
+                .narrow(2, index * width, width)?
+                .reshape((n_sequences, length, heads, head_width))?
+                .transpose(1, 2)?
+                .contiguous()
         };
-        let query = split(layer.query.forward(hidden)?)?;
-        let key = split(layer.key.forward(hidden)?)?;
-        let value = split(layer.value.forward(hidden)?)?;
+        let (query, key, value) = (split(0)?, split(1)?, split(2)?);
         let scale = 1.0 / (head_width as f64).sqrt();
         let scores = (query.matmul(&key.t()?)? * scale)?.broadcast_add(attention_bias)?;
         let probabilities = candle_nn::ops::softmax_last_dim(&scores)?;

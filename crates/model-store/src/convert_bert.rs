@@ -64,7 +64,8 @@ pub fn convert_bert(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Conver
     let heads = size("num_attention_heads")?;
     let feed_forward = size("intermediate_size")?;
     // sentence-transformers truncates at its `max_seq_length` (256 for all-MiniLM, whose
-    // position table has 512 rows): the context is that, so vectors match its own.
+    // position table has 512 rows): the context is that, so vectors match its own, and the
+    // position table keeps those rows (llama.cpp requires the two to agree).
     let positions = size("max_position_embeddings")?;
     let context = optional_json("sentence_bert_config.json")?
         .and_then(|config| config["max_seq_length"].as_u64())
@@ -121,8 +122,13 @@ pub fn convert_bert(files: &BTreeMap<String, PathBuf>) -> Result<Vec<u8>, Conver
         if !matches!(entry.element_type, ElementType::F32 | ElementType::F16 | ElementType::BF16) {
             return Err(invalid(format!("{source_name}: {:?} weights are not supported", entry.element_type)));
         }
-        let values = weights.read_f32(&source_name)?;
-        let shape: Vec<u64> = entry.shape.iter().rev().copied().collect();
+        let mut values = weights.read_f32(&source_name)?;
+        let mut shape: Vec<u64> = entry.shape.iter().rev().copied().collect();
+        if name == "position_embd.weight" && shape.len() == 2 && shape[1] > context {
+            // Only the positions served: llama.cpp checks the table against the context.
+            shape[1] = context;
+            values.truncate((shape[0] * context) as usize);
+        }
         let values = if entry.shape.len() >= 2 && !name.ends_with(".bias") && name != "token_types.weight" {
             TensorValues::F16(values.iter().map(|value| half::f16::from_f32(*value).to_bits()).collect())
         } else {
