@@ -32,17 +32,25 @@ def cosine(left, right):
 
 
 @pytest.fixture(scope="module")
-def embed_daemon(daemon):
-    """The session daemon (SmolLM2 in it) with all-minilm imported from its folder."""
-    folder = os.environ.get("MINILM_DIR")
+def embed_daemon():
+    """A daemon of its own (the session's lists exactly SmolLM2) with all-minilm imported from
+    its folder, and SmolLM2 for the errors of a model that does not embed."""
+    binary, gguf, folder = (os.environ.get(name) for name in ("MODELD_BIN", "SMOLLM2_GGUF", "MINILM_DIR"))
+    assert binary and gguf, "set MODELD_BIN and SMOLLM2_GGUF (scripts/test.sh does)"
     assert folder and os.path.exists(os.path.join(folder, "model.safetensors")), \
         "set MINILM_DIR to the unpacked all-MiniLM-L6-v2 folder (scripts/test.sh does)"
-    modelfile = os.path.join(os.path.dirname(daemon.env["OLLAMA_MODELS"]), "Modelfile.minilm")
-    with open(modelfile, "w") as file:
-        file.write(f"FROM {folder}\n")
-    created = daemon.cli("create", EMBEDDER, "-f", modelfile)
-    assert "success" in created.stderr, created.stderr
-    return daemon
+    with tempfile.TemporaryDirectory() as home:
+        running = Daemon(binary, home)
+        try:
+            running.import_gguf(MODEL, gguf)
+            modelfile = os.path.join(home, "Modelfile.minilm")
+            with open(modelfile, "w") as file:
+                file.write(f"FROM {folder}\n")
+            created = running.cli("create", EMBEDDER, "-f", modelfile)
+            assert "success" in created.stderr, created.stderr
+            yield running
+        finally:
+            running.stop()
 
 
 def test_vectors_match_sentence_transformers(embed_daemon):
@@ -121,6 +129,12 @@ def test_wrong_model_kinds_get_ollamas_errors(embed_daemon):
     assert (error.value.status_code, error.value.error) == (400, f'"{MODEL}" does not support embeddings')
     status, body = embed_daemon.request("POST", "/api/embed", {"model": EMBEDDER, "input": [1, 2]})
     assert (status, body) == (400, {"error": "invalid input type"})
+    status, body = embed_daemon.request("POST", "/api/embed", {"model": "nothing-here", "input": "x"})
+    assert (status, body) == (404, {"error": 'model "nothing-here" not found, try pulling it first'})
+    status, body = embed_daemon.request("POST", "/api/embed", {"model": "", "input": "x"})
+    assert (status, body) == (404, {"error": "model '' not found"})
+    status, body = embed_daemon.request("POST", "/api/embeddings", {"prompt": "x"})
+    assert (status, body) == (400, {"error": "model is required"})
 
 
 def test_show_and_ps_describe_the_embedding_model(embed_daemon):

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import FIM, MODEL, free_port, wait_for
+from conftest import FIM, MODEL, free_port, stop_process, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BROWSER_SCRIPT = os.path.join(ROOT, "tests", "vscode", "browser.mjs")
@@ -88,11 +88,7 @@ class CodeServer:
         return path
 
     def close(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
         shutil.rmtree(self.home, ignore_errors=True)
 
@@ -155,6 +151,14 @@ def open_when_ready(browser, server, name):
     wait_for(lambda: " · ready" in browser.statusBar(), timeout=60, what="the language server")
 
 
+def new_line_after(browser, server, name, line):
+    """Opens `name` once the server runs and starts a new line after `line`, where VS Code
+    indents and asks for a suggestion."""
+    open_when_ready(browser, server, name)
+    browser.lineEnd(line=line)
+    browser.press(key="Enter")
+
+
 def read(path):
     with open(path) as file:
         return file.read()
@@ -163,10 +167,8 @@ def read(path):
 def test_ghost_text_appears_and_tab_accepts_it_into_the_file(tiny_daemon, vscode):
     server, browser = vscode(tiny_daemon.host, **{"modeld.model": FIM})
     path = server.write("add.py", "def add(left, right):\n\nprint(add(1, 2))\n")
-    open_when_ready(browser, server, "add.py")
     # A new line in the body: VS Code indents it, and the ghost text is the function's body.
-    browser.lineEnd(line=1)
-    browser.press(key="Enter")
+    new_line_after(browser, server, "add.py", line=1)
     ghost = wait_for(browser.ghostText, timeout=60, what="ghost text")
     assert ghost == FIM_MIDDLE_TEXT, ghost
     assert "tiny-fim" in browser.statusBar()
@@ -181,9 +183,7 @@ def test_ghost_text_appears_and_tab_accepts_it_into_the_file(tiny_daemon, vscode
 def test_ctrl_right_accepts_one_word(tiny_daemon, vscode):
     server, browser = vscode(tiny_daemon.host, **{"modeld.model": FIM})
     path = server.write("add.py", "def add(left, right):\n")
-    open_when_ready(browser, server, "add.py")
-    browser.lineEnd(line=1)
-    browser.press(key="Enter")
+    new_line_after(browser, server, "add.py", line=1)
     wait_for(browser.ghostText, timeout=60, what="ghost text")
     browser.press(key="Control+ArrowRight")
     browser.press(key="Escape")
@@ -195,9 +195,7 @@ def test_ctrl_right_accepts_one_word(tiny_daemon, vscode):
 def test_real_weights_complete_a_line_in_vscode(daemon, vscode):
     server, browser = vscode(daemon.host, **{"modeld.model": MODEL})
     path = server.write("real.py", "def add(left, right):\n")
-    open_when_ready(browser, server, "real.py")
-    browser.lineEnd(line=1)
-    browser.press(key="Enter")
+    new_line_after(browser, server, "real.py", line=1)
     browser.type(text="return ")
     wait_for(browser.ghostText, timeout=180, what="ghost text")
     # The suggestion settles (the request for the last keystroke answered) before Tab takes it.

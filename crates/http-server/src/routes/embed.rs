@@ -92,6 +92,24 @@ fn invalid_input() -> ApiError {
     ApiError::bad_request("invalid input")
 }
 
+/// The core's error as the embedding routes give it: a model that is not there is
+/// `model "NAME" not found, try pulling it first`, NAME as requested (an empty name keeps the
+/// short text).
+fn embed_error(model: &str) -> impl Fn(serving::ServingError) -> ApiError + '_ {
+    move |error| {
+        let not_found = matches!(
+            error,
+            serving::ServingError::ModelNotFound(_)
+                | serving::ServingError::Store(model_store::Error::ModelNotFound(_))
+        );
+        if not_found && !model.is_empty() {
+            ApiError::not_found(format!("model \"{model}\" not found, try pulling it first"))
+        } else {
+            error.into()
+        }
+    }
+}
+
 pub(crate) async fn embed(
     State(state): State<AppState>,
     OllamaJson(request): OllamaJson<EmbedRequest>,
@@ -106,7 +124,7 @@ pub(crate) async fn embed(
         options: wire::options(&request.options)?,
         keep_alive: wire::keep_alive(&request.keep_alive)?,
     };
-    let embeddings = state.core().embed(input).await?;
+    let embeddings = state.core().embed(input).await.map_err(embed_error(&request.model))?;
     let mut body = json!({"model": request.model, "embeddings": embeddings.vectors});
     if !embeddings.vectors.is_empty() {
         body["total_duration"] = json!(embeddings.total_duration.as_nanos() as u64);
@@ -126,7 +144,7 @@ pub(crate) async fn embeddings(
     }
     let inputs = if request.prompt.is_empty() { Vec::new() } else { vec![EmbedText::Text(request.prompt.clone())] };
     let input = EmbedInput {
-        model: request.model,
+        model: request.model.clone(),
         inputs,
         truncate: true,
         dimensions: None,
@@ -134,7 +152,7 @@ pub(crate) async fn embeddings(
         options: wire::options(&request.options)?,
         keep_alive: wire::keep_alive(&request.keep_alive)?,
     };
-    let embeddings = state.core().embed(input).await?;
+    let embeddings = state.core().embed(input).await.map_err(embed_error(&request.model))?;
     let embedding: Vec<f64> =
         embeddings.vectors.into_iter().next().unwrap_or_default().into_iter().map(f64::from).collect();
     Ok(json_response(&json!({ "embedding": embedding })))
@@ -165,7 +183,7 @@ pub(crate) async fn openai_embeddings(
         options: Default::default(),
         keep_alive: None,
     };
-    let embeddings = state.core().embed(input).await.map_err(ApiError::from)?;
+    let embeddings = state.core().embed(input).await.map_err(embed_error(&request.model))?;
     let data: Vec<Value> = embeddings
         .vectors
         .iter()
