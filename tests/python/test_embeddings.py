@@ -111,6 +111,9 @@ def test_openai_client_gets_floats_and_base64(embed_daemon):
     # Token ids, as OpenAI's clients may send them.
     status, by_tokens = embed_daemon.request("POST", "/v1/embeddings", {"model": EMBEDDER, "input": [101, 7592, 102]})
     assert status == 200 and len(by_tokens["data"][0]["embedding"]) == 384, by_tokens
+    # An id outside the vocabulary is the client's error, not the engine's.
+    status, error = embed_daemon.request("POST", "/v1/embeddings", {"model": EMBEDDER, "input": [999999]})
+    assert status == 400 and "outside the vocabulary of 30522" in error["error"]["message"], error
     status, error = embed_daemon.request("POST", "/v1/embeddings",
                                          {"model": EMBEDDER, "input": "x", "encoding_format": "hex"})
     assert status == 400 and "Supported values: ['float', 'base64']" in error["error"]["message"]

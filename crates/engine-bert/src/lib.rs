@@ -43,6 +43,8 @@ struct LoadedBert {
     bert: Arc<Bert>,
     tokenizer: Tokenizer,
     separator: u32,
+    /// Rows of the token embeddings: token ids from clients are checked against it.
+    vocabulary_size: usize,
     memory_bytes: u64,
 }
 
@@ -103,7 +105,8 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
 
     let mut weights = Weights { content: &content, file: &mut file, device: Device::Cpu, memory_bytes: 0 };
     let epsilon = config.layer_norm_epsilon;
-    let mut layers = Vec::with_capacity(n_layers);
+    // Grown as layers load: the count comes from the file.
+    let mut layers = Vec::new();
     for index in 0..n_layers {
         let prefix = format!("blk.{index}");
         let attention = ["attn_q", "attn_k", "attn_v"].map(|name| format!("{prefix}.{name}"));
@@ -126,7 +129,8 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
     let config = BertConfig { context_length: config.context_length.min(positions), ..config };
     let bert =
         Bert { config, token_embeddings, position_embeddings, token_type_embedding, embeddings_norm, layers, device };
-    Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, memory_bytes })
+    let vocabulary_size = bert.token_embeddings.dims2().map_err(load_error)?.0;
+    Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, vocabulary_size, memory_bytes })
 }
 
 /// Reads a GGUF's tensors as F32, counting their memory.
@@ -206,6 +210,12 @@ impl LoadedModel for LoadedBert {
             return Err(EngineError::Request(format!(
                 "an input of {} tokens is longer than the model's {limit}",
                 long.len()
+            )));
+        }
+        let vocabulary_size = self.vocabulary_size;
+        if let Some(id) = inputs.iter().flatten().find(|id| **id as usize >= vocabulary_size) {
+            return Err(EngineError::Unsupported(format!(
+                "token id {id} is outside the vocabulary of {vocabulary_size} tokens"
             )));
         }
         let bert = self.bert.clone();
