@@ -1,26 +1,25 @@
-//! Which inputs of an embedding request run together: sorted by length and cut into batches
-//! whose padding stays small, so a batch of short sentences does not pay for one long text.
+//! Which inputs of an embedding request run together: consecutive inputs up to a token budget.
+//! Sequences are packed without padding, so lengths need not be alike; the budget bounds the
+//! forward pass's buffers (the widest is tokens × the feed-forward width).
 
-/// Most tokens (padding included) one batch holds.
-const MAX_BATCH_TOKENS: usize = 16_384;
+/// Most tokens one batch holds: past a few thousand rows the matrix products run no faster.
+const MAX_BATCH_TOKENS: usize = 4096;
 
-/// Groups of input indices, each to run as one padded batch. Every index appears once. A
-/// group's longest input is at most half again as long as its shortest, plus eight tokens.
+/// Groups of input indices in order, each to run as one packed batch. Every index appears once;
+/// a group holds at most `MAX_BATCH_TOKENS` tokens unless it is a single longer input.
 pub(crate) fn plan(lengths: &[usize]) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|index| lengths[*index]);
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut shortest = 0;
-    for index in order {
-        let length = lengths[index].max(1);
-        let fits = groups.last().is_some_and(|group| {
-            length <= shortest + shortest / 2 + 8 && (group.len() + 1) * length <= MAX_BATCH_TOKENS
-        });
-        if fits {
-            groups.last_mut().unwrap().push(index);
-        } else {
-            groups.push(vec![index]);
-            shortest = length;
+    let mut tokens = 0;
+    for (index, length) in lengths.iter().enumerate() {
+        match groups.last_mut() {
+            Some(group) if tokens + length <= MAX_BATCH_TOKENS => {
+                group.push(index);
+                tokens += length;
+            }
+            _ => {
+                groups.push(vec![index]);
+                tokens = *length;
+            }
         }
     }
     groups
@@ -31,24 +30,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn similar_lengths_run_together_and_a_long_text_alone() {
-        let lengths = [12, 500, 10, 11, 14, 13];
-        let groups = plan(&lengths);
-        assert_eq!(groups, vec![vec![2, 3, 0, 5, 4], vec![1]]);
+    fn short_inputs_run_together_up_to_the_budget() {
+        assert_eq!(plan(&[12, 500, 10, 11]), vec![vec![0, 1, 2, 3]]);
+        assert_eq!(plan(&[4000, 100, 10, 5000, 1]), vec![vec![0], vec![1, 2], vec![3], vec![4]]);
     }
 
     #[test]
-    fn every_input_is_planned_once_and_batches_stay_bounded() {
+    fn every_input_is_planned_once_in_order_and_batches_stay_bounded() {
         let lengths: Vec<usize> = (0..1000).map(|index| (index * 7919) % 512 + 1).collect();
         let groups = plan(&lengths);
-        let mut seen: Vec<usize> = groups.iter().flatten().copied().collect();
-        seen.sort_unstable();
+        let seen: Vec<usize> = groups.iter().flatten().copied().collect();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         for group in &groups {
-            let longest = group.iter().map(|index| lengths[*index]).max().unwrap();
-            let shortest = group.iter().map(|index| lengths[*index]).min().unwrap();
-            assert!(longest <= shortest + shortest / 2 + 8, "{shortest}..{longest}");
-            assert!(group.len() * longest <= MAX_BATCH_TOKENS);
+            let tokens: usize = group.iter().map(|index| lengths[*index]).sum();
+            assert!(tokens <= MAX_BATCH_TOKENS || group.len() == 1);
         }
         assert!(plan(&[]).is_empty());
         assert_eq!(plan(&[0, 0]), vec![vec![0, 1]]);

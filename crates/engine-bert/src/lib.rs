@@ -1,6 +1,6 @@
 //! The embedding engine: BERT encoders (all-MiniLM and its kin) from GGUF files in Ollama's and
-//! llama.cpp's layout, run on candle on the CPU behind the engine traits, so they load, queue,
-//! expire and show in `/api/ps` like every other model.
+//! llama.cpp's layout (read with candle), run on the CPU by `cpu-kernels` behind the engine
+//! traits, so they load, queue, expire and show in `/api/ps` like every other model.
 
 mod batches;
 mod model;
@@ -10,12 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
-use candle_nn::LayerNorm;
+use candle_core::Device;
+use cpu_kernels::math::LayerNorm;
+use cpu_kernels::matmul::{PackedWeights, Storage};
 use engine::{Engine, EngineError, LoadSpec, LoadedModel, ModelDescription};
 use tokenizers::Tokenizer;
 
-use crate::model::{Bert, BertConfig, Dense, Layer, Pooling};
+use crate::model::{Bert, BertConfig, Layer, Pooling};
 use crate::vocabulary::VocabularySpec;
 
 /// Loads BERT GGUF files.
@@ -70,7 +71,7 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
             .metadata
             .get("bert.attention.layer_norm_epsilon")
             .and_then(|value| value.to_f32().ok())
-            .map_or(1e-12, f64::from),
+            .unwrap_or(1e-12),
         context_length: number("bert.context_length")? as usize,
         pooling: Pooling::from_gguf(pooling_value)
             .ok_or_else(|| load_error(format!("pooling type {pooling_value} is not supported")))?,
@@ -103,33 +104,38 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
     };
     let tokenizer = vocabulary::tokenizer(&vocabulary).map_err(load_error)?;
 
-    let mut weights = Weights { content: &content, file: &mut file, device: Device::Cpu, memory_bytes: 0 };
+    let mut weights = Weights { content: &content, file: &mut file, memory_bytes: 0 };
     let epsilon = config.layer_norm_epsilon;
     // Grown as layers load: the count comes from the file.
     let mut layers = Vec::new();
+    let hidden = config.hidden;
     for index in 0..n_layers {
         let prefix = format!("blk.{index}");
         let attention = ["attn_q", "attn_k", "attn_v"].map(|name| format!("{prefix}.{name}"));
+        let query_key_value = weights.dense(&attention, hidden)?;
+        let attention_output = weights.dense(&[format!("{prefix}.attn_output")], hidden)?;
+        let up = weights.dense(&[format!("{prefix}.ffn_up")], hidden)?;
+        let down = weights.dense(&[format!("{prefix}.ffn_down")], up.outputs())?;
+        if query_key_value.outputs() != 3 * hidden || attention_output.outputs() != hidden || down.outputs() != hidden {
+            return Err(load_error(format!("the layers of block {index} do not keep a width of {hidden}")));
+        }
         layers.push(Layer {
-            query_key_value: weights.dense(&attention)?,
-            attention_output: weights.dense(&[format!("{prefix}.attn_output")])?,
-            attention_norm: weights.layer_norm(&format!("{prefix}.attn_output_norm"), epsilon)?,
-            up: weights.dense(&[format!("{prefix}.ffn_up")])?,
-            down: weights.dense(&[format!("{prefix}.ffn_down")])?,
-            output_norm: weights.layer_norm(&format!("{prefix}.layer_output_norm"), epsilon)?,
+            query_key_value,
+            attention_output,
+            attention_norm: weights.layer_norm(&format!("{prefix}.attn_output_norm"), epsilon, hidden)?,
+            up,
+            down,
+            output_norm: weights.layer_norm(&format!("{prefix}.layer_output_norm"), epsilon, hidden)?,
         });
     }
-    let token_embeddings = weights.tensor("token_embd.weight")?;
-    let position_embeddings = weights.tensor("position_embd.weight")?;
-    let token_types = weights.tensor("token_types.weight")?;
-    let embeddings_norm = weights.layer_norm("token_embd_norm", epsilon)?;
-    let (device, memory_bytes) = (weights.device.clone(), weights.memory_bytes);
-    let token_type_embedding = token_types.get(0).map_err(load_error)?;
-    let (positions, _) = position_embeddings.dims2().map_err(load_error)?;
+    let (token_embeddings, vocabulary_size) = weights.matrix("token_embd.weight", hidden)?;
+    let (position_embeddings, positions) = weights.matrix("position_embd.weight", hidden)?;
+    let (token_types, _) = weights.matrix("token_types.weight", hidden)?;
+    let embeddings_norm = weights.layer_norm("token_embd_norm", epsilon, hidden)?;
+    let memory_bytes = weights.memory_bytes;
+    let token_type_embedding = token_types[..hidden].to_vec();
     let config = BertConfig { context_length: config.context_length.min(positions), ..config };
-    let bert =
-        Bert { config, token_embeddings, position_embeddings, token_type_embedding, embeddings_norm, layers, device };
-    let vocabulary_size = bert.token_embeddings.dims2().map_err(load_error)?.0;
+    let bert = Bert { config, token_embeddings, position_embeddings, token_type_embedding, embeddings_norm, layers };
     Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, vocabulary_size, memory_bytes })
 }
 
@@ -137,34 +143,80 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
 struct Weights<'a> {
     content: &'a gguf_file::Content,
     file: &'a mut std::fs::File,
-    device: Device,
     memory_bytes: u64,
 }
 
 impl Weights<'_> {
-    fn tensor(&mut self, name: &str) -> Result<Tensor, EngineError> {
+    /// A tensor's values and its dimensions, outermost first.
+    fn tensor(&mut self, name: &str) -> Result<(Vec<f32>, Vec<usize>), EngineError> {
+        Ok(self.tensor_and_type(name)?.0)
+    }
+
+    /// [`Weights::tensor`], and whether the file holds it as F16.
+    fn tensor_and_type(&mut self, name: &str) -> Result<((Vec<f32>, Vec<usize>), bool), EngineError> {
         let quantized = self
             .content
-            .tensor(&mut *self.file, name, &self.device)
+            .tensor(&mut *self.file, name, &Device::Cpu)
             .map_err(|error| load_error(format!("{name}: {error}")))?;
-        let tensor = quantized.dequantize(&self.device).map_err(load_error)?;
-        self.memory_bytes += (tensor.elem_count() * 4) as u64;
-        Ok(tensor)
+        let is_f16 = quantized.dtype() == candle_core::quantized::GgmlDType::F16;
+        let tensor = quantized.dequantize(&Device::Cpu).map_err(load_error)?;
+        let dimensions = tensor.dims().to_vec();
+        let values = tensor.flatten_all().and_then(|flat| flat.to_vec1::<f32>()).map_err(load_error)?;
+        self.memory_bytes += (values.len() * 4) as u64;
+        Ok(((values, dimensions), is_f16))
     }
 
-    /// One dense layer of the weights and biases under each prefix, side by side.
-    fn dense(&mut self, prefixes: &[String]) -> Result<Dense, EngineError> {
-        let mut weights = Vec::with_capacity(prefixes.len());
-        let mut biases = Vec::with_capacity(prefixes.len());
-        for prefix in prefixes {
-            weights.push(self.tensor(&format!("{prefix}.weight"))?);
-            biases.push(self.tensor(&format!("{prefix}.bias"))?);
+    /// A matrix `width` wide: its values and its number of rows.
+    fn matrix(&mut self, name: &str, width: usize) -> Result<(Vec<f32>, usize), EngineError> {
+        let (values, dimensions) = self.tensor(name)?;
+        match dimensions[..] {
+            [rows, columns] if columns == width && rows > 0 => Ok((values, rows)),
+            _ => Err(load_error(format!("{name} is {dimensions:?}, not rows of {width}"))),
         }
-        Dense::new(&weights, &biases).map_err(load_error)
     }
 
-    fn layer_norm(&mut self, prefix: &str, epsilon: f64) -> Result<LayerNorm, EngineError> {
-        Ok(LayerNorm::new(self.tensor(&format!("{prefix}.weight"))?, self.tensor(&format!("{prefix}.bias"))?, epsilon))
+    /// A vector of `length` values.
+    fn vector(&mut self, name: &str, length: usize) -> Result<Vec<f32>, EngineError> {
+        let (values, dimensions) = self.tensor(name)?;
+        if dimensions[..] != [length] {
+            return Err(load_error(format!("{name} is {dimensions:?}, not {length} values")));
+        }
+        Ok(values)
+    }
+
+    /// One dense layer of the weights and biases under each prefix, side by side, all over
+    /// inputs `inputs` wide. Weights the file holds as F16 stay F16 (exactly, in half the
+    /// memory); others are F32.
+    fn dense(&mut self, prefixes: &[String], inputs: usize) -> Result<PackedWeights, EngineError> {
+        let mut parts = Vec::with_capacity(prefixes.len());
+        let mut all_f16 = true;
+        for prefix in prefixes {
+            let name = format!("{prefix}.weight");
+            let ((weight, dimensions), is_f16) = self.tensor_and_type(&name)?;
+            let outputs = match dimensions[..] {
+                [rows, columns] if columns == inputs && rows > 0 => rows,
+                _ => return Err(load_error(format!("{name} is {dimensions:?}, not rows of {inputs}"))),
+            };
+            all_f16 &= is_f16;
+            let bias = self.vector(&format!("{prefix}.bias"), outputs)?;
+            parts.push((weight, bias, outputs));
+        }
+        let parts: Vec<(&[f32], &[f32], usize)> =
+            parts.iter().map(|(weight, bias, outputs)| (&weight[..], &bias[..], *outputs)).collect();
+        let storage = if all_f16 { Storage::F16 } else { Storage::F32 };
+        let packed = PackedWeights::concatenated(&parts, inputs, storage);
+        let read_bytes: usize = parts.iter().map(|(weight, bias, _)| (weight.len() + bias.len()) * 4).sum();
+        // The F32 copies counted as read are dropped; the packed form is what stays.
+        self.memory_bytes = self.memory_bytes - read_bytes as u64 + packed.memory_bytes() as u64;
+        Ok(packed)
+    }
+
+    fn layer_norm(&mut self, prefix: &str, epsilon: f32, width: usize) -> Result<LayerNorm, EngineError> {
+        Ok(LayerNorm {
+            weight: self.vector(&format!("{prefix}.weight"), width)?,
+            bias: self.vector(&format!("{prefix}.bias"), width)?,
+            epsilon,
+        })
     }
 }
 
@@ -220,16 +272,18 @@ impl LoadedModel for LoadedBert {
         }
         let bert = self.bert.clone();
         tokio::task::spawn_blocking(move || {
-            let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-            let mut vectors = vec![Vec::new(); inputs.len()];
-            for group in batches::plan(&lengths) {
-                let batch: Vec<Vec<u32>> = group.iter().map(|index| inputs[*index].clone()).collect();
-                let embedded = bert.embed(&batch).map_err(|error| EngineError::Request(error.to_string()))?;
-                for (index, vector) in group.into_iter().zip(embedded) {
-                    vectors[index] = vector;
+            cpu_kernels::on_thread_pool(|| {
+                let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
+                let mut vectors = vec![Vec::new(); inputs.len()];
+                for group in batches::plan(&lengths) {
+                    let batch: Vec<Vec<u32>> = group.iter().map(|index| inputs[*index].clone()).collect();
+                    let embedded = bert.embed(&batch);
+                    for (index, vector) in group.into_iter().zip(embedded) {
+                        vectors[index] = vector;
+                    }
                 }
-            }
-            Ok(vectors)
+                Ok(vectors)
+            })
         })
         .await
         .map_err(|error| EngineError::Request(error.to_string()))?

@@ -1,0 +1,14 @@
+//! CPU kernels for the engines' own forward passes: the packed matrix product with run-time
+//! SIMD dispatch, vectorised element-wise functions and row operations, and packed attention.
+
+pub mod attention;
+pub mod math;
+pub mod matmul;
+
+/// Runs `work` on a thread of the pool the kernels split their work over. A forward pass run
+/// this way hands halves of each product to the other threads as work they may steal, instead
+/// of waiting on the pool from outside it for every product: for a short input, waking the pool
+/// some thirty times per pass would cost as much as the arithmetic.
+pub fn on_thread_pool<Output: Send>(work: impl FnOnce() -> Output + Send) -> Output {
+    rayon::scope(|_| work())
+}
