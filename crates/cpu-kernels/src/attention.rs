@@ -4,10 +4,19 @@
 
 use rayon::prelude::*;
 
-use crate::math::{add_scaled, dot, softmax_in_place};
+use crate::math::{add_scaled, softmax_in_place};
 
 /// Query-key products below which attention runs on the calling thread.
 const SEQUENTIAL_PRODUCTS: usize = 1 << 14;
+
+/// Queries one task takes from a long sequence.
+const QUERIES_PER_TASK: usize = 64;
+
+/// Keys are padded to a multiple of this (zeros), so score rows are whole vectors.
+const KEY_ALIGNMENT: usize = 16;
+
+/// Context columns summed together when the head's width allows.
+const VALUE_BLOCK: usize = 16;
 
 /// Writes each row's attention context (`rows × width`, the heads side by side) from its
 /// queries, keys and values (`rows × 3·width`: the row's query, then its key, then its value).
@@ -25,60 +34,131 @@ pub fn self_attention(query_key_value: &[f32], sequence_lengths: &[usize], heads
     assert_eq!(context.len(), rows * width, "context size");
     assert_eq!(query_key_value.len(), rows * 3 * width, "query, key and value size");
     assert!(heads > 0 && width.is_multiple_of(heads), "{heads} heads in a width of {width}");
-    let mut starts = Vec::with_capacity(sequence_lengths.len() + 1);
-    starts.push(0);
+    // One task per run of up to `QUERIES_PER_TASK` queries of one sequence, each with the rows
+    // of the context it writes.
+    let mut tasks = Vec::new();
+    let mut rest = context;
+    let mut first = 0;
     for length in sequence_lengths {
-        starts.push(starts.last().unwrap() + length);
+        for queries in (0..*length).step_by(QUERIES_PER_TASK) {
+            let count = QUERIES_PER_TASK.min(length - queries);
+            let (output, after) = rest.split_at_mut(count * width);
+            tasks.push(Task { first, length: *length, queries: queries..queries + count, output });
+            rest = after;
+        }
+        first += length;
     }
-    let attend = Attend { query_key_value, starts: &starts, heads, width };
+    let shape = Shape { query_key_value, heads, width };
     let products: usize = sequence_lengths.iter().map(|length| length * length).sum::<usize>() * width;
     if products <= SEQUENTIAL_PRODUCTS {
-        attend.rows(0, context);
-        return;
+        tasks.into_iter().for_each(|task| shape.attend_widest(task));
+    } else {
+        tasks.into_par_iter().for_each(|task| shape.attend_widest(task));
     }
-    let rows_per_task = rows.div_ceil(rayon::current_num_threads() * 4).max(1);
-    context.par_chunks_mut(rows_per_task * width).enumerate().for_each(|(task, chunk)| {
-        attend.rows(task * rows_per_task, chunk);
-    });
 }
 
-struct Attend<'a> {
+/// What every task reads.
+struct Shape<'a> {
     query_key_value: &'a [f32],
-    /// Where each sequence starts, and the total at the end.
-    starts: &'a [usize],
     heads: usize,
     width: usize,
 }
 
-impl Attend<'_> {
-    /// The context of the rows from `first_row` on that `context` holds.
-    fn rows(&self, first_row: usize, context: &mut [f32]) {
+/// Queries `queries` of the sequence whose rows start at `first`, and their context rows.
+struct Task<'a> {
+    first: usize,
+    length: usize,
+    queries: std::ops::Range<usize>,
+    output: &'a mut [f32],
+}
+
+impl Shape<'_> {
+    /// [`Shape::attend`] in the widest vectors the CPU has.
+    fn attend_widest(&self, task: Task<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[allow(unsafe_code)]
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            unsafe {
+                self.attend_avx512(task)
+            };
+            return;
+        }
+        self.attend(task);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn attend_avx512(&self, task: Task<'_>) {
+        self.attend(task);
+    }
+
+    #[inline(always)]
+    fn attend(&self, task: Task<'_>) {
+        let Task { first, length, queries, output } = task;
         let width = self.width;
         let head_width = width / self.heads;
-        let scale = 1.0 / (head_width as f32).sqrt();
         let stride = 3 * width;
-        let mut scores = Vec::new();
-        for (offset, output) in context.chunks_exact_mut(width).enumerate() {
-            let row = first_row + offset;
-            let sequence = self.starts.partition_point(|start| *start <= row) - 1;
-            let keys = self.starts[sequence]..self.starts[sequence + 1];
-            output.fill(0.0);
+        let padded = length.next_multiple_of(KEY_ALIGNMENT);
+        // The sequence's keys transposed per head (for each head, a row of the padded length
+        // per dimension), so a query's scores are sums of whole rows: no horizontal sums.
+        let mut keys = vec![0f32; self.heads * head_width * padded];
+        for position in 0..length {
+            let key = &self.query_key_value[(first + position) * stride + width..][..width];
+            for (column, value) in key.iter().enumerate() {
+                keys[column * padded + position] = *value;
+            }
+        }
+        let scale = 1.0 / (head_width as f32).sqrt();
+        let mut scores = vec![0f32; padded];
+        let mut query_scaled = vec![0f32; head_width];
+        for (query, output) in queries.zip(output.chunks_exact_mut(width)) {
+            let row = &self.query_key_value[(first + query) * stride..][..width];
             for head in 0..self.heads {
                 let columns = head * head_width..(head + 1) * head_width;
-                let query = &self.query_key_value[row * stride..][columns.clone()];
-                scores.clear();
-                scores.extend(keys.clone().map(|key| {
-                    let key = &self.query_key_value[key * stride + width..][columns.clone()];
-                    dot(query, key) * scale
-                }));
-                softmax_in_place(&mut scores);
+                for (scaled, value) in query_scaled.iter_mut().zip(&row[columns.clone()]) {
+                    *scaled = value * scale;
+                }
+                let head_keys = &keys[columns.start * padded..columns.end * padded];
+                // Sixteen scores at a time, summed in a register over the head's dimensions.
+                for (block, scores) in scores.chunks_exact_mut(KEY_ALIGNMENT).enumerate() {
+                    let mut sums = [0f32; KEY_ALIGNMENT];
+                    for (value, key_row) in query_scaled.iter().zip(head_keys.chunks_exact(padded)) {
+                        multiply_add(&mut sums, *value, &key_row[block * KEY_ALIGNMENT..]);
+                    }
+                    scores.copy_from_slice(&sums);
+                }
+                softmax_in_place(&mut scores[..length]);
                 let output = &mut output[columns.clone()];
-                for (key, probability) in keys.clone().zip(&scores) {
-                    let value = &self.query_key_value[key * stride + 2 * width..][columns.clone()];
-                    add_scaled(output, value, *probability);
+                let values =
+                    |position: usize| &self.query_key_value[(first + position) * stride + 2 * width..][columns.clone()];
+                if head_width.is_multiple_of(VALUE_BLOCK) {
+                    // Sixteen columns of the context at a time, summed in a register over the keys.
+                    for (block, output) in output.chunks_exact_mut(VALUE_BLOCK).enumerate() {
+                        let mut sums = [0f32; VALUE_BLOCK];
+                        for (position, probability) in scores[..length].iter().enumerate() {
+                            multiply_add(&mut sums, *probability, &values(position)[block * VALUE_BLOCK..]);
+                        }
+                        output.copy_from_slice(&sums);
+                    }
+                } else {
+                    output.fill(0.0);
+                    for (position, probability) in scores[..length].iter().enumerate() {
+                        add_scaled(output, values(position), *probability);
+                    }
                 }
             }
         }
+    }
+}
+
+/// `sums += scale · values[..16]`, on fixed-size arrays so the compiler makes it one vector
+/// operation (on slices it leaves sixteen scalar ones).
+#[inline(always)]
+fn multiply_add(sums: &mut [f32; 16], scale: f32, values: &[f32]) {
+    let values: &[f32; 16] = values[..16].try_into().expect("sixteen values");
+    for index in 0..16 {
+        sums[index] = scale.mul_add(values[index], sums[index]);
     }
 }
 

@@ -12,3 +12,17 @@ pub mod matmul;
 pub fn on_thread_pool<Output: Send>(work: impl FnOnce() -> Output + Send) -> Output {
     rayon::scope(|_| work())
 }
+
+/// Threads of the pool the kernels run on.
+pub fn thread_count() -> usize {
+    rayon::current_num_threads()
+}
+
+/// `work` on each item, the items spread over the pool's threads; the results in order.
+pub fn map_in_parallel<Item: Sync, Output: Send>(
+    items: &[Item],
+    work: impl Fn(&Item) -> Output + Sync + Send,
+) -> Vec<Output> {
+    use rayon::prelude::*;
+    items.par_iter().map(work).collect()
+}

@@ -29,9 +29,12 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 0.5);
     p = p.mul_add(r, 1.0);
     p = p.mul_add(r, 1.0);
-    // 2ⁿ built from its exponent bits; the sum is taken in floats, since the workspace's one
-    // profile checks integer overflow and a checked add would keep the loop from vectorising.
-    let scale = f32::from_bits(((n + 127.0) as u32) << 23);
+    // 2ⁿ built from its exponent bits without a float-to-integer conversion (which the
+    // compiler does not vectorise) or an integer add (which the workspace's one profile checks
+    // for overflow, with the same effect): adding 2²³ puts n + 127, an integer in 1..=254, in
+    // the low bits of the float's mantissa.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits() & 0xff;
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 
@@ -74,21 +77,44 @@ pub fn erf(x: f32) -> f32 {
 
 /// GELU as BERT defines it, `x·Φ(x)` with the exact normal distribution, on every value.
 pub fn gelu_in_place(values: &mut [f32]) {
-    fn gelu_chunk(chunk: &mut [f32]) {
-        for value in chunk {
-            let x = *value;
-            *value = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    }
     if values.len() <= SEQUENTIAL_VALUES {
-        gelu_chunk(values);
+        gelu_widest(values);
     } else {
-        values.par_chunks_mut(SEQUENTIAL_VALUES / 2).for_each(gelu_chunk);
+        values.par_chunks_mut(SEQUENTIAL_VALUES / 2).for_each(gelu_widest);
+    }
+}
+
+/// GELU on each value, in the widest vectors the CPU has: the function is some fifty
+/// operations per value, so sixteen lanes instead of eight halve its time.
+fn gelu_widest(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        unsafe {
+            gelu_avx512(values)
+        };
+        return;
+    }
+    gelu_values(values);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn gelu_avx512(values: &mut [f32]) {
+    gelu_values(values);
+}
+
+#[inline(always)]
+fn gelu_values(values: &mut [f32]) {
+    for value in values {
+        let x = *value;
+        *value = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
 /// The sum of `values`, in lanes.
-#[inline]
+#[inline(always)]
 pub fn sum(values: &[f32]) -> f32 {
     let mut lanes = [0f32; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -101,24 +127,8 @@ pub fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
-/// The dot product of two equally long slices, in lanes.
-#[inline]
-pub fn dot(left: &[f32], right: &[f32]) -> f32 {
-    debug_assert_eq!(left.len(), right.len());
-    let mut lanes = [0f32; LANES];
-    let left_chunks = left.chunks_exact(LANES);
-    let right_chunks = right.chunks_exact(LANES);
-    let rest: f32 = left_chunks.remainder().iter().zip(right_chunks.remainder()).map(|(a, b)| a * b).sum();
-    for (left, right) in left_chunks.zip(right_chunks) {
-        for ((lane, a), b) in lanes.iter_mut().zip(left).zip(right) {
-            *lane = a.mul_add(*b, *lane);
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
-}
-
 /// `target += scale · values`.
-#[inline]
+#[inline(always)]
 pub fn add_scaled(target: &mut [f32], values: &[f32], scale: f32) {
     for (target, value) in target.iter_mut().zip(values) {
         *target = value.mul_add(scale, *target);
@@ -186,7 +196,7 @@ impl LayerNorm {
 }
 
 /// Turns a row of scores into probabilities in place.
-#[inline]
+#[inline(always)]
 pub fn softmax_in_place(row: &mut [f32]) {
     let largest = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for value in row.iter_mut() {
@@ -299,11 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn sums_and_dots_in_lanes_match_plain_ones() {
+    fn sums_in_lanes_and_scaled_additions_match_plain_ones() {
         let left: Vec<f32> = (0..53).map(|index| index as f32 * 0.25 - 3.0).collect();
         let right: Vec<f32> = (0..53).map(|index| (index as f32).cos()).collect();
-        let plain_dot: f64 = left.iter().zip(&right).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-        assert!((f64::from(dot(&left, &right)) - plain_dot).abs() < 1e-4);
         let plain_sum: f64 = left.iter().map(|value| f64::from(*value)).sum();
         assert!((f64::from(sum(&left)) - plain_sum).abs() < 1e-4);
         let mut target = vec![1.0; 53];

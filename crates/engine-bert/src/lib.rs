@@ -274,13 +274,14 @@ impl LoadedModel for LoadedBert {
         tokio::task::spawn_blocking(move || {
             cpu_kernels::on_thread_pool(|| {
                 let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
-                let mut vectors = vec![Vec::new(); inputs.len()];
-                for group in batches::plan(&lengths) {
-                    let batch: Vec<Vec<u32>> = group.iter().map(|index| inputs[*index].clone()).collect();
-                    let embedded = bert.embed(&batch);
-                    for (index, vector) in group.into_iter().zip(embedded) {
-                        vectors[index] = vector;
-                    }
+                let threads = cpu_kernels::thread_count();
+                let mut vectors = Vec::with_capacity(inputs.len());
+                for batch in batches::plan(&lengths) {
+                    let parts = batches::split(&lengths[batch.clone()], threads);
+                    let embedded: Vec<Vec<Vec<f32>>> = cpu_kernels::map_in_parallel(&parts, |part| {
+                        bert.embed(&inputs[batch.start + part.start..batch.start + part.end])
+                    });
+                    vectors.extend(embedded.into_iter().flatten());
                 }
                 Ok(vectors)
             })

@@ -70,6 +70,23 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "modeld"]),
     ("model-store", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "modeld"]),
     ("ollama-api", &["engine", "serving", "http-server", "engine-mistralrs", "engine-bert", "modeld"]),
+    // The kernels are arithmetic on slices: they know no model, engine or protocol.
+    (
+        "cpu-kernels",
+        &[
+            "engine",
+            "engine-bert",
+            "engine-mistralrs",
+            "serving",
+            "http-server",
+            "ollama-api",
+            "model-formats",
+            "model-store",
+            "lsp",
+            "mcp",
+            "modeld",
+        ],
+    ),
 ];
 
 /// Direct dependencies (every kind: a test that links mistral.rs crosses the boundary as much as
