@@ -44,7 +44,7 @@ pub fn exp(x: f32) -> f32 {
 pub fn erf(x: f32) -> f32 {
     // 2/√π · (-1)ⁿ / (n! (2n+1)), for x·P(x²).
     const SERIES: [f32; 11] = [
-        1.128_379_2,
+        std::f32::consts::FRAC_2_SQRT_PI,
         -0.376_126_4,
         0.112_837_92,
         -0.026_866_17,

@@ -146,14 +146,16 @@ struct Weights<'a> {
     memory_bytes: u64,
 }
 
-impl Weights<'_> {
-    /// A tensor's values and its dimensions, outermost first.
-    fn tensor(&mut self, name: &str) -> Result<(Vec<f32>, Vec<usize>), EngineError> {
-        Ok(self.tensor_and_type(name)?.0)
-    }
+/// A tensor as read: its values as F32, its dimensions (outermost first), and whether the file
+/// holds it as F16.
+struct ReadTensor {
+    values: Vec<f32>,
+    dimensions: Vec<usize>,
+    is_f16: bool,
+}
 
-    /// [`Weights::tensor`], and whether the file holds it as F16.
-    fn tensor_and_type(&mut self, name: &str) -> Result<((Vec<f32>, Vec<usize>), bool), EngineError> {
+impl Weights<'_> {
+    fn tensor(&mut self, name: &str) -> Result<ReadTensor, EngineError> {
         let quantized = self
             .content
             .tensor(&mut *self.file, name, &Device::Cpu)
@@ -163,12 +165,12 @@ impl Weights<'_> {
         let dimensions = tensor.dims().to_vec();
         let values = tensor.flatten_all().and_then(|flat| flat.to_vec1::<f32>()).map_err(load_error)?;
         self.memory_bytes += (values.len() * 4) as u64;
-        Ok(((values, dimensions), is_f16))
+        Ok(ReadTensor { values, dimensions, is_f16 })
     }
 
     /// A matrix `width` wide: its values and its number of rows.
     fn matrix(&mut self, name: &str, width: usize) -> Result<(Vec<f32>, usize), EngineError> {
-        let (values, dimensions) = self.tensor(name)?;
+        let ReadTensor { values, dimensions, .. } = self.tensor(name)?;
         match dimensions[..] {
             [rows, columns] if columns == width && rows > 0 => Ok((values, rows)),
             _ => Err(load_error(format!("{name} is {dimensions:?}, not rows of {width}"))),
@@ -177,7 +179,7 @@ impl Weights<'_> {
 
     /// A vector of `length` values.
     fn vector(&mut self, name: &str, length: usize) -> Result<Vec<f32>, EngineError> {
-        let (values, dimensions) = self.tensor(name)?;
+        let ReadTensor { values, dimensions, .. } = self.tensor(name)?;
         if dimensions[..] != [length] {
             return Err(load_error(format!("{name} is {dimensions:?}, not {length} values")));
         }
@@ -192,7 +194,7 @@ impl Weights<'_> {
         let mut all_f16 = true;
         for prefix in prefixes {
             let name = format!("{prefix}.weight");
-            let ((weight, dimensions), is_f16) = self.tensor_and_type(&name)?;
+            let ReadTensor { values: weight, dimensions, is_f16 } = self.tensor(&name)?;
             let outputs = match dimensions[..] {
                 [rows, columns] if columns == inputs && rows > 0 => rows,
                 _ => return Err(load_error(format!("{name} is {dimensions:?}, not rows of {inputs}"))),
