@@ -106,7 +106,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modeld", required=True)
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--llama-server")
+    parser.add_argument("--llama-server", action="append", default=[],
+                        help="PATH, or LABEL=PATH to compare several builds (repeatable)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--slots", type=int, default=8, help="llama-server's parallel sequences (-np)")
     arguments = parser.parse_args()
@@ -123,10 +124,12 @@ def main():
         "modeld": http_embedder(modeld_url, "all-minilm"),
         "sentence-transformers": lambda batch: reference.encode(batch, batch_size=len(batch)),
     }
-    llama = None
-    if arguments.llama_server:
-        llama, llama_url = start_llama_server(arguments.llama_server, gguf, threads, arguments.slots)
-        engines["llama.cpp"] = http_embedder(llama_url, "all-minilm")
+    llamas = []
+    for spec in arguments.llama_server:
+        label, _, path = spec.rpartition("=")
+        process, llama_url = start_llama_server(path, gguf, threads, arguments.slots)
+        llamas.append(process)
+        engines[label or "llama.cpp"] = http_embedder(llama_url, "all-minilm")
     try:
         texts = sentences(64)
         rows = []
@@ -141,8 +144,8 @@ def main():
                      False))
     finally:
         modeld.terminate()
-        if llama:
-            llama.terminate()
+        for process in llamas:
+            process.terminate()
 
     names = list(engines)
     print(f"all-MiniLM-L6-v2, {threads} CPUs, medians of {arguments.runs} runs (queries: {arguments.runs * 4}); "
