@@ -3,6 +3,7 @@ with `modeld create`, served through `/api/embed`, `/api/embeddings` and `/v1/em
 the official `ollama` and `openai` clients, and compared with sentence-transformers' own
 vectors (tests/fixtures/embeddings, written by scripts/embedding-reference.py)."""
 
+import asyncio
 import base64
 import json
 import math
@@ -13,6 +14,8 @@ import tempfile
 import ollama
 import openai
 import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from conftest import MODEL, Daemon
 
@@ -160,3 +163,35 @@ def test_run_prints_the_vector_of_an_embedding_model(embed_daemon):
     assert cosine(vector, reference) >= 0.999
     empty = embed_daemon.cli("run", EMBEDDER, "", check=False)
     assert empty.returncode != 0 and "embedding model" in empty.stderr
+
+
+def test_mcp_agents_embed_through_the_embed_tool(embed_daemon):
+    sentences = ["How do I reverse a list in Python?", "Paris is the capital of France."]
+    expected = ollama.Client(host=embed_daemon.url).embed(model=EMBEDDER, input=sentences).embeddings
+
+    async def body(session):
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert f"{EMBEDDER}:latest" in tools["embed"].input_schema["properties"]["model"]["enum"]
+        # No model given: the first installed model that embeds, not the chat model.
+        answer = await session.call_tool("embed", {"input": sentences})
+        assert not answer.is_error, answer
+        vectors = answer.structured_content["embeddings"]
+        assert len(vectors) == 2 and answer.structured_content["prompt_eval_count"] > 10
+        for mine, served in zip(vectors, expected):
+            assert cosine(mine, served) > 0.999999
+        assert json.loads(answer.content[0].text)["embeddings"] == vectors
+        cut = await session.call_tool("embed", {"model": EMBEDDER, "input": "one text", "dimensions": 8})
+        assert len(cut.structured_content["embeddings"][0]) == 8
+        assert abs(math.sqrt(sum(v * v for v in cut.structured_content["embeddings"][0])) - 1) < 1e-4
+        refused = await session.call_tool("embed", {"model": MODEL, "input": "hello"})
+        assert refused.is_error and "does not support embeddings" in refused.content[0].text
+        wrong = await session.call_tool("embed", {"input": 42})
+        assert wrong.is_error and "input must be a string or a list of strings" in wrong.content[0].text
+
+    async def session():
+        async with streamable_http_client(embed_daemon.url + "/mcp") as streams:
+            async with ClientSession(streams[0], streams[1]) as client:
+                await client.initialize()
+                await body(client)
+
+    asyncio.run(session())

@@ -350,7 +350,7 @@ async def with_http_session(daemon, body, **session_arguments):
 def test_agents_see_local_models_as_tools_over_http(mcp_daemon):
     async def body(session):
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-        assert set(tools) == {"chat", "generate", "complete_code", "list_models", "show_model"}
+        assert set(tools) == {"chat", "generate", "complete_code", "embed", "list_models", "show_model"}
         assert set(tools["chat"].input_schema["properties"]["model"]["enum"]) >= {MODEL, f"{AGENT}:latest"}
         assert tools["chat"].output_schema["required"] == ["model", "content", "done_reason"]
         listed = await session.call_tool("list_models", {})

@@ -15,7 +15,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{json, Map, Value};
-use serving::{ChatInput, ChatMessage, Core, Event, GenerateInput, Priority, Started, Think};
+use serving::{ChatInput, ChatMessage, Core, EmbedInput, EmbedText, Event, GenerateInput, Priority, Started, Think};
 
 use crate::tools::{self, ToolName};
 
@@ -88,6 +88,7 @@ impl ModelServer {
             ToolName::Chat => self.chat(&arguments, context).await,
             ToolName::Generate => self.generate(&arguments, context, false).await,
             ToolName::CompleteCode => self.generate(&arguments, context, true).await,
+            ToolName::Embed => self.embed(&arguments).await,
             ToolName::ListModels => Ok(self.list_models().await),
             ToolName::ShowModel => self.show_model(&arguments).await,
         };
@@ -188,6 +189,59 @@ impl ModelServer {
         Ok(
             json!({"model": model, key: reply.content, "done_reason": reply.done_reason, "eval_count": reply.eval_count}),
         )
+    }
+
+    async fn embed(&self, arguments: &JsonObject) -> Result<Value, String> {
+        let inputs = match arguments.get("input") {
+            Some(Value::String(text)) => vec![EmbedText::Text(text.clone())],
+            Some(Value::Array(texts)) => texts
+                .iter()
+                .map(|text| text.as_str().map(|text| EmbedText::Text(text.to_owned())))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("input must be a string or a list of strings")?,
+            _ => return Err("input must be a string or a list of strings".into()),
+        };
+        let dimensions = match arguments.get("dimensions") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .filter(|dimensions| *dimensions > 0)
+                    .and_then(|dimensions| usize::try_from(dimensions).ok())
+                    .ok_or("dimensions must be a positive integer")?,
+            ),
+        };
+        let truncate = match arguments.get("truncate") {
+            None | Some(Value::Null) => true,
+            Some(value) => value.as_bool().ok_or("truncate must be true or false")?,
+        };
+        let model = match optional_string(arguments, "model")? {
+            Some(model) => model,
+            None => self.first_embedding_model().await?,
+        };
+        let input = EmbedInput {
+            model: model.clone(),
+            inputs,
+            truncate,
+            dimensions,
+            normalize: true,
+            options: serving::Options::default(),
+            keep_alive: None,
+        };
+        let embeddings = self.core.embed(input).await.map_err(|error| error.to_string())?;
+        Ok(json!({"model": model, "embeddings": embeddings.vectors, "prompt_eval_count": embeddings.prompt_tokens}))
+    }
+
+    /// The first installed model that can embed.
+    async fn first_embedding_model(&self) -> Result<String, String> {
+        self.core
+            .list_models()
+            .await
+            .into_iter()
+            .filter(|(_, resolved)| resolved.as_ref().is_some_and(|model| model.can(serving::Capability::Embedding)))
+            .map(|(entry, _)| entry.name.display_shortest())
+            .min()
+            .ok_or_else(|| "no embedding model is installed; give model".to_owned())
     }
 
     async fn list_models(&self) -> Value {
@@ -369,7 +423,7 @@ fn structured_text(tool: ToolName, structured: &Value) -> String {
         ToolName::Chat => "content",
         ToolName::Generate => "response",
         ToolName::CompleteCode => "completion",
-        ToolName::ListModels | ToolName::ShowModel => return structured.to_string(),
+        ToolName::Embed | ToolName::ListModels | ToolName::ShowModel => return structured.to_string(),
     };
     structured.get(field).and_then(Value::as_str).unwrap_or_default().to_owned()
 }

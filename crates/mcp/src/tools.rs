@@ -9,19 +9,27 @@ pub(crate) enum ToolName {
     Chat,
     Generate,
     CompleteCode,
+    Embed,
     ListModels,
     ShowModel,
 }
 
 impl ToolName {
-    pub(crate) const ALL: [ToolName; 5] =
-        [ToolName::Chat, ToolName::Generate, ToolName::CompleteCode, ToolName::ListModels, ToolName::ShowModel];
+    pub(crate) const ALL: [ToolName; 6] = [
+        ToolName::Chat,
+        ToolName::Generate,
+        ToolName::CompleteCode,
+        ToolName::Embed,
+        ToolName::ListModels,
+        ToolName::ShowModel,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ToolName::Chat => "chat",
             ToolName::Generate => "generate",
             ToolName::CompleteCode => "complete_code",
+            ToolName::Embed => "embed",
             ToolName::ListModels => "list_models",
             ToolName::ShowModel => "show_model",
         }
@@ -55,6 +63,12 @@ pub(crate) fn definitions(models: &[String]) -> Vec<ToolDefinition> {
     } else {
         json!({"type": "string", "enum": models,
                "description": "The local model to use; when left out, the first installed model"})
+    };
+    let embedding_model = if models.is_empty() {
+        json!({"type": "string", "description": "A local embedding model; none is installed yet"})
+    } else {
+        json!({"type": "string", "enum": models,
+               "description": "The local embedding model to use; when left out, the first installed one that embeds"})
     };
     let sampling = json!({
         "temperature": {"type": "number", "description": "Sampling temperature (0 is greedy)"},
@@ -143,6 +157,35 @@ pub(crate) fn definitions(models: &[String]) -> Vec<ToolDefinition> {
             output_schema: generated("completion"),
         },
         ToolDefinition {
+            name: ToolName::Embed.as_str(),
+            description: "Turn texts into vectors with a local embedding model (all-minilm and the like), for \
+                          semantic search, retrieval and clustering. Vectors have unit length.",
+            input_schema: object(json!({
+                "type": "object",
+                "properties": {
+                    "model": embedding_model,
+                    "input": {
+                        "description": "A text, or a list of texts to embed in one batch",
+                        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                    },
+                    "dimensions": {"type": "integer", "minimum": 1,
+                                   "description": "Keep this many leading dimensions (then normalised again)"},
+                    "truncate": {"type": "boolean",
+                                 "description": "Cut texts longer than the model's context (the default) instead of failing"},
+                },
+                "required": ["input"],
+            })),
+            output_schema: object(json!({
+                "type": "object",
+                "properties": {
+                    "model": {"type": "string"},
+                    "embeddings": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                    "prompt_eval_count": {"type": "integer"},
+                },
+                "required": ["model", "embeddings", "prompt_eval_count"],
+            })),
+        },
+        ToolDefinition {
             name: ToolName::ListModels.as_str(),
             description: "List the installed local models with their family, size and capabilities.",
             input_schema: object(json!({"type": "object", "properties": {}, "additionalProperties": false})),
@@ -190,6 +233,7 @@ mod tests {
         assert_eq!(listed[0].input_schema["properties"]["model"]["enum"], json!(models));
         assert_eq!(listed[0].input_schema["properties"]["max_tokens"]["type"], "integer");
         assert!(definitions(&[])[0].input_schema["properties"]["model"].get("enum").is_none());
-        assert_eq!(ToolName::parse("embed"), None);
+        assert_eq!(ToolName::parse("embed"), Some(ToolName::Embed));
+        assert_eq!(ToolName::parse("embeddings"), None);
     }
 }
