@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 imported from its folder), sentence-transformers in this process, and
 llama.cpp's `llama-server --embeddings` (the engine inside Ollama) on the GGUF modeld wrote.
 Prints sentences per second for batches of 1, 8 and 64 sentences of about 20 words, and the
-latency of one short query, as medians of `--runs`.
+latency of one short query, as medians of `--runs`; the engines take turns call by call.
 
 Run with a Python that has `sentence-transformers` (see scripts/embedding-reference.py):
 
@@ -55,14 +55,18 @@ def wait_until_up(url, deadline=120):
     raise RuntimeError(f"{url} did not answer")
 
 
-def median_seconds(run, runs):
-    run()  # warm-up
-    timings = []
+def median_seconds(engines, inputs, runs):
+    """Each engine's median seconds over `runs` calls on `inputs`. The engines take turns, one
+    call each per round, so a slow spell of a shared machine falls on all of them alike."""
+    for embed in engines.values():
+        embed(inputs)  # warm-up
+    timings = {name: [] for name in engines}
     for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+        for name, embed in engines.items():
+            started = time.perf_counter()
+            embed(inputs)
+            timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def http_embedder(url, model):
@@ -136,11 +140,11 @@ def main():
         for size in (1, 8, 64):
             batch = texts[:size]
             rows.append((f"batch of {size}, sentences/s",
-                         {name: size / median_seconds(lambda: embed(batch), arguments.runs) for name, embed in engines.items()},
+                         {name: size / seconds for name, seconds in median_seconds(engines, batch, arguments.runs).items()},
                          True))
         query = ["how do I reverse a list in python"]
         rows.append(("one short query, ms",
-                     {name: 1000 * median_seconds(lambda: embed(query), arguments.runs * 4) for name, embed in engines.items()},
+                     {name: 1000 * seconds for name, seconds in median_seconds(engines, query, arguments.runs * 4).items()},
                      False))
     finally:
         modeld.terminate()
