@@ -12,11 +12,9 @@ const SEQUENTIAL_PRODUCTS: usize = 1 << 14;
 /// Queries one task takes from a long sequence.
 const QUERIES_PER_TASK: usize = 64;
 
-/// Keys are padded to a multiple of this (zeros), so score rows are whole vectors.
-const KEY_ALIGNMENT: usize = 16;
-
-/// Context columns summed together when the head's width allows.
-const VALUE_BLOCK: usize = 16;
+/// Scores and context columns are summed this many at a time, in one register: keys are padded
+/// to a multiple of it (zeros), and a head whose width is a multiple of it takes the fast path.
+const BLOCK: usize = 16;
 
 /// Writes each row's attention context (`rows × width`, the heads side by side) from its
 /// queries, keys and values (`rows × 3·width`: the row's query, then its key, then its value).
@@ -99,7 +97,7 @@ impl Shape<'_> {
         let width = self.width;
         let head_width = width / self.heads;
         let stride = 3 * width;
-        let padded = length.next_multiple_of(KEY_ALIGNMENT);
+        let padded = length.next_multiple_of(BLOCK);
         // The sequence's keys transposed per head (for each head, a row of the padded length
         // per dimension), so a query's scores are sums of whole rows: no horizontal sums.
         let mut keys = vec![0f32; self.heads * head_width * padded];
@@ -121,10 +119,10 @@ impl Shape<'_> {
                 }
                 let head_keys = &keys[columns.start * padded..columns.end * padded];
                 // Sixteen scores at a time, summed in a register over the head's dimensions.
-                for (block, scores) in scores.chunks_exact_mut(KEY_ALIGNMENT).enumerate() {
-                    let mut sums = [0f32; KEY_ALIGNMENT];
+                for (block, scores) in scores.chunks_exact_mut(BLOCK).enumerate() {
+                    let mut sums = [0f32; BLOCK];
                     for (value, key_row) in query_scaled.iter().zip(head_keys.chunks_exact(padded)) {
-                        multiply_add(&mut sums, *value, &key_row[block * KEY_ALIGNMENT..]);
+                        multiply_add(&mut sums, *value, &key_row[block * BLOCK..]);
                     }
                     scores.copy_from_slice(&sums);
                 }
@@ -132,12 +130,12 @@ impl Shape<'_> {
                 let output = &mut output[columns.clone()];
                 let values =
                     |position: usize| &self.query_key_value[(first + position) * stride + 2 * width..][columns.clone()];
-                if head_width.is_multiple_of(VALUE_BLOCK) {
+                if head_width.is_multiple_of(BLOCK) {
                     // Sixteen columns of the context at a time, summed in a register over the keys.
-                    for (block, output) in output.chunks_exact_mut(VALUE_BLOCK).enumerate() {
-                        let mut sums = [0f32; VALUE_BLOCK];
+                    for (block, output) in output.chunks_exact_mut(BLOCK).enumerate() {
+                        let mut sums = [0f32; BLOCK];
                         for (position, probability) in scores[..length].iter().enumerate() {
-                            multiply_add(&mut sums, *probability, &values(position)[block * VALUE_BLOCK..]);
+                            multiply_add(&mut sums, *probability, &values(position)[block * BLOCK..]);
                         }
                         output.copy_from_slice(&sums);
                     }
@@ -152,12 +150,12 @@ impl Shape<'_> {
     }
 }
 
-/// `sums += scale · values[..16]`, on fixed-size arrays so the compiler makes it one vector
+/// `sums += scale · values[..BLOCK]`, on fixed-size arrays so the compiler makes it one vector
 /// operation (on slices it leaves sixteen scalar ones).
 #[inline(always)]
-fn multiply_add(sums: &mut [f32; 16], scale: f32, values: &[f32]) {
-    let values: &[f32; 16] = values[..16].try_into().expect("sixteen values");
-    for index in 0..16 {
+fn multiply_add(sums: &mut [f32; BLOCK], scale: f32, values: &[f32]) {
+    let values: &[f32; BLOCK] = values[..BLOCK].try_into().expect("a block of values");
+    for index in 0..BLOCK {
         sums[index] = scale.mul_add(values[index], sums[index]);
     }
 }
@@ -196,9 +194,12 @@ mod tests {
 
     #[test]
     fn packed_sequences_attend_only_to_themselves() {
-        let (heads, width) = (4, 32);
-        // Small and large enough to run both on the calling thread and on the pool.
-        for lengths in [vec![3usize, 1, 5], vec![40, 7, 64, 1, 30]] {
+        // Heads of 8 take the general path, heads of 32 the blocks of sixteen; batches small and
+        // large enough to run both on the calling thread and on the pool.
+        for ((heads, width), lengths) in [(4, 32), (2, 64)]
+            .into_iter()
+            .flat_map(|shape| [(shape, vec![3usize, 1, 5]), (shape, vec![40, 7, 64, 1, 30])])
+        {
             let rows: usize = lengths.iter().sum();
             let query_key_value: Vec<f32> =
                 (0..rows * 3 * width).map(|index| ((index * 7919 % 1000) as f32 / 500.0 - 1.0) * 2.0).collect();

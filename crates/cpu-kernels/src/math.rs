@@ -185,14 +185,6 @@ impl LayerNorm {
             rows.par_chunks_mut(values_per_task).zip(residual.par_chunks(values_per_task)).for_each(run);
         }
     }
-
-    /// Normalises each row of `rows` in place.
-    pub fn apply_rows(&self, rows: &mut [f32]) {
-        let width = self.weight.len();
-        for row in rows.chunks_exact_mut(width) {
-            self.apply(row);
-        }
-    }
 }
 
 /// Turns a row of scores into probabilities in place.

@@ -136,34 +136,35 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel the CPU supports.
-    pub fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Kernel::Avx512;
+    /// Every kernel, fastest first.
+    const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::Portable];
+
+    /// Whether this CPU has the instructions the kernel uses (feature detection is cached, so
+    /// this is a few loads).
+    pub fn is_supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
-                return Kernel::Avx2;
-            }
+            Kernel::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        Kernel::Portable
     }
 
-    /// Every kernel this CPU can run, fastest first (for tests that compare them).
+    /// The fastest kernel the CPU supports.
+    pub fn detect() -> Kernel {
+        Kernel::ALL.into_iter().find(|kernel| kernel.is_supported()).unwrap_or(Kernel::Portable)
+    }
+
+    /// Every kernel this CPU can run, fastest first (for tests and benchmarks that compare them).
     pub fn available() -> Vec<Kernel> {
-        let best = Kernel::detect();
-        [Kernel::Avx512, Kernel::Avx2, Kernel::Portable]
-            .into_iter()
-            .filter(|kernel| match best {
-                Kernel::Avx512 => true,
-                Kernel::Avx2 => *kernel != Kernel::Avx512,
-                Kernel::Portable => *kernel == Kernel::Portable,
-            })
-            .collect()
+        Kernel::ALL.into_iter().filter(|kernel| kernel.is_supported()).collect()
     }
 }
 
@@ -183,7 +184,7 @@ pub fn multiply(input: &[f32], rows: usize, weights: &PackedWeights, output: &mu
 pub fn multiply_with(kernel: Kernel, input: &[f32], rows: usize, weights: &PackedWeights, output: &mut [f32]) {
     assert_eq!(input.len(), rows * weights.inputs, "input size");
     assert_eq!(output.len(), rows * weights.outputs, "output size");
-    assert!(Kernel::available().contains(&kernel), "{kernel:?} is not supported by this CPU");
+    assert!(kernel.is_supported(), "{kernel:?} is not supported by this CPU");
     if rows == 0 || weights.outputs == 0 {
         return;
     }

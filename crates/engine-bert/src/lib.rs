@@ -46,7 +46,6 @@ struct LoadedBert {
     separator: u32,
     /// Rows of the token embeddings: token ids from clients are checked against it.
     vocabulary_size: usize,
-    memory_bytes: u64,
 }
 
 fn load_error(error: impl std::fmt::Display) -> EngineError {
@@ -104,7 +103,7 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
     };
     let tokenizer = vocabulary::tokenizer(&vocabulary).map_err(load_error)?;
 
-    let mut weights = Weights { content: &content, file: &mut file, memory_bytes: 0 };
+    let mut weights = Weights { content: &content, file: &mut file };
     let epsilon = config.layer_norm_epsilon;
     // Grown as layers load: the count comes from the file.
     let mut layers = Vec::new();
@@ -128,22 +127,27 @@ fn load(path: &Path) -> Result<LoadedBert, EngineError> {
             output_norm: weights.layer_norm(&format!("{prefix}.layer_output_norm"), epsilon, hidden)?,
         });
     }
-    let (token_embeddings, vocabulary_size) = weights.matrix("token_embd.weight", hidden)?;
-    let (position_embeddings, positions) = weights.matrix("position_embd.weight", hidden)?;
-    let (token_types, _) = weights.matrix("token_types.weight", hidden)?;
+    let token_embeddings = weights.matrix("token_embd.weight", hidden)?;
+    let position_embeddings = weights.matrix("position_embd.weight", hidden)?;
+    let token_types = weights.matrix("token_types.weight", hidden)?;
     let embeddings_norm = weights.layer_norm("token_embd_norm", epsilon, hidden)?;
-    let memory_bytes = weights.memory_bytes;
-    let token_type_embedding = token_types[..hidden].to_vec();
-    let config = BertConfig { context_length: config.context_length.min(positions), ..config };
-    let bert = Bert { config, token_embeddings, position_embeddings, token_type_embedding, embeddings_norm, layers };
-    Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, vocabulary_size, memory_bytes })
+    let vocabulary_size = token_embeddings.rows();
+    let config = BertConfig { context_length: config.context_length.min(position_embeddings.rows()), ..config };
+    let bert = Bert {
+        config,
+        token_embeddings: token_embeddings.values,
+        position_embeddings: position_embeddings.values,
+        token_type_embedding: token_types.values[..hidden].to_vec(),
+        embeddings_norm,
+        layers,
+    };
+    Ok(LoadedBert { bert: Arc::new(bert), tokenizer, separator: vocabulary.separator, vocabulary_size })
 }
 
-/// Reads a GGUF's tensors as F32, counting their memory.
+/// Reads a GGUF's tensors as F32.
 struct Weights<'a> {
     content: &'a gguf_file::Content,
     file: &'a mut std::fs::File,
-    memory_bytes: u64,
 }
 
 /// A tensor as read: its values as F32, its dimensions (outermost first), and whether the file
@@ -152,6 +156,13 @@ struct ReadTensor {
     values: Vec<f32>,
     dimensions: Vec<usize>,
     is_f16: bool,
+}
+
+impl ReadTensor {
+    /// The outermost dimension: a matrix's rows.
+    fn rows(&self) -> usize {
+        self.dimensions[0]
+    }
 }
 
 impl Weights<'_> {
@@ -164,16 +175,15 @@ impl Weights<'_> {
         let tensor = quantized.dequantize(&Device::Cpu).map_err(load_error)?;
         let dimensions = tensor.dims().to_vec();
         let values = tensor.flatten_all().and_then(|flat| flat.to_vec1::<f32>()).map_err(load_error)?;
-        self.memory_bytes += (values.len() * 4) as u64;
         Ok(ReadTensor { values, dimensions, is_f16 })
     }
 
-    /// A matrix `width` wide: its values and its number of rows.
-    fn matrix(&mut self, name: &str, width: usize) -> Result<(Vec<f32>, usize), EngineError> {
-        let ReadTensor { values, dimensions, .. } = self.tensor(name)?;
-        match dimensions[..] {
-            [rows, columns] if columns == width && rows > 0 => Ok((values, rows)),
-            _ => Err(load_error(format!("{name} is {dimensions:?}, not rows of {width}"))),
+    /// A matrix of at least one row, `width` wide.
+    fn matrix(&mut self, name: &str, width: usize) -> Result<ReadTensor, EngineError> {
+        let read = self.tensor(name)?;
+        match read.dimensions[..] {
+            [rows, columns] if columns == width && rows > 0 => Ok(read),
+            _ => Err(load_error(format!("{name} is {:?}, not rows of {width}", read.dimensions))),
         }
     }
 
@@ -193,24 +203,16 @@ impl Weights<'_> {
         let mut parts = Vec::with_capacity(prefixes.len());
         let mut all_f16 = true;
         for prefix in prefixes {
-            let name = format!("{prefix}.weight");
-            let ReadTensor { values: weight, dimensions, is_f16 } = self.tensor(&name)?;
-            let outputs = match dimensions[..] {
-                [rows, columns] if columns == inputs && rows > 0 => rows,
-                _ => return Err(load_error(format!("{name} is {dimensions:?}, not rows of {inputs}"))),
-            };
-            all_f16 &= is_f16;
+            let weight = self.matrix(&format!("{prefix}.weight"), inputs)?;
+            let outputs = weight.rows();
+            all_f16 &= weight.is_f16;
             let bias = self.vector(&format!("{prefix}.bias"), outputs)?;
-            parts.push((weight, bias, outputs));
+            parts.push((weight.values, bias, outputs));
         }
         let parts: Vec<(&[f32], &[f32], usize)> =
             parts.iter().map(|(weight, bias, outputs)| (&weight[..], &bias[..], *outputs)).collect();
         let storage = if all_f16 { Storage::F16 } else { Storage::F32 };
-        let packed = PackedWeights::concatenated(&parts, inputs, storage);
-        let read_bytes: usize = parts.iter().map(|(weight, bias, _)| (weight.len() + bias.len()) * 4).sum();
-        // The F32 copies counted as read are dropped; the packed form is what stays.
-        self.memory_bytes = self.memory_bytes - read_bytes as u64 + packed.memory_bytes() as u64;
-        Ok(packed)
+        Ok(PackedWeights::concatenated(&parts, inputs, storage))
     }
 
     fn layer_norm(&mut self, prefix: &str, epsilon: f32, width: usize) -> Result<LayerNorm, EngineError> {
@@ -237,7 +239,7 @@ impl LoadedModel for LoadedBert {
     fn description(&self) -> ModelDescription {
         ModelDescription {
             trained_context_length: Some(self.bert.config.context_length),
-            memory_bytes: self.memory_bytes,
+            memory_bytes: self.bert.memory_bytes(),
             bos_token: None,
             eos_token: None,
         }

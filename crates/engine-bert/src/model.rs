@@ -61,6 +61,23 @@ pub(crate) struct Bert {
 }
 
 impl Bert {
+    /// Bytes its weights hold, as loaded (F16 matrices count two bytes a value).
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        let norm = |norm: &LayerNorm| norm.weight.len() + norm.bias.len();
+        let floats = self.token_embeddings.len()
+            + self.position_embeddings.len()
+            + self.token_type_embedding.len()
+            + norm(&self.embeddings_norm)
+            + self.layers.iter().map(|layer| norm(&layer.attention_norm) + norm(&layer.output_norm)).sum::<usize>();
+        let matrices: usize = self
+            .layers
+            .iter()
+            .flat_map(|layer| [&layer.query_key_value, &layer.attention_output, &layer.up, &layer.down])
+            .map(PackedWeights::memory_bytes)
+            .sum();
+        (floats * size_of::<f32>() + matrices) as u64
+    }
+
     /// One pooled vector per sequence of `batch` (token ids inside the vocabulary, each sequence
     /// no longer than the context), not normalised; an empty sequence gives an empty vector.
     /// Each vector is what its sequence gives alone: sequences share only the matrix products.
@@ -85,11 +102,11 @@ impl Bert {
             self.embeddings_norm.apply(row);
         }
 
-        let intermediate_width = self.layers.first().map_or(0, |layer| layer.up.outputs());
         let mut query_key_value = vec![0f32; rows * 3 * width];
         let mut context = vec![0f32; rows * width];
         let mut attended = vec![0f32; rows * width];
-        let mut intermediate = vec![0f32; rows * intermediate_width];
+        // Sized per layer: the feed-forward width is each layer's own.
+        let mut intermediate = Vec::new();
         for layer in &self.layers {
             multiply(&hidden, rows, &layer.query_key_value, &mut query_key_value);
             self_attention(&query_key_value, &lengths, self.config.heads, &mut context);
