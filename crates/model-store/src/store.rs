@@ -31,6 +31,7 @@
 //!   directory created on the way and the manifest directory after a rename or removal are
 //!   `fsync`ed, and so is `blobs/` after blobs are removed.
 
+mod download;
 mod gc;
 mod lock;
 
@@ -42,6 +43,7 @@ use std::time::SystemTime;
 
 use sha2::Digest as _;
 
+pub use download::{BlobDownload, DownloadPart, PartWriter, MAX_DOWNLOAD_PARTS};
 pub use gc::{GcPolicy, GcReport};
 pub use lock::StoreWriteGuard;
 
@@ -259,6 +261,16 @@ impl Store {
         self.read_entry(&path)
     }
 
+    /// The manifest file's bytes exactly as stored (what a push sends, so the registry's digest
+    /// is the local one), with the parsed manifest.
+    pub fn get_bytes(&self, name: &ModelName) -> Result<(Vec<u8>, Manifest)> {
+        let path = self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
+        let bytes = fs::read(&path).map_err(io_context(format!("reading manifest {}", path.display())))?;
+        let manifest = serde_json::from_slice(&bytes)
+            .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
+        Ok((bytes, manifest))
+    }
+
     fn read_entry(&self, path: &Path) -> Result<ModelEntry> {
         let name =
             self.name_from_manifest_path(path).ok_or_else(|| Error::ModelNotFound(path.display().to_string()))?;
@@ -318,6 +330,23 @@ impl StoreWriteGuard<'_> {
     /// Writes a manifest under `name`, atomically. Every blob it references must already be in
     /// the store ([`Error::BlobNotFound`] otherwise).
     pub fn put(&self, name: &ModelName, manifest: &Manifest) -> Result<Digest> {
+        let bytes = serde_json::to_vec(manifest).expect("manifests always serialize");
+        self.put_checked(name, manifest, &bytes)
+    }
+
+    /// Writes manifest bytes exactly as given (a pulled manifest keeps the digest its registry
+    /// gave it) under `name`, atomically, and returns the manifest it replaced, if any. The
+    /// bytes must parse as a manifest ([`Error::InvalidManifest`]) whose blobs are all in the
+    /// store ([`Error::BlobNotFound`]).
+    pub fn put_bytes(&self, name: &ModelName, bytes: &[u8]) -> Result<Option<Manifest>> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
+        let replaced = self.store().get(name).ok().map(|entry| entry.manifest);
+        self.put_checked(name, &manifest, bytes)?;
+        Ok(replaced)
+    }
+
+    fn put_checked(&self, name: &ModelName, manifest: &Manifest, bytes: &[u8]) -> Result<Digest> {
         let store = self.store();
         for digest in manifest.all_digests() {
             if !store.has_blob(digest) {
@@ -327,11 +356,10 @@ impl StoreWriteGuard<'_> {
         let path = store
             .existing_manifest_path(name)
             .unwrap_or_else(|| store.manifests_dir().join(name.manifest_relative_path()));
-        let bytes = serde_json::to_vec(manifest).expect("manifests always serialize");
         let dir = path.parent().expect("manifest paths have a parent");
         create_dirs_synced(dir).map_err(io_context(format!("creating {}", dir.display())))?;
-        write_file_atomically(dir, &path, &bytes)?;
-        Ok(Digest::of_bytes(&bytes))
+        write_file_atomically(dir, &path, bytes)?;
+        Ok(Digest::of_bytes(bytes))
     }
 
     /// Copies a model under a new name; blobs are shared.

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{io_context, sync_dir, Result, Store, StoreWriteGuard, MAX_WALK_DEPTH, TEMPORARY_PREFIX};
+use super::{download, io_context, sync_dir, Result, Store, StoreWriteGuard, MAX_WALK_DEPTH, TEMPORARY_PREFIX};
 use crate::{Digest, Manifest};
 
 /// How [`Store::collect_garbage`] treats unreferenced blobs.
@@ -47,6 +47,8 @@ pub struct GcReport {
     /// Manifest files or directories that could not be read. When any is listed, no blob was
     /// removed, since they might reference any of them.
     pub unreadable: Vec<PathBuf>,
+    /// Files of interrupted downloads older than the grace period, no longer resumable, removed.
+    pub partial_downloads_removed: usize,
 }
 
 impl StoreWriteGuard<'_> {
@@ -56,6 +58,7 @@ impl StoreWriteGuard<'_> {
     pub fn collect_garbage(&self, policy: GcPolicy) -> Result<GcReport> {
         let blobs_dir = self.store().blobs_dir();
         let mut candidates = BTreeSet::new();
+        let mut partial_downloads = Vec::new();
         let entries = fs::read_dir(&blobs_dir).map_err(io_context(format!("reading {}", blobs_dir.display())))?;
         for entry in entries {
             let entry = entry.map_err(io_context(format!("reading {}", blobs_dir.display())))?;
@@ -65,9 +68,16 @@ impl StoreWriteGuard<'_> {
                 if digest.file_name() == file_name {
                     candidates.insert(digest);
                 }
+            } else if download::is_partial_download(file_name) {
+                partial_downloads.push(entry.path());
             }
         }
-        self.remove_blobs(candidates, policy.grace)
+        let mut report = self.remove_blobs(candidates, policy.grace)?;
+        report.partial_downloads_removed = remove_stale_partial_downloads(&partial_downloads, policy.grace);
+        if report.partial_downloads_removed > 0 {
+            sync_dir(&blobs_dir);
+        }
+        Ok(report)
     }
 
     /// Deletes those of `candidates` that no manifest references any more, whatever their age
@@ -281,6 +291,27 @@ fn remove_stray_temporary_files(dir: &Path, depth: usize) {
     if removed_any {
         sync_dir(dir);
     }
+}
+
+/// Removes the files of interrupted downloads (data and state) modified longer than `grace`
+/// ago that no download holds locked; how many.
+fn remove_stale_partial_downloads(paths: &[PathBuf], grace: Duration) -> usize {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for path in paths {
+        let Ok(metadata) = fs::symlink_metadata(path) else { continue };
+        let age = metadata.modified().ok().and_then(|modified| now.duration_since(modified).ok());
+        if !metadata.is_file() || age.is_none_or(|age| age < grace) {
+            continue;
+        }
+        // The data file is locked while a download runs; its state file goes with it.
+        let data_path = path.to_string_lossy().trim_end_matches(download::STATE_SUFFIX).to_owned();
+        let in_use = fs::File::open(&data_path).is_ok_and(|file| matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)));
+        if !in_use && fs::remove_file(path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Removes the empty directories below `dir` (not `dir` itself), deepest first.

@@ -1,0 +1,294 @@
+//! `pull`: a model's manifest and missing blobs from a registry into the store.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use model_store::{BlobDownload, Digest, Layer, Manifest, ModelName, Store};
+use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
+use reqwest::{Method, StatusCode};
+
+use crate::client::{read_bounded, status_error, RegistryClient, RequestSpec, MAX_MANIFEST_BYTES};
+use crate::{Error, Progress, ProgressSink, RegistryOptions};
+
+/// The manifest types asked for: Ollama's (Docker v2) first, OCI's for registries that convert.
+const MANIFEST_ACCEPT: &str =
+    "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+/// Parts are a sixteenth of the blob, between these sizes (as Ollama splits them).
+const MIN_PART_BYTES: u64 = 100 << 20;
+const MAX_PART_BYTES: u64 = 1000 << 20;
+/// Parts downloaded at once.
+const PARALLEL_PARTS: usize = 8;
+/// How often progress is reported, and how often a download's state is saved for resuming.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Tries of one part after a dropped connection, each resuming where the last stopped.
+const PART_TRIES: usize = 3;
+
+/// Pulls `name` from its registry into `store`, reporting progress as Ollama does.
+pub async fn pull(store: &Store, name: &ModelName, options: RegistryOptions, progress: &dyn ProgressSink) -> Result<(), Error> {
+    let client = RegistryClient::new(name, options, "pull")?;
+    progress.report(Progress::status("pulling manifest"));
+    let manifest_bytes = fetch_manifest(&client, &name.tag).await?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|error| Error::Protocol(format!("pull model manifest: invalid manifest: {error}")))?;
+
+    let mut blobs: Vec<&Layer> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for layer in manifest.layers.iter().chain([&manifest.config]) {
+        if seen.insert(&layer.digest) {
+            blobs.push(layer);
+        }
+    }
+    let mut downloaded = Vec::new();
+    for layer in blobs {
+        if let Some(download) = download_blob(&client, store, layer, progress).await? {
+            downloaded.push(download);
+        }
+    }
+
+    progress.report(Progress::status("verifying sha256 digest"));
+    let verify = tokio::task::spawn_blocking(move || {
+        for download in downloaded {
+            download.finish().map_err(|error| match error {
+                model_store::Error::DigestMismatch { expected, actual } => Error::DigestMismatch { expected, actual },
+                other => Error::Store(other),
+            })?;
+        }
+        Ok::<_, Error>(())
+    });
+    verify.await.map_err(|error| Error::Protocol(error.to_string()))??;
+
+    progress.report(Progress::status("writing manifest"));
+    let write = {
+        let store = store.clone();
+        let name = name.clone();
+        let new_digests: BTreeSet<Digest> = manifest.all_digests().cloned().collect();
+        // The manifest and the removal of what only the manifest it replaces used are one unit
+        // under the store's write lock.
+        tokio::task::spawn_blocking(move || {
+            let guard = store.write_lock()?;
+            let replaced = guard.put_bytes(&name, &manifest_bytes)?;
+            let unused: Vec<Digest> = replaced
+                .map(|old| old.all_digests().filter(|digest| !new_digests.contains(*digest)).cloned().collect())
+                .unwrap_or_default();
+            if !unused.is_empty() {
+                guard.remove_unreferenced(unused.clone())?;
+            }
+            Ok::<_, model_store::Error>(!unused.is_empty())
+        })
+    };
+    if write.await.map_err(|error| Error::Protocol(error.to_string()))?? {
+        progress.report(Progress::status("removing unused layers"));
+    }
+    progress.report(Progress::status("success"));
+    Ok(())
+}
+
+async fn fetch_manifest(client: &RegistryClient, tag: &str) -> Result<Vec<u8>, Error> {
+    let spec = RequestSpec::new(Method::GET, client.url(&format!("manifests/{tag}"))).header(ACCEPT, MANIFEST_ACCEPT);
+    let response = client.send(&spec).await?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(Error::ManifestNotFound);
+    }
+    if !response.status().is_success() {
+        return Err(status_error(response).await);
+    }
+    let announced = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Digest::parse(value).ok());
+    let bytes = read_bounded(response, MAX_MANIFEST_BYTES).await?;
+    if let Some(announced) = announced {
+        let actual = Digest::of_bytes(&bytes);
+        if actual != announced {
+            return Err(Error::Protocol(format!(
+                "pull model manifest: digest mismatch, want {announced}, got {actual}"
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// Downloads one blob unless the store has it; the unverified download, to be finished once
+/// every blob is in.
+async fn download_blob(
+    client: &RegistryClient,
+    store: &Store,
+    layer: &Layer,
+    progress: &dyn ProgressSink,
+) -> Result<Option<BlobDownload>, Error> {
+    let digest = layer.digest.clone();
+    let size = layer.size;
+    if store.has_blob(&digest) {
+        progress.report(Progress::blob("pulling", &digest, size, size));
+        return Ok(None);
+    }
+    progress.report(Progress::blob("pulling", &digest, size, 0));
+    let part_size = (size / 16).clamp(MIN_PART_BYTES, MAX_PART_BYTES);
+    let begin = {
+        let store = store.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || store.begin_download(&digest, size, part_size))
+    };
+    let Some(mut download) = begin.await.map_err(|error| Error::Protocol(error.to_string()))?? else {
+        // Another pull of the same blob finished it while this one waited.
+        progress.report(Progress::blob("pulling", &digest, size, size));
+        return Ok(None);
+    };
+
+    let parts = download.parts().to_vec();
+    let counters: Arc<Vec<AtomicU64>> = Arc::new(parts.iter().map(|part| AtomicU64::new(part.completed)).collect());
+    let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL_PARTS));
+    let url = client.url(&format!("blobs/{digest}"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, part) in parts.iter().enumerate() {
+        if part.remaining() > 0 {
+            let job = PartJob {
+                client: client.clone(),
+                url: url.clone(),
+                part: *part,
+                counter: Arc::clone(&counters),
+                index,
+                blob_size: size,
+                writer: download.writer(),
+            };
+            let limit = Arc::clone(&limit);
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                job.run().await
+            });
+        }
+    }
+
+    let total_done = |counters: &[AtomicU64]| counters.iter().map(|counter| counter.load(Ordering::Relaxed)).sum::<u64>();
+    let mut report_tick = tokio::time::interval(REPORT_EVERY);
+    let mut last_saved = Instant::now();
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(error))) => {
+                    failure.get_or_insert(error);
+                    tasks.abort_all();
+                }
+                Some(Err(join_error)) if join_error.is_cancelled() => {}
+                Some(Err(join_error)) => {
+                    failure.get_or_insert(Error::Protocol(join_error.to_string()));
+                    tasks.abort_all();
+                }
+            },
+            _ = report_tick.tick() => {
+                progress.report(Progress::blob("pulling", &digest, size, total_done(&counters)));
+                if last_saved.elapsed() >= SAVE_EVERY {
+                    download = save_progress(download, &counters).await?;
+                    last_saved = Instant::now();
+                }
+            }
+        }
+    }
+    if let Some(error) = failure {
+        if is_storage_full(&error) {
+            // A full disk leaves the store as it was: nothing of this blob stays.
+            tokio::task::spawn_blocking(move || download.discard()).await.ok();
+        } else {
+            // Keep what arrived, so the next pull resumes from there.
+            let _ = save_progress(download, &counters).await;
+        }
+        return Err(error);
+    }
+    progress.report(Progress::blob("pulling", &digest, size, size));
+    Ok(Some(download))
+}
+
+async fn save_progress(mut download: BlobDownload, counters: &Arc<Vec<AtomicU64>>) -> Result<BlobDownload, Error> {
+    let completed: Vec<u64> = counters.iter().map(|counter| counter.load(Ordering::Relaxed)).collect();
+    let saved = tokio::task::spawn_blocking(move || download.save_progress(&completed).map(|()| download));
+    Ok(saved.await.map_err(|error| Error::Protocol(error.to_string()))??)
+}
+
+fn is_storage_full(error: &Error) -> bool {
+    matches!(error, Error::Store(model_store::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull)
+}
+
+/// One part of a blob to fetch with `Range`, resuming after a dropped connection.
+struct PartJob {
+    client: RegistryClient,
+    url: reqwest::Url,
+    part: model_store::DownloadPart,
+    counter: Arc<Vec<AtomicU64>>,
+    index: usize,
+    blob_size: u64,
+    writer: model_store::PartWriter,
+}
+
+impl PartJob {
+    async fn run(self) -> Result<(), Error> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.fetch().await {
+                Ok(()) => return Ok(()),
+                Err(Error::Network(text)) if tries < PART_TRIES => {
+                    tracing::debug!(url = %self.url, "part download interrupted, resuming: {text}");
+                    tokio::time::sleep(Duration::from_millis(500 * tries as u64)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Fetches what is missing of the part, writing it at its offset and counting it.
+    async fn fetch(&self) -> Result<(), Error> {
+        let counter = &self.counter[self.index];
+        let done = counter.load(Ordering::Relaxed);
+        let part_length = self.part.end - self.part.start;
+        if done >= part_length {
+            return Ok(());
+        }
+        let first = self.part.start + done;
+        let last = self.part.end - 1;
+        let spec = RequestSpec::new(Method::GET, self.url.clone()).header(RANGE, &format!("bytes={first}-{last}"));
+        let mut response = self.client.send(&spec).await?;
+        let status = response.status();
+        let whole_blob = status == StatusCode::OK && first == 0 && self.part.end == self.blob_size;
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::Registry(format!("blob {} not found in the registry", self.url)));
+        }
+        if status != StatusCode::PARTIAL_CONTENT && !whole_blob {
+            if status.is_success() {
+                return Err(Error::Protocol(format!("the registry ignored the range request for {}", self.url)));
+            }
+            return Err(status_error(response).await);
+        }
+        if status == StatusCode::PARTIAL_CONTENT {
+            let range_start = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("bytes "))
+                .and_then(|value| value.split('-').next())
+                .and_then(|value| value.trim().parse::<u64>().ok());
+            if range_start != Some(first) {
+                return Err(Error::Protocol(format!("the registry sent another range than asked for {}", self.url)));
+            }
+        }
+        let mut offset = first;
+        while let Some(chunk) = response.chunk().await? {
+            if offset + chunk.len() as u64 > self.part.end {
+                return Err(Error::Protocol(format!("the registry sent more bytes than the blob has: {}", self.url)));
+            }
+            self.writer.write_at(offset, &chunk)?;
+            offset += chunk.len() as u64;
+            counter.store(offset - self.part.start, Ordering::Relaxed);
+        }
+        if offset != self.part.end {
+            return Err(Error::Network(format!("connection closed after {} of {} bytes", offset - self.part.start, part_length)));
+        }
+        Ok(())
+    }
+}
