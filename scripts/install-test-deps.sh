@@ -21,12 +21,13 @@ if [[ ! -d "$mcp_tools/node_modules" ]] || ! cmp -s "$MODELD_ROOT/tests/python/m
 fi
 # Chromium for the VS Code tests, and the Kerberos headers that code-server's native modules
 # build against, from Debian (as root; elsewhere, say what to install).
-if [[ ! -x "$MODELD_CHROMIUM" ]] || [[ ! -e /usr/include/gssapi/gssapi.h ]]; then
+# Debian's docker-registry (the reference OCI distribution registry) for the pull and push tests.
+if [[ ! -x "$MODELD_CHROMIUM" ]] || [[ ! -e /usr/include/gssapi/gssapi.h ]] || [[ ! -x "$MODELD_REGISTRY" ]]; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libkrb5-dev >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium libkrb5-dev docker-registry >/dev/null
     else
-        echo "install chromium and libkrb5-dev (or set MODELD_CHROMIUM) for the VS Code tests" >&2
+        echo "install chromium, libkrb5-dev and docker-registry (or set MODELD_CHROMIUM, MODELD_REGISTRY) for the tests" >&2
         exit 1
     fi
 fi

@@ -12,6 +12,7 @@ mod mcp_command;
 mod run;
 mod serve;
 mod template_worker;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,22 @@ enum Command {
         #[arg(short = 'f', long = "file", default_value = "Modelfile")]
         file: PathBuf,
     },
+    /// Pull a model from a registry (the name's host; Ollama's registry by default).
+    Pull {
+        /// Model name, e.g. `registry.example:5000/team/model:tag`.
+        model: String,
+        /// Use plain http (for a registry without TLS).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Push a model to the registry its name names.
+    Push {
+        /// Model name, e.g. `registry.example:5000/team/model:tag`.
+        model: String,
+        /// Use plain http (for a registry without TLS).
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Unload a running model.
     Stop {
         /// Model name.
@@ -167,6 +184,8 @@ fn main() -> ExitCode {
             Some(Command::Rm { models }) => manage::remove(&models).await,
             Some(Command::Create { model, file }) => create::create(&model, &file).await,
             Some(Command::Stop { model }) => manage::stop(&model).await,
+            Some(Command::Pull { model, insecure }) => transfer::transfer(&model, insecure, false).await,
+            Some(Command::Push { model, insecure }) => transfer::transfer(&model, insecure, true).await,
             Some(Command::Bench(args)) => bench::bench(args).await,
             Some(Command::Lsp { stats, stdio: _ }) => language_server::run(stats).await,
             Some(Command::Mcp { command: None }) => mcp_command::serve_stdio().await,

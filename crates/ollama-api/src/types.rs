@@ -242,6 +242,29 @@ pub struct ProgressResponse {
     pub completed: Option<u64>,
 }
 
+/// `POST /api/pull` and `POST /api/push`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RegistryRequest {
+    /// The model, whose host names the registry.
+    #[serde(default)]
+    pub model: String,
+    /// Alias of `model` (the Go CLI and the JS client send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Talk to the registry over plain http.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Stream progress (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Deprecated, ignored (as by Ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Deprecated, ignored (as by Ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
 /// `POST /api/create`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct CreateRequest {

@@ -64,6 +64,9 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("modeld/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
+            // A registry that stops sending fails the transfer (which resumes on the next try)
+            // instead of holding it for ever.
+            .read_timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(Error::from)?;
         Ok(RegistryClient {

@@ -49,14 +49,19 @@ pub async fn pull(store: &Store, name: &ModelName, options: RegistryOptions, pro
     }
 
     progress.report(Progress::status("verifying sha256 digest"));
+    // Every download is finished (a blob that hashes right is kept, as Ollama keeps it, and
+    // one that does not is deleted); the first failure is the pull's.
     let verify = tokio::task::spawn_blocking(move || {
+        let mut first_failure = None;
         for download in downloaded {
-            download.finish().map_err(|error| match error {
-                model_store::Error::DigestMismatch { expected, actual } => Error::DigestMismatch { expected, actual },
-                other => Error::Store(other),
-            })?;
+            if let Err(error) = download.finish() {
+                first_failure.get_or_insert(match error {
+                    model_store::Error::DigestMismatch { expected, actual } => Error::DigestMismatch { expected, actual },
+                    other => Error::Store(other),
+                });
+            }
         }
-        Ok::<_, Error>(())
+        first_failure.map_or(Ok(()), Err)
     });
     verify.await.map_err(|error| Error::Protocol(error.to_string()))??;
 
@@ -126,7 +131,6 @@ async fn download_blob(
         progress.report(Progress::blob("pulling", &digest, size, size));
         return Ok(None);
     }
-    progress.report(Progress::blob("pulling", &digest, size, 0));
     let part_size = (size / 16).clamp(MIN_PART_BYTES, MAX_PART_BYTES);
     let begin = {
         let store = store.clone();
@@ -138,6 +142,8 @@ async fn download_blob(
         progress.report(Progress::blob("pulling", &digest, size, size));
         return Ok(None);
     };
+    // What an interrupted pull already wrote counts from the start.
+    progress.report(Progress::blob("pulling", &digest, size, download.completed()));
 
     let parts = download.parts().to_vec();
     let counters: Arc<Vec<AtomicU64>> = Arc::new(parts.iter().map(|part| AtomicU64::new(part.completed)).collect());

@@ -7,7 +7,7 @@ mod embed;
 mod generate;
 mod models;
 mod openai;
-mod unsupported;
+mod registry;
 
 use axum::routing::{get, head, post};
 use axum::Router;
@@ -27,8 +27,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/chat", post(chat::chat))
         .route("/api/create", post(create::create))
         .route("/api/blobs/{digest}", head(blobs::head_blob).post(blobs::post_blob))
-        .route("/api/pull", post(unsupported::pull))
-        .route("/api/push", post(unsupported::push))
+        .route("/api/pull", post(registry::pull))
+        .route("/api/push", post(registry::push))
         .route("/api/embed", post(embed::embed))
         .route("/api/embeddings", post(embed::embeddings))
         .route("/v1/embeddings", post(embed::openai_embeddings))
