@@ -391,3 +391,64 @@ def test_two_pulls_of_one_blob_share_one_download(local, registry):
     finally:
         proxy.close()
         restore_base(local)
+
+
+def test_hostile_registry_cannot_overfill_a_blob_or_send_tokens_elsewhere(local):
+    """A registry that answers a blob with more bytes than its manifest says, one whose
+    manifest is larger than any model's, and one whose token realm is another host: each pull
+    fails with a clear error and leaves nothing in the store."""
+    import http.server
+    import socketserver
+
+    blob = b"x" * 64
+    config = b"{}"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": len(blob)}],
+    }).encode()
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            repository = self.path.split("/")[2]
+            if repository == "realm":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="http://attacker.example/token",service="x"')
+                self.end_headers()
+                return
+            if "/manifests/" in self.path:
+                body = manifest if repository == "overfill" else b"{" + b" " * (5 << 20) + b"}"
+            elif "/blobs/" in self.path and digest in self.path:
+                body = blob * 1000
+            else:
+                body = config
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        before = sorted(os.listdir(os.path.join(models_dir(local), "blobs")))
+        cases = {
+            "overfill": "the registry sent more bytes than the blob has",
+            "huge": "larger than 4194304 bytes",
+            "realm": "is not on the registry's host",
+        }
+        for repository, expected in cases.items():
+            status, body = local.request("POST", "/api/pull", {"model": f"{host}/{repository}/model",
+                                                               "insecure": True, "stream": False})
+            assert status == 500 and expected in body["error"], (repository, body)
+            assert local.request("POST", "/api/show", {"model": f"{host}/{repository}/model"})[0] == 404
+        after = sorted(os.listdir(os.path.join(models_dir(local), "blobs")))
+        assert digest.replace(":", "-") not in after and set(after) <= set(before) | {config_digest.replace(":", "-")}
+    finally:
+        server.shutdown()

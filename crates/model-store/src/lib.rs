@@ -33,4 +33,7 @@ pub use digest::{Digest, DigestError};
 pub use manifest::{media_type, ConfigV2, Layer, Manifest};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
 pub use options::{Options, OptionsError};
-pub use store::{BlobDownload, DownloadPart, PartWriter, MAX_DOWNLOAD_PARTS, BlobWrite, Error, GcPolicy, GcReport, ModelEntry, Result, Store, StoreWriteGuard, LOCK_FILE_NAME};
+pub use store::{
+    BlobDownload, BlobWrite, DownloadPart, Error, GcPolicy, GcReport, ModelEntry, PartWriter, Result, Store,
+    StoreWriteGuard, LOCK_FILE_NAME, MAX_DOWNLOAD_PARTS,
+};

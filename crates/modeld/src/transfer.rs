@@ -69,7 +69,8 @@ impl ProgressDisplay {
         }
         let text = match total {
             Some(total) => {
-                let (started, first_completed) = *self.started.entry(status.to_owned()).or_insert((Instant::now(), completed));
+                let (started, first_completed) =
+                    *self.started.entry(status.to_owned()).or_insert((Instant::now(), completed));
                 bar_line(status, completed, total, started.elapsed(), completed.saturating_sub(first_completed))
             }
             None => status.to_owned(),
@@ -109,7 +110,8 @@ fn bar_line(status: &str, completed: u64, total: u64, elapsed: Duration, transfe
     let bar: String = (0..WIDTH).map(|cell| if cell < filled { '█' } else { ' ' }).collect();
     let mut text = format!("{status}: {:>3.0}% ▕{bar}▏ {}", fraction * 100.0, human_bytes(total));
     if completed < total {
-        text = format!("{status}: {:>3.0}% ▕{bar}▏ {}/{}", fraction * 100.0, human_bytes(completed), human_bytes(total));
+        text =
+            format!("{status}: {:>3.0}% ▕{bar}▏ {}/{}", fraction * 100.0, human_bytes(completed), human_bytes(total));
         let seconds = elapsed.as_secs_f64();
         if seconds > 0.5 && transferred > 0 {
             let rate = transferred as f64 / seconds;
@@ -130,8 +132,14 @@ mod tests {
             bar_line("pulling abc", 50_000_000, 100_000_000, Duration::from_secs(5), 50_000_000),
             "pulling abc:  50% ▕█████████████            ▏ 50 MB/100 MB  10 MB/s  5s"
         );
-        assert_eq!(bar_line("pulling abc", 100, 100, Duration::ZERO, 0), "pulling abc: 100% ▕█████████████████████████▏ 100 B");
-        assert_eq!(bar_line("pushing abc", 0, 0, Duration::ZERO, 0), "pushing abc: 100% ▕█████████████████████████▏ 0 B");
+        assert_eq!(
+            bar_line("pulling abc", 100, 100, Duration::ZERO, 0),
+            "pulling abc: 100% ▕█████████████████████████▏ 100 B"
+        );
+        assert_eq!(
+            bar_line("pushing abc", 0, 0, Duration::ZERO, 0),
+            "pushing abc: 100% ▕█████████████████████████▏ 0 B"
+        );
     }
 
     #[test]

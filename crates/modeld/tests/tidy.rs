@@ -68,7 +68,15 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     ("mcp", &["http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "modeld"]),
     ("engine", &["serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "model-store", "modeld"]),
     ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "modeld"]),
-    ("model-store", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "modeld"]),
+    (
+        "model-store",
+        &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "registry", "modeld"],
+    ),
+    // The registry client moves blobs between the store and a registry: no engine, no face.
+    (
+        "registry",
+        &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "mcp", "modeld"],
+    ),
     ("ollama-api", &["engine", "serving", "http-server", "engine-mistralrs", "engine-bert", "modeld"]),
     // The kernels are arithmetic on slices: they know no model, engine or protocol.
     (
@@ -82,6 +90,7 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
             "ollama-api",
             "model-formats",
             "model-store",
+            "registry",
             "lsp",
             "mcp",
             "modeld",

@@ -84,9 +84,9 @@ mod tests {
         ];
         for (header, expected) in cases {
             let parsed = parse_bearer_challenge(header);
-            let parsed = parsed.as_ref().map(|challenge| {
-                (challenge.realm.as_str(), challenge.service.as_deref(), challenge.scope.as_deref())
-            });
+            let parsed = parsed
+                .as_ref()
+                .map(|challenge| (challenge.realm.as_str(), challenge.service.as_deref(), challenge.scope.as_deref()));
             assert_eq!(parsed, expected, "{header}");
         }
     }

@@ -54,7 +54,11 @@ pub(crate) struct RegistryClient {
 
 impl RegistryClient {
     /// A client for `name`'s repository; `actions` is `pull` or `push,pull`.
-    pub(crate) fn new(name: &ModelName, options: RegistryOptions, actions: &'static str) -> Result<RegistryClient, Error> {
+    pub(crate) fn new(
+        name: &ModelName,
+        options: RegistryOptions,
+        actions: &'static str,
+    ) -> Result<RegistryClient, Error> {
         if name.insecure_scheme && !options.insecure {
             return Err(Error::InsecureProtocol);
         }
@@ -85,7 +89,9 @@ impl RegistryClient {
 
     /// Resolves a `Location` header against the registry (it may be relative).
     pub(crate) fn resolve(&self, location: &str) -> Result<Url, Error> {
-        self.base.join(location).map_err(|error| Error::Protocol(format!("invalid upload location {location:?}: {error}")))
+        self.base
+            .join(location)
+            .map_err(|error| Error::Protocol(format!("invalid upload location {location:?}: {error}")))
     }
 
     /// Sends the request with the token when it goes to the registry's host. A `401` with a
@@ -126,7 +132,9 @@ impl RegistryClient {
 
     /// Whether `url` is on the registry's host (the token goes nowhere else).
     fn same_host(&self, url: &Url) -> bool {
-        url.scheme() == self.base.scheme() && url.host_str() == self.base.host_str() && url.port_or_known_default() == self.base.port_or_known_default()
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
     /// Asks the challenge's realm for a token. The realm must be on the registry's host name
@@ -142,7 +150,8 @@ impl RegistryClient {
                 self.base.host_str().unwrap_or_default()
             )));
         }
-        let scope = challenge.scope.clone().unwrap_or_else(|| format!("repository:{}:{}", self.repository, self.actions));
+        let scope =
+            challenge.scope.clone().unwrap_or_else(|| format!("repository:{}:{}", self.repository, self.actions));
         {
             let mut query = realm.query_pairs_mut();
             if let Some(service) = &challenge.service {
@@ -237,11 +246,20 @@ mod tests {
         let name = ModelName::parse("127.0.0.1:5000/team/tiny:v1").unwrap();
         let client = RegistryClient::new(&name, RegistryOptions { insecure: true }, "pull").unwrap();
         assert_eq!(client.url("manifests/v1").as_str(), "http://127.0.0.1:5000/v2/team/tiny/manifests/v1");
-        assert_eq!(client.resolve("/v2/team/tiny/blobs/uploads/abc?state=x").unwrap().as_str(),
-            "http://127.0.0.1:5000/v2/team/tiny/blobs/uploads/abc?state=x");
-        let secure = RegistryClient::new(&ModelName::parse("smollm2").unwrap(), RegistryOptions::default(), "pull").unwrap();
-        assert_eq!(secure.url("manifests/latest").as_str(), "https://registry.ollama.ai/v2/library/smollm2/manifests/latest");
+        assert_eq!(
+            client.resolve("/v2/team/tiny/blobs/uploads/abc?state=x").unwrap().as_str(),
+            "http://127.0.0.1:5000/v2/team/tiny/blobs/uploads/abc?state=x"
+        );
+        let secure =
+            RegistryClient::new(&ModelName::parse("smollm2").unwrap(), RegistryOptions::default(), "pull").unwrap();
+        assert_eq!(
+            secure.url("manifests/latest").as_str(),
+            "https://registry.ollama.ai/v2/library/smollm2/manifests/latest"
+        );
         let http_name = ModelName::parse("http://127.0.0.1:5000/team/tiny").unwrap();
-        assert!(matches!(RegistryClient::new(&http_name, RegistryOptions::default(), "pull"), Err(Error::InsecureProtocol)));
+        assert!(matches!(
+            RegistryClient::new(&http_name, RegistryOptions::default(), "pull"),
+            Err(Error::InsecureProtocol)
+        ));
     }
 }

@@ -23,11 +23,23 @@ const PARALLEL_PARTS: usize = 8;
 /// How often progress is reported, and how often a download's state is saved for resuming.
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Also saved after this many new bytes: each save syncs what arrived, so the disk writes
+/// while the network still sends and the final sync has little left to do.
+const SAVE_EVERY_BYTES: u64 = 16 << 20;
+/// Bytes gathered before each write to the partial file.
+const WRITE_BYTES: usize = 1 << 20;
+/// How often the loop looks at the counters.
+const CHECK_EVERY: Duration = Duration::from_millis(10);
 /// Tries of one part after a dropped connection, each resuming where the last stopped.
 const PART_TRIES: usize = 3;
 
 /// Pulls `name` from its registry into `store`, reporting progress as Ollama does.
-pub async fn pull(store: &Store, name: &ModelName, options: RegistryOptions, progress: &dyn ProgressSink) -> Result<(), Error> {
+pub async fn pull(
+    store: &Store,
+    name: &ModelName,
+    options: RegistryOptions,
+    progress: &dyn ProgressSink,
+) -> Result<(), Error> {
     let client = RegistryClient::new(name, options, "pull")?;
     progress.report(Progress::status("pulling manifest"));
     let manifest_bytes = fetch_manifest(&client, &name.tag).await?;
@@ -56,7 +68,9 @@ pub async fn pull(store: &Store, name: &ModelName, options: RegistryOptions, pro
         for download in downloaded {
             if let Err(error) = download.finish() {
                 first_failure.get_or_insert(match error {
-                    model_store::Error::DigestMismatch { expected, actual } => Error::DigestMismatch { expected, actual },
+                    model_store::Error::DigestMismatch { expected, actual } => {
+                        Error::DigestMismatch { expected, actual }
+                    }
                     other => Error::Store(other),
                 });
             }
@@ -169,9 +183,11 @@ async fn download_blob(
         }
     }
 
-    let total_done = |counters: &[AtomicU64]| counters.iter().map(|counter| counter.load(Ordering::Relaxed)).sum::<u64>();
-    let mut report_tick = tokio::time::interval(REPORT_EVERY);
-    let mut last_saved = Instant::now();
+    let total_done =
+        |counters: &[AtomicU64]| counters.iter().map(|counter| counter.load(Ordering::Relaxed)).sum::<u64>();
+    let mut check_tick = tokio::time::interval(CHECK_EVERY);
+    let mut last_report = Instant::now();
+    let mut last_saved = (Instant::now(), total_done(&counters));
     let mut failure = None;
     loop {
         tokio::select! {
@@ -188,22 +204,27 @@ async fn download_blob(
                     tasks.abort_all();
                 }
             },
-            _ = report_tick.tick() => {
-                progress.report(Progress::blob("pulling", &digest, size, total_done(&counters)));
-                if last_saved.elapsed() >= SAVE_EVERY {
+            _ = check_tick.tick() => {
+                let done = total_done(&counters);
+                if last_report.elapsed() >= REPORT_EVERY {
+                    progress.report(Progress::blob("pulling", &digest, size, done));
+                    last_report = Instant::now();
+                }
+                if last_saved.0.elapsed() >= SAVE_EVERY || done >= last_saved.1 + SAVE_EVERY_BYTES {
                     download = save_progress(download, &counters).await?;
-                    last_saved = Instant::now();
+                    last_saved = (Instant::now(), done);
                 }
             }
         }
     }
     if let Some(error) = failure {
-        if is_storage_full(&error) {
-            // A full disk leaves the store as it was: nothing of this blob stays.
-            tokio::task::spawn_blocking(move || download.discard()).await.ok();
-        } else {
-            // Keep what arrived, so the next pull resumes from there.
+        if matches!(error, Error::Network(_)) {
+            // A broken connection: keep what arrived, so the next pull resumes from there.
             let _ = save_progress(download, &counters).await;
+        } else {
+            // A full disk, or a registry that broke the protocol: nothing of this blob stays,
+            // and the store is as it was.
+            tokio::task::spawn_blocking(move || download.discard()).await.ok();
         }
         return Err(error);
     }
@@ -215,10 +236,6 @@ async fn save_progress(mut download: BlobDownload, counters: &Arc<Vec<AtomicU64>
     let completed: Vec<u64> = counters.iter().map(|counter| counter.load(Ordering::Relaxed)).collect();
     let saved = tokio::task::spawn_blocking(move || download.save_progress(&completed).map(|()| download));
     Ok(saved.await.map_err(|error| Error::Protocol(error.to_string()))??)
-}
-
-fn is_storage_full(error: &Error) -> bool {
-    matches!(error, Error::Store(model_store::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull)
 }
 
 /// One part of a blob to fetch with `Range`, resuming after a dropped connection.
@@ -283,17 +300,44 @@ impl PartJob {
                 return Err(Error::Protocol(format!("the registry sent another range than asked for {}", self.url)));
             }
         }
+        // The network hands over chunks of a few KiB; they are written a MiB at a time.
         let mut offset = first;
-        while let Some(chunk) = response.chunk().await? {
-            if offset + chunk.len() as u64 > self.part.end {
+        let mut pending = Vec::with_capacity(WRITE_BYTES);
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    // Keep what arrived before the connection broke.
+                    self.write_pending(&mut offset, &mut pending)?;
+                    return Err(error.into());
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            if offset + (pending.len() + chunk.len()) as u64 > self.part.end {
                 return Err(Error::Protocol(format!("the registry sent more bytes than the blob has: {}", self.url)));
             }
-            self.writer.write_at(offset, &chunk)?;
-            offset += chunk.len() as u64;
-            counter.store(offset - self.part.start, Ordering::Relaxed);
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= WRITE_BYTES {
+                self.write_pending(&mut offset, &mut pending)?;
+            }
         }
+        self.write_pending(&mut offset, &mut pending)?;
         if offset != self.part.end {
-            return Err(Error::Network(format!("connection closed after {} of {} bytes", offset - self.part.start, part_length)));
+            return Err(Error::Network(format!(
+                "connection closed after {} of {} bytes",
+                offset - self.part.start,
+                part_length
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_pending(&self, offset: &mut u64, pending: &mut Vec<u8>) -> Result<(), Error> {
+        if !pending.is_empty() {
+            self.writer.write_at(*offset, pending)?;
+            *offset += pending.len() as u64;
+            self.counter[self.index].store(*offset - self.part.start, Ordering::Relaxed);
+            pending.clear();
         }
         Ok(())
     }

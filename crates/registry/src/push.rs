@@ -13,7 +13,12 @@ use crate::{Error, Progress, ProgressSink, RegistryOptions};
 const CHUNK_BYTES: u64 = 32 << 20;
 
 /// Pushes `name` from `store` to its registry, reporting progress as Ollama does.
-pub async fn push(store: &Store, name: &ModelName, options: RegistryOptions, progress: &dyn ProgressSink) -> Result<(), Error> {
+pub async fn push(
+    store: &Store,
+    name: &ModelName,
+    options: RegistryOptions,
+    progress: &dyn ProgressSink,
+) -> Result<(), Error> {
     progress.report(Progress::status("retrieving manifest"));
     let (manifest_bytes, manifest) = store.get_bytes(name).map_err(|error| match error {
         model_store::Error::ModelNotFound(_) => Error::ModelNotFound(name.display_shortest()),

@@ -43,6 +43,11 @@ pub struct BlobDownload {
     state_path: PathBuf,
     data: Arc<fs::File>,
     parts: Vec<DownloadPart>,
+    /// With one part, the hash of its first `hashed` bytes: each [`BlobDownload::save_progress`]
+    /// hashes what it synced (off the network's path, while more arrives), so
+    /// [`BlobDownload::finish`] reads only the tail again.
+    hasher: sha2::Sha256,
+    hashed: u64,
 }
 
 /// One byte range of a download: `start..end`, of which the first `completed` bytes are on disk.
@@ -118,13 +123,25 @@ impl Store {
         let part_size = part_size.max(1).max(size.div_ceil(MAX_DOWNLOAD_PARTS as u64));
         let on_disk = data.metadata().map(|metadata| metadata.len()).unwrap_or(0);
         let parts = read_state(&state_path)
-            .filter(|state| state.size == size && on_disk == size && parts_are_consistent(&state.parts, size, part_size))
+            .filter(|state| {
+                state.size == size && on_disk == size && parts_are_consistent(&state.parts, size, part_size)
+            })
             .map(|state| state.parts)
             .unwrap_or_else(|| fresh_parts(size, part_size));
         if on_disk != size {
             data.set_len(size).map_err(io_context(format!("sizing {}", data_path.display())))?;
         }
-        Ok(Some(BlobDownload { blobs_dir, digest: digest.clone(), size, data_path, state_path, data: Arc::new(data), parts }))
+        Ok(Some(BlobDownload {
+            blobs_dir,
+            digest: digest.clone(),
+            size,
+            data_path,
+            state_path,
+            data: Arc::new(data),
+            parts,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            hashed: 0,
+        }))
     }
 }
 
@@ -161,6 +178,9 @@ impl BlobDownload {
             part.completed = done.min(part.end - part.start);
         }
         self.data.sync_data().map_err(io_context("syncing downloaded bytes"))?;
+        if let [part] = self.parts[..] {
+            self.hashed = hash_file_range(&self.data, self.hashed..part.completed, &mut self.hasher)?;
+        }
         let state = DownloadState { size: self.size, parts: self.parts.clone() };
         let bytes = serde_json::to_vec(&state).expect("download state always serializes");
         let mut file = locked_temporary_file(&self.blobs_dir)?;
@@ -173,20 +193,14 @@ impl BlobDownload {
     /// Hashes the whole file; if it is `digest`, syncs it and moves it into place as the blob.
     /// A mismatch removes the partial files and is [`Error::DigestMismatch`]. Blocks.
     pub fn finish(self) -> Result<()> {
-        let actual = {
-            let mut reader = io::BufReader::with_capacity(1 << 20, &*self.data);
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            let mut reader = (&mut reader).take(self.size);
-            loop {
-                let n_read = reader.read(&mut buffer).map_err(io_context("hashing downloaded blob"))?;
-                if n_read == 0 {
-                    break;
-                }
-                sha2::Digest::update(&mut hasher, &buffer[..n_read]);
-            }
-            Digest::from_hasher(hasher)
-        };
+        let mut hasher = self.hasher.clone();
+        // One part: only what no save hashed yet; several: the whole file.
+        let from = if self.parts.len() == 1 { self.hashed } else { 0 };
+        if from == 0 {
+            hasher = <sha2::Sha256 as sha2::Digest>::new();
+        }
+        hash_file_range(&self.data, from..self.size, &mut hasher)?;
+        let actual = Digest::from_hasher(hasher);
         if actual != self.digest {
             let expected = self.digest.clone();
             self.discard();
@@ -207,6 +221,23 @@ impl BlobDownload {
         let _ = fs::remove_file(&self.data_path);
         sync_dir(&self.blobs_dir);
     }
+}
+
+/// Feeds the bytes of `file` in `range` to `hasher`; where it stopped (the range's end, or
+/// the end of the file).
+fn hash_file_range(file: &fs::File, range: std::ops::Range<u64>, hasher: &mut sha2::Sha256) -> Result<u64> {
+    let mut buffer = vec![0u8; (1 << 20).min(range.end.saturating_sub(range.start)) as usize];
+    let mut offset = range.start;
+    while offset < range.end {
+        let want = buffer.len().min((range.end - offset) as usize);
+        let n_read = file.read_at(&mut buffer[..want], offset).map_err(io_context("hashing downloaded blob"))?;
+        if n_read == 0 {
+            break;
+        }
+        sha2::Digest::update(hasher, &buffer[..n_read]);
+        offset += n_read as u64;
+    }
+    Ok(offset)
 }
 
 fn read_state(path: &Path) -> Option<DownloadState> {
@@ -295,6 +326,37 @@ mod tests {
     }
 
     #[test]
+    fn one_part_resumed_in_order_is_hashed_across_both_tries() {
+        let (_dir, store) = store();
+        let bytes: Vec<u8> = (0..50_000u32).map(|index| (index % 253) as u8).collect();
+        let digest = Digest::of_bytes(&bytes);
+        let mut first = store.begin_download(&digest, 50_000, 1 << 20).unwrap().unwrap();
+        first.writer().write_at(0, &bytes[..20_000]).unwrap();
+        first.save_progress(&[20_000]).unwrap();
+        drop(first);
+        let second = store.begin_download(&digest, 50_000, 1 << 20).unwrap().unwrap();
+        assert_eq!(second.completed(), 20_000);
+        second.writer().write_at(20_000, &bytes[20_000..35_000]).unwrap();
+        second.writer().write_at(35_000, &bytes[35_000..]).unwrap();
+        second.finish().unwrap();
+        assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), bytes);
+
+        // The same with a forged byte in the part written before the interruption.
+        let other: Vec<u8> = bytes.iter().map(|byte| byte ^ 1).collect();
+        let other_digest = Digest::of_bytes(&other);
+        let mut first = store.begin_download(&other_digest, 50_000, 1 << 20).unwrap().unwrap();
+        let mut forged = other[..20_000].to_vec();
+        forged[7] ^= 0xFF;
+        first.writer().write_at(0, &forged).unwrap();
+        first.save_progress(&[20_000]).unwrap();
+        drop(first);
+        let second = store.begin_download(&other_digest, 50_000, 1 << 20).unwrap().unwrap();
+        second.writer().write_at(20_000, &other[20_000..]).unwrap();
+        assert!(matches!(second.finish(), Err(Error::DigestMismatch { .. })));
+        assert!(!store.has_blob(&other_digest));
+    }
+
+    #[test]
     fn wrong_bytes_are_reported_and_leave_nothing() {
         let (_dir, store) = store();
         let digest = Digest::of_bytes(b"the real bytes");
@@ -313,8 +375,11 @@ mod tests {
         let digest = Digest::of_bytes(&bytes);
         drop(store.begin_download(&digest, 100, 50).unwrap().unwrap());
         let state = store.root().join("blobs").join(format!("{PARTIAL_PREFIX}{}{STATE_SUFFIX}", digest.file_name()));
-        fs::write(&state, br#"{"size":100,"parts":[{"start":0,"end":50,"completed":999},{"start":50,"end":100,"completed":0}]}"#)
-            .unwrap();
+        fs::write(
+            &state,
+            br#"{"size":100,"parts":[{"start":0,"end":50,"completed":999},{"start":50,"end":100,"completed":0}]}"#,
+        )
+        .unwrap();
         assert_eq!(store.begin_download(&digest, 100, 50).unwrap().unwrap().completed(), 0);
     }
 }

@@ -306,7 +306,8 @@ fn remove_stale_partial_downloads(paths: &[PathBuf], grace: Duration) -> usize {
         }
         // The data file is locked while a download runs; its state file goes with it.
         let data_path = path.to_string_lossy().trim_end_matches(download::STATE_SUFFIX).to_owned();
-        let in_use = fs::File::open(&data_path).is_ok_and(|file| matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)));
+        let in_use =
+            fs::File::open(&data_path).is_ok_and(|file| matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)));
         if !in_use && fs::remove_file(path).is_ok() {
             removed += 1;
         }
