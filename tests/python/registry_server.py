@@ -239,9 +239,5 @@ class SlowProxy:
                     pass
                 sock.close()
 
-    def ranges_asked(self):
-        with self.lock:
-            return [range_header for line, range_header in self.requests if range_header]
-
     def close(self):
         self.listener.close()

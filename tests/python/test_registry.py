@@ -42,7 +42,9 @@ def local(home):
     binary, gguf = os.environ["MODELD_BIN"], os.environ["SMOLLM2_GGUF"]
     daemon_home = os.path.join(home, "daemon")
     os.makedirs(daemon_home)
-    running = Daemon(binary, daemon_home)
+    # Parts of 16 MiB: the 98 MB weights come in 7 parts, 8 at a time (the daemon in the SIGKILL
+    # test keeps the default, one part for a blob this size).
+    running = Daemon(binary, daemon_home, MODELD_PULL_PART_SIZE="16MiB")
     running.import_gguf(BASE, gguf)
     yield running
     running.stop()
@@ -185,7 +187,7 @@ def test_bad_requests_get_ollamas_errors(local, registry):
 
 
 def test_interrupted_pull_resumes_with_range(local, registry):
-    proxy = SlowProxy(registry.port, bytes_per_second=8_000_000)
+    proxy = SlowProxy(registry.port, bytes_per_second=2_000_000)
     name = f"{proxy.host}/resume/smollm2:latest"
     local.cli("cp", BASE, name)
     direct = f"{registry.host}/resume/smollm2:latest"
@@ -228,9 +230,14 @@ def pull_and_resume(local, registry, proxy, name, layer):
     assert lines[-1] == {"status": "success"}, lines[-3:]
     first = next(line for line in lines if line.get("digest") == layer["digest"])
     assert first.get("completed", 0) > layer["size"] // 4, first
-    ranges = proxy.ranges_asked()
-    weights = [range_header for range_header in ranges if range_header.endswith(f"-{layer['size'] - 1}")]
-    assert len(weights) == 1 and int(weights[0][len("bytes="):].split("-")[0]) > layer["size"] // 4, ranges
+    # Only what the first try did not write is asked for, part by part.
+    ranges = [range_header for line, range_header in proxy.requests if layer["digest"] in line and range_header]
+    asked = 0
+    for range_header in ranges:
+        first, last = (int(bound) for bound in range_header[len("bytes="):].split("-"))
+        asked += last - first + 1
+    assert 0 < asked < layer["size"] * 3 // 4, (asked, ranges)
+    assert len(ranges) > 1, ranges  # several parts, each resumed where it stopped
     blob = os.path.join(models_dir(local), "blobs", layer["digest"].replace(":", "-"))
     assert sha256_file(blob) == layer["digest"][7:]
     assert partial_files(local) == []

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Unreferenced blobs younger than this survive garbage collection, so a client's upload
     /// waits for its create (`MODELD_BLOB_GRACE`).
     pub blob_grace: Duration,
+    /// Size of the parts a pull fetches a blob in, instead of a sixteenth of it between 100 MB
+    /// and 1 GB (`MODELD_PULL_PART_SIZE`).
+    pub pull_part_bytes: Option<u64>,
 }
 
 /// How long running streams get to finish after a shutdown signal before the server stops

@@ -60,6 +60,7 @@ async fn harness_with_config(engine: ScriptedEngine, scheduler_config: Scheduler
         access: AccessPolicy::loopback_default(),
         max_blob_bytes: 1 << 20,
         blob_grace: Duration::from_secs(3600),
+        pull_part_bytes: None,
     };
     let harness = Harness { _dir: dir, state: AppState::new(core, config) };
     let gguf = tiny_gguf();

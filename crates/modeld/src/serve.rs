@@ -88,6 +88,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
         ),
         max_blob_bytes: environment::byte_size("MODELD_MAX_BLOB_SIZE")?.unwrap_or(DEFAULT_MAX_BLOB_BYTES),
         blob_grace,
+        pull_part_bytes: environment::byte_size("MODELD_PULL_PART_SIZE")?.filter(|bytes| *bytes > 0),
     };
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("listening on {address}"))?;
     let local_address = listener.local_addr()?;

@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn names_map_to_registry_urls() {
         let name = ModelName::parse("127.0.0.1:5000/team/tiny:v1").unwrap();
-        let client = RegistryClient::new(&name, RegistryOptions { insecure: true }, "pull").unwrap();
+        let client = RegistryClient::new(&name, RegistryOptions { insecure: true, part_bytes: None }, "pull").unwrap();
         assert_eq!(client.url("manifests/v1").as_str(), "http://127.0.0.1:5000/v2/team/tiny/manifests/v1");
         assert_eq!(
             client.resolve("/v2/team/tiny/blobs/uploads/abc?state=x").unwrap().as_str(),

@@ -34,6 +34,9 @@ pub use push::push;
 pub struct RegistryOptions {
     /// Use plain http instead of https.
     pub insecure: bool,
+    /// Fetch blobs in parts of this size instead of a sixteenth of the blob between 100 MB
+    /// and 1 GB.
+    pub part_bytes: Option<u64>,
 }
 
 /// One progress report, as Ollama streams them: a status, and for a blob its digest, size and

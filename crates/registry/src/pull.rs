@@ -55,7 +55,7 @@ pub async fn pull(
     }
     let mut downloaded = Vec::new();
     for layer in blobs {
-        if let Some(download) = download_blob(&client, store, layer, progress).await? {
+        if let Some(download) = download_blob(&client, store, layer, options.part_bytes, progress).await? {
             downloaded.push(download);
         }
     }
@@ -137,6 +137,7 @@ async fn download_blob(
     client: &RegistryClient,
     store: &Store,
     layer: &Layer,
+    part_bytes: Option<u64>,
     progress: &dyn ProgressSink,
 ) -> Result<Option<BlobDownload>, Error> {
     let digest = layer.digest.clone();
@@ -145,7 +146,7 @@ async fn download_blob(
         progress.report(Progress::blob("pulling", &digest, size, size));
         return Ok(None);
     }
-    let part_size = (size / 16).clamp(MIN_PART_BYTES, MAX_PART_BYTES);
+    let part_size = part_bytes.unwrap_or((size / 16).clamp(MIN_PART_BYTES, MAX_PART_BYTES));
     let begin = {
         let store = store.clone();
         let digest = digest.clone();

@@ -43,7 +43,8 @@ pub(crate) async fn push(
 /// half-done, and streams what it reports.
 async fn transfer(state: AppState, name: ModelName, request: &RegistryRequest, direction: Direction) -> Response {
     crate::layers::record_model(&name.display_shortest());
-    let options = RegistryOptions { insecure: request.insecure.unwrap_or(false) };
+    let options =
+        RegistryOptions { insecure: request.insecure.unwrap_or(false), part_bytes: state.config().pull_part_bytes };
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let store = state.store().clone();
     let task = tokio::spawn(async move {
