@@ -80,3 +80,78 @@ def test_cp_and_rm(daemon):
     assert MODEL in daemon.cli("list").stdout
     missing = daemon.cli("stop", "no-such-model", check=False)
     assert missing.returncode != 0 and "couldn't find model" in missing.stderr
+
+
+FULL_MODELFILE = '''# Every instruction, in mixed case, with values that need quoting.
+from {gguf}
+TEMPLATE """{{{{- range .Messages }}}}<|im_start|>{{{{ .Role }}}}
+{{{{ .Content }}}}<|im_end|>
+{{{{ end }}}}<|im_start|>assistant
+"""
+system "You answer in one
+short line, with "quotes" kept."
+PARAMETER temperature 0.25
+PARAMETER num_ctx 1024
+parameter stop <|im_end|>
+PARAMETER stop "
+
+"
+PARAMETER stop " User:"
+MESSAGE user Hello
+Message assistant """Hi! "How" can I help?"""
+LICENSE MIT
+LICENSE """Second license
+with two lines"""
+REQUIRES 0.14.0
+'''
+
+
+def manifest_layers(daemon, name):
+    _, shown = daemon.request("POST", "/api/show", {"model": name})
+    models = {model["name"]: model for model in daemon.request("GET", "/api/tags")[1]["models"]}
+    return shown, models[f"{name}:latest" if ":" not in name else name]["digest"]
+
+
+def test_modelfile_round_trips_through_show(daemon, tmp_path):
+    """Every Modelfile instruction, read by `modeld create`, shown by `modeld show --modelfile`,
+    and created again from that text: the second model is the same model (same manifest)."""
+    import os
+    gguf = os.environ["SMOLLM2_GGUF"]
+    first = tmp_path / "Modelfile"
+    first.write_text(FULL_MODELFILE.format(gguf=gguf))
+    created = daemon.cli("create", "round-trip-one", "-f", str(first))
+    assert "success" in created.stderr, created.stderr
+    try:
+        shown, first_digest = manifest_layers(daemon, "round-trip-one")
+        assert shown["system"] == 'You answer in one\nshort line, with "quotes" kept.'
+        assert shown["requires"] == "0.14.0"
+        assert shown["license"] == "MIT\nSecond license\nwith two lines"
+        assert [message["content"] for message in shown["messages"]] == ["Hello", 'Hi! "How" can I help?']
+        parameters = {line.split()[0] for line in shown["parameters"].splitlines()}
+        assert parameters == {"temperature", "num_ctx", "stop"}
+
+        text = daemon.cli("show", "round-trip-one", "--modelfile").stdout
+        second = tmp_path / "Modelfile.shown"
+        second.write_text(text)
+        created = daemon.cli("create", "round-trip-two", "-f", str(second))
+        assert "success" in created.stderr, (created.stderr, text)
+        _, second_digest = manifest_layers(daemon, "round-trip-two")
+        assert second_digest == first_digest, text
+    finally:
+        daemon.cli("rm", "round-trip-one", "round-trip-two", check=False)
+
+
+def test_modelfile_errors_name_the_line(daemon, tmp_path):
+    cases = {
+        "FROM x\nPARAMETER temprature 0.5\n": "(line 2): unknown parameter 'temprature'",
+        "FROM x\n\nSYSTEM \"\"\"never closed\n": "(line 3): unterminated \"\"\" string",
+        "FROM x\nREQUIRES someday\n": "(line 2): requires must be a valid semver (e.g. 0.14.0)",
+        "PARAMETER temperature 1\n": "no FROM line",
+        "FROM x\nDRAFT ./small.gguf\n": "DRAFT (speculative decoding) is not supported by modeld yet",
+    }
+    for text, expected in cases.items():
+        modelfile = tmp_path / "Modelfile.bad"
+        modelfile.write_text(text)
+        failed = daemon.cli("create", "never-created", "-f", str(modelfile), check=False)
+        assert failed.returncode != 0 and expected in failed.stderr, (text, failed.stderr)
+    assert daemon.request("POST", "/api/show", {"model": "never-created"})[0] == 404

@@ -78,6 +78,16 @@ pub struct ConfigV2 {
     /// Quantization, e.g. `Q4_1`.
     #[serde(default)]
     pub file_type: String,
+    /// The least Ollama version the model needs (a Modelfile's `REQUIRES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
+    /// A built-in prompt renderer's name (a Modelfile's `RENDERER`); kept and shown, while
+    /// modeld prompts with the chat template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<String>,
+    /// A built-in output parser's name (a Modelfile's `PARSER`); kept and shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<String>,
     /// Extra capabilities declared at create time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,

@@ -16,6 +16,9 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
     if modelfile.adapter.is_some() {
         bail!("ADAPTER is not supported by modeld yet");
     }
+    if modelfile.draft.is_some() {
+        bail!("DRAFT (speculative decoding) is not supported by modeld yet");
+    }
     let client = Client::from_environment();
     eprintln!("gathering model components");
     let base_dir = modelfile_path.parent().unwrap_or(Path::new("."));
@@ -50,6 +53,13 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
     }
     if !modelfile.parameters.is_empty() {
         request.insert("parameters".into(), Value::Object(modelfile.parameters));
+    }
+    for (field, value) in
+        [("requires", &modelfile.requires), ("renderer", &modelfile.renderer), ("parser", &modelfile.parser)]
+    {
+        if let Some(value) = value {
+            request.insert(field.into(), Value::from(value.clone()));
+        }
     }
     if !modelfile.licenses.is_empty() {
         request.insert("license".into(), Value::from(modelfile.licenses));

@@ -301,6 +301,15 @@ pub struct CreateRequest {
     /// Requested quantization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<String>,
+    /// The least Ollama version the model needs (semver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
+    /// A built-in prompt renderer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<String>,
+    /// A built-in output parser's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<String>,
     /// Deprecated alias of `quantize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<String>,
@@ -352,6 +361,9 @@ pub struct ShowResponse {
     /// A Modelfile that recreates the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modelfile: Option<String>,
+    /// The least Ollama version the model needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
     /// Parameters, one per line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<String>,

@@ -115,6 +115,18 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         }
     }
 
+    if let Some(requires) = request.requires.as_ref().filter(|requires| !requires.is_empty()) {
+        if !ollama_api::modelfile::is_semver(requires) {
+            return Err(ApiError::bad_request(ollama_api::modelfile::REQUIRES_ERROR));
+        }
+        config.requires = Some(requires.clone());
+    }
+    if let Some(renderer) = request.renderer.as_ref().filter(|renderer| !renderer.is_empty()) {
+        config.renderer = Some(renderer.clone());
+    }
+    if let Some(parser) = request.parser.as_ref().filter(|parser| !parser.is_empty()) {
+        config.parser = Some(parser.clone());
+    }
     config.model_format = "gguf".into();
     if config.architecture.is_empty() {
         config.architecture = "amd64".into();
