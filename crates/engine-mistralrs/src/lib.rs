@@ -7,9 +7,11 @@
 //! one shared RNG and reports no usage on streamed completions). Text is decoded here from
 //! those ids, so nothing mistral.rs does to streamed text (trimming the first piece) leaks out.
 
+pub mod quantize;
 mod requantize;
 mod sampler;
 
+pub use quantize::GgufQuantizer;
 pub use requantize::{remove_stale_copies, RequantizeType};
 
 use std::num::NonZeroUsize;

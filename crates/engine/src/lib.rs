@@ -7,6 +7,7 @@
 
 mod chat_template;
 mod generation;
+mod quantizer;
 mod scheduler;
 pub mod scripted;
 mod stop;
@@ -17,6 +18,7 @@ pub use generation::{
     DoneReason, Engine, EngineCounters, EngineError, Engines, GenerationEvent, GenerationRequest, GenerationSummary,
     KeepAlive, LoadSpec, LoadedModel, ModelDescription, ModelKind, OutputConstraint, Sampling,
 };
+pub use quantizer::{Quantized, Quantizer};
 pub use scheduler::{
     human_binary_bytes, Lease, LoadedModelStatus, Priority, Scheduler, SchedulerConfig, SchedulerError,
 };

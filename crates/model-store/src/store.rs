@@ -221,6 +221,29 @@ impl Store {
         self.write_blob(bytes, None)
     }
 
+    /// A temporary file in `blobs/` for a writer that has to seek (a GGUF writer); start-up
+    /// recovery removes it if it is left behind. [`Store::adopt_blob`] makes it a blob.
+    pub fn temporary_blob_file(&self) -> Result<tempfile::NamedTempFile> {
+        locked_temporary_file(&self.blobs_dir())
+    }
+
+    /// Hashes a file from [`Store::temporary_blob_file`], syncs it and moves it to its content
+    /// address; its digest and size.
+    pub fn adopt_blob(&self, file: tempfile::NamedTempFile) -> Result<(Digest, u64)> {
+        let reader = file.reopen().map_err(io_context("reopening a written blob"))?;
+        let digest = Digest::of_reader(io::BufReader::with_capacity(1 << 20, reader))
+            .map_err(io_context("hashing a written blob"))?;
+        let size = file.as_file().metadata().map_err(io_context("reading a written blob"))?.len();
+        file.as_file().sync_all().map_err(io_context("syncing blob"))?;
+        let destination = self.blob_path(&digest);
+        file.persist(&destination).map_err(|error| Error::Io {
+            context: format!("moving blob to {}", destination.display()),
+            source: error.error,
+        })?;
+        sync_dir(&self.blobs_dir());
+        Ok((digest, size))
+    }
+
     /// Reads a blob as UTF-8 text (templates, system prompts, params).
     pub fn read_blob_string(&self, digest: &Digest) -> Result<String> {
         let bytes = fs::read(self.blob_path(digest)).map_err(|error| match error.kind() {

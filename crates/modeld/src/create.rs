@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::client::Client;
 
-pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn create(model: &str, modelfile_path: &Path, quantize: Option<&str>) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(modelfile_path).with_context(|| format!("reading {}", modelfile_path.display()))?;
     let modelfile = modelfile::parse(&text)?;
@@ -61,6 +61,9 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
             request.insert(field.into(), Value::from(value.clone()));
         }
     }
+    if let Some(quantize) = quantize {
+        request.insert("quantize".into(), Value::from(quantize));
+    }
     if !modelfile.licenses.is_empty() {
         request.insert("license".into(), Value::from(modelfile.licenses));
     }
@@ -69,11 +72,21 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path) -> anyhow::Result
             modelfile.messages.iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
         request.insert("messages".into(), Value::from(messages));
     }
+    let mut last_status = String::new();
     client
         .stream("/api/create", &Value::Object(request), |line| {
-            if let Some(status) = line.get("status").and_then(Value::as_str) {
-                eprintln!("{status}");
+            let Some(status) = line.get("status").and_then(Value::as_str) else { return Ok(()) };
+            match (line.get("completed").and_then(Value::as_u64), line.get("total").and_then(Value::as_u64)) {
+                // A step with a size (quantizing): its percentage, once per step at its end.
+                (Some(completed), Some(total)) if total > 0 => {
+                    if completed >= total {
+                        eprintln!("{status} 100%");
+                    }
+                }
+                _ if status != last_status => eprintln!("{status}"),
+                _ => {}
             }
+            last_status = status.to_owned();
             Ok(())
         })
         .await

@@ -96,6 +96,9 @@ enum Command {
         /// Path to the Modelfile.
         #[arg(short = 'f', long = "file", default_value = "Modelfile")]
         file: PathBuf,
+        /// Quantize the weights: q8_0, q4_0, q4_K_S or q4_K_M.
+        #[arg(short = 'q', long = "quantize")]
+        quantize: Option<String>,
     },
     /// Pull a model from a registry (the name's host; Ollama's registry by default).
     Pull {
@@ -182,7 +185,7 @@ fn main() -> ExitCode {
             }
             Some(Command::Cp { source, destination }) => manage::copy(&source, &destination).await,
             Some(Command::Rm { models }) => manage::remove(&models).await,
-            Some(Command::Create { model, file }) => create::create(&model, &file).await,
+            Some(Command::Create { model, file, quantize }) => create::create(&model, &file, quantize.as_deref()).await,
             Some(Command::Stop { model }) => manage::stop(&model).await,
             Some(Command::Pull { model, insecure }) => transfer::transfer(&model, insecure, false).await,
             Some(Command::Push { model, insecure }) => transfer::transfer(&model, insecure, true).await,

@@ -60,6 +60,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
             ..CoreConfig::new(environment::unsigned("OLLAMA_CONTEXT_LENGTH", 4096)?, Some(template_workers()?))
         },
     );
+    core.set_quantizer(Arc::new(engine_mistralrs::GgufQuantizer));
     // The MCP client: the configured servers start now; their tools serve chat requests with
     // `mcp_servers`. A config that cannot be read is logged and the daemon serves without it.
     let mcp_clients = match mcp_config() {

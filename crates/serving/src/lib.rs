@@ -79,6 +79,8 @@ struct Inner {
     headers: model::HeaderCache,
     /// Runs the tools of a chat's tool loop (the MCP client), once the daemon has one.
     tool_provider: std::sync::OnceLock<Arc<dyn ToolProvider>>,
+    /// Writes quantized weights for `create --quantize`, once the daemon has one.
+    quantizer: std::sync::OnceLock<Arc<dyn engine::Quantizer>>,
     /// `true` once the daemon is shutting down: streams end with an error and waiting
     /// requests are refused.
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -95,6 +97,7 @@ impl Core {
                 config,
                 headers: Default::default(),
                 tool_provider: std::sync::OnceLock::new(),
+                quantizer: std::sync::OnceLock::new(),
                 shutting_down,
             }),
         }
@@ -118,6 +121,16 @@ impl Core {
     /// The tools the core runs in tool loops, if any.
     pub fn tool_provider(&self) -> Option<Arc<dyn ToolProvider>> {
         self.inner.tool_provider.get().cloned()
+    }
+
+    /// Gives the core the quantizer `create --quantize` uses; the first one set stays.
+    pub fn set_quantizer(&self, quantizer: Arc<dyn engine::Quantizer>) {
+        let _ = self.inner.quantizer.set(quantizer);
+    }
+
+    /// The quantizer, if the daemon has one.
+    pub fn quantizer(&self) -> Option<Arc<dyn engine::Quantizer>> {
+        self.inner.quantizer.get().cloned()
     }
 
     /// Ends running generations with [`ServingError::ShuttingDown`] and refuses requests still

@@ -38,9 +38,21 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         return Err(ApiError::bad_request("model is required"));
     }
     let name = ModelName::parse(requested).map_err(|_| ApiError::bad_request("invalid model name"))?;
-    if request.quantize.as_deref().or(request.quantization.as_deref()).is_some_and(|quantize| !quantize.is_empty()) {
-        return Err(ApiError::not_implemented("quantization is not supported by modeld yet"));
-    }
+    let quantize = request.quantize.as_deref().or(request.quantization.as_deref()).filter(|target| !target.is_empty());
+    let quantizer = match quantize {
+        Some(target) => {
+            let quantizer = state
+                .core()
+                .quantizer()
+                .ok_or_else(|| ApiError::not_implemented("quantization is not supported by this modeld"))?;
+            let Some(canonical) = quantizer.targets().into_iter().find(|known| known.eq_ignore_ascii_case(target))
+            else {
+                return Err(ApiError::bad_request(format!("unsupported quantization type {target}")));
+            };
+            Some((quantizer, canonical))
+        }
+        None => None,
+    };
     if request.adapters.as_ref().is_some_and(|adapters| !adapters.is_empty()) {
         return Err(ApiError::not_implemented("adapters are not supported by modeld yet"));
     }
@@ -74,6 +86,9 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         _ => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
     };
 
+    if let Some((quantizer, target)) = &quantizer {
+        quantize_model_layer(state, quantizer.as_ref(), target, &mut config, &mut layers, &mut progress)?;
+    }
     if let Some(template) = &request.template {
         replace_layer(state, &mut layers, media_type::TEMPLATE, Some(template.clone().into_bytes()), &mut progress)?;
     }
@@ -233,6 +248,52 @@ fn inherited_parameters(state: &AppState, layers: &[Layer]) -> serde_json::Map<S
         .and_then(|layer| state.store().read_blob_string(&layer.digest).ok())
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default()
+}
+
+/// Replaces the model layer with a quantized copy, reporting progress as Ollama does.
+fn quantize_model_layer(
+    state: &AppState,
+    quantizer: &dyn engine::Quantizer,
+    target: &str,
+    config: &mut ConfigV2,
+    layers: &mut [Layer],
+    progress: &mut Vec<ProgressResponse>,
+) -> Result<(), ApiError> {
+    let store = state.store();
+    let Some(model_layer) = layers.iter_mut().find(|layer| layer.media_type == media_type::MODEL) else {
+        return Err(ApiError::bad_request("quantization needs a model with GGUF weights"));
+    };
+    let source = store.blob_path(&model_layer.digest);
+    let engine_error = |error: engine::EngineError| match error {
+        engine::EngineError::Unsupported(message) => ApiError::bad_request(message),
+        other => ApiError::internal(other.to_string()),
+    };
+    let source_type = quantizer.source_type(&source).map_err(engine_error)?;
+    let status_text = format!("quantizing {source_type} model to {}", target.to_ascii_uppercase());
+    let mut file = store.temporary_blob_file()?;
+    let mut last_reported = 0u64;
+    let quantized = quantizer
+        .quantize(&source, file.as_file_mut(), target, &mut |done, total| {
+            // Ollama's progress for this step: a made-up digest, bytes of the source done.
+            if done == 0 || done == total || done - last_reported >= total / 20 {
+                last_reported = done;
+                progress.push(ProgressResponse {
+                    status: status_text.clone(),
+                    digest: Some("0000000000000000000".into()),
+                    total: Some(total),
+                    completed: Some(done),
+                });
+            }
+        })
+        .map_err(engine_error)?;
+    let (digest, size) = store.adopt_blob(file)?;
+    // What was written must read back as GGUF before any manifest names it.
+    gguf::read_header(&store.blob_path(&digest))
+        .map_err(|error| ApiError::internal(format!("the quantized file does not read back: {error}")))?;
+    progress.push(status(format!("creating new layer {digest}")));
+    *model_layer = Layer { media_type: media_type::MODEL.into(), digest, size, from: None };
+    config.file_type = quantized.file_type;
+    Ok(())
 }
 
 fn write_layer(
