@@ -2,6 +2,7 @@
 //! SIMD dispatch, vectorised element-wise functions and row operations, and packed attention.
 
 pub mod attention;
+pub mod k_quants;
 pub mod math;
 pub mod matmul;
 

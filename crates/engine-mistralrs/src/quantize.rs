@@ -218,7 +218,7 @@ pub fn plan_types(
 /// The output matrix (and tied embeddings): Q8_0 when its rows do not fill the mixture's
 /// blocks, else Q6_K unless the mixture is Q8_0.
 fn output_type(default: GgmlDType, row_length: usize) -> GgmlDType {
-    if row_length % default.block_size() != 0 {
+    if !row_length.is_multiple_of(default.block_size()) {
         GgmlDType::Q8_0
     } else if default != GgmlDType::Q8_0 {
         GgmlDType::Q6K
@@ -230,7 +230,7 @@ fn output_type(default: GgmlDType, row_length: usize) -> GgmlDType {
 /// A type whose blocks the rows fill: k-quants (blocks of 256) fall back to the 32-wide type
 /// of about as many bits, and F16 when not even that fits.
 fn fallback(chosen: GgmlDType, row_length: usize) -> GgmlDType {
-    if row_length % chosen.block_size() == 0 {
+    if row_length.is_multiple_of(chosen.block_size()) {
         return chosen;
     }
     let smaller = match chosen {
@@ -240,11 +240,26 @@ fn fallback(chosen: GgmlDType, row_length: usize) -> GgmlDType {
         GgmlDType::Q6K => GgmlDType::Q8_0,
         other => other,
     };
-    if row_length % smaller.block_size() == 0 {
+    if row_length.is_multiple_of(smaller.block_size()) {
         smaller
     } else {
         GgmlDType::F16
     }
+}
+
+/// One tensor in `dtype`: k-quant blocks written by `cpu_kernels::k_quants` (llama.cpp's
+/// reference quantization), other types by candle (whose Q8_0, Q4_0, Q5_0... match it).
+fn quantize_tensor(values: &candle_core::Tensor, dtype: GgmlDType) -> candle_core::Result<QTensor> {
+    let k_quantize = match dtype {
+        GgmlDType::Q4K => cpu_kernels::k_quants::quantize_q4_k,
+        GgmlDType::Q5K => cpu_kernels::k_quants::quantize_q5_k,
+        GgmlDType::Q6K => cpu_kernels::k_quants::quantize_q6_k,
+        _ => return QTensor::quantize(values, dtype),
+    };
+    let dims = values.dims().to_vec();
+    let flat: Vec<f32> = values.flatten_all()?.to_vec1()?;
+    let bytes = k_quantize(&flat);
+    candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &bytes, dims, &Device::Cpu)
 }
 
 /// What [`quantize_gguf`] did.
@@ -338,7 +353,7 @@ pub fn quantize_gguf<W: Write + Seek>(
             let values =
                 tensor.dequantize(&Device::Cpu).map_err(|error| format!("reading tensor {}: {error}", shape.name))?;
             n_quantized += 1;
-            QTensor::quantize(&values, types[index])
+            quantize_tensor(&values, types[index])
                 .map_err(|error| format!("quantizing tensor {}: {error}", shape.name))?
         };
         tensors.push((shape.name.clone(), tensor));

@@ -76,15 +76,14 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path, quantize: Option<
     client
         .stream("/api/create", &Value::Object(request), |line| {
             let Some(status) = line.get("status").and_then(Value::as_str) else { return Ok(()) };
-            match (line.get("completed").and_then(Value::as_u64), line.get("total").and_then(Value::as_u64)) {
-                // A step with a size (quantizing): its percentage, once per step at its end.
-                (Some(completed), Some(total)) if total > 0 => {
-                    if completed >= total {
-                        eprintln!("{status} 100%");
-                    }
-                }
-                _ if status != last_status => eprintln!("{status}"),
-                _ => {}
+            // A step with a size (quantizing) shows its percentage once, at its end.
+            let total = line.get("total").and_then(Value::as_u64).filter(|total| *total > 0);
+            let completed = line.get("completed").and_then(Value::as_u64).unwrap_or(0);
+            match total {
+                Some(total) if completed >= total => eprintln!("{status} 100%"),
+                Some(_) => {}
+                None if status != last_status => eprintln!("{status}"),
+                None => {}
             }
             last_status = status.to_owned();
             Ok(())
