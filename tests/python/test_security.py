@@ -162,6 +162,19 @@ def test_crafted_gguf_files_are_refused_and_the_daemon_lives(target, name, data)
     assert status == 404
 
 
+def test_weights_no_engine_runs_are_refused_at_create(target):
+    """A well-formed GGUF of an architecture modeld cannot run fails when it is created, not
+    at its first request, and leaves no model behind; a wrong magic is refused as well."""
+    body = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("mamba")
+    status, answer = upload_and_create(target, "snake", gguf(0, 1, body))
+    assert status == 400 and answer["error"].startswith('unsupported architecture "mamba"'), answer
+    assert "llama" in answer["error"]
+    assert target.request("POST", "/api/show", {"model": "snake"})[0] == 404
+    status, answer = upload_and_create(target, "not-gguf", b"GGML" + b"\0" * 60)
+    assert status == 501 and "only GGUF files" in answer["error"], answer
+    assert target.request("POST", "/api/show", {"model": "not-gguf"})[0] == 404
+
+
 def test_a_truncated_gguf_is_refused(target):
     with open(os.environ["SMOLLM2_GGUF"], "rb") as file:
         data = file.read(5 << 20)

@@ -31,6 +31,10 @@ impl BertEngine {
 
 #[async_trait::async_trait]
 impl Engine for BertEngine {
+    fn architectures(&self) -> Option<&'static [&'static str]> {
+        Some(&["bert"])
+    }
+
     async fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn LoadedModel>, EngineError> {
         let path = spec.model_path.clone();
         let model = tokio::task::spawn_blocking(move || load(&path))

@@ -135,6 +135,11 @@ struct MistralRsModel {
 
 #[async_trait::async_trait]
 impl Engine for MistralRsEngine {
+    fn architectures(&self) -> Option<&'static [&'static str]> {
+        // What mistral.rs 0.8.1 builds from GGUF files (`pipeline::gguf`).
+        Some(&["llama", "mistral3", "phi2", "phi3", "starcoder2", "qwen2", "qwen3", "qwen3moe"])
+    }
+
     async fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn LoadedModel>, EngineError> {
         let path = spec.model_path.clone();
         let facts = tokio::task::spawn_blocking(move || read_gguf_facts(&path))

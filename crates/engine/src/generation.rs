@@ -252,6 +252,12 @@ pub struct EngineCounters {
 pub trait Engine: Send + Sync + 'static {
     /// Loads the weights in `spec`. Slow: seconds to minutes.
     async fn load(&self, spec: &LoadSpec) -> Result<Arc<dyn LoadedModel>, EngineError>;
+
+    /// The GGUF architectures (`general.architecture`) it loads, so that `create` refuses
+    /// others at once; `None` when it does not say (test engines).
+    fn architectures(&self) -> Option<&'static [&'static str]> {
+        None
+    }
 }
 
 /// A model in memory.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use turns::Priority;
 use turns::{Turn, TurnQueue};
 
-use crate::{EngineError, Engines, KeepAlive, LoadSpec, LoadedModel};
+use crate::{EngineError, Engines, KeepAlive, LoadSpec, LoadedModel, ModelKind};
 
 mod turns;
 
@@ -158,6 +158,20 @@ impl Scheduler {
     /// A scheduler over `engines` (one engine converts into the set that loads generation
     /// models with it). Spawns a task that unloads expired models, so it must be called inside
     /// a tokio runtime.
+    /// Whether the engine for `kind` loads GGUF files of `architecture`: `Err` with a sentence
+    /// saying why not.
+    pub fn check_architecture(&self, kind: ModelKind, architecture: &str) -> Result<(), EngineError> {
+        let engine = self.engines.for_kind(kind)?;
+        match engine.architectures() {
+            Some(known) if !known.contains(&architecture) => Err(EngineError::Unsupported(format!(
+                "unsupported architecture \"{architecture}\" (modeld runs {} models: {})",
+                kind.as_str(),
+                known.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn new(engines: impl Into<Engines>, config: SchedulerConfig) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
             engines: engines.into(),

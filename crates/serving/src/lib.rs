@@ -123,6 +123,16 @@ impl Core {
         self.inner.tool_provider.get().cloned()
     }
 
+    /// Whether a model with these weights can be loaded at all: an engine for its kind that
+    /// runs its architecture. `create` asks before it writes anything.
+    pub fn check_loadable(&self, header: &model_store::gguf::GgufHeader) -> Result<(), ServingError> {
+        let kind = model::model_kind(header);
+        self.inner
+            .scheduler
+            .check_architecture(kind, &header.architecture())
+            .map_err(|error| ServingError::InvalidRequest(error.to_string()))
+    }
+
     /// Gives the core the quantizer `create --quantize` uses; the first one set stays.
     pub fn set_quantizer(&self, quantizer: Arc<dyn engine::Quantizer>) {
         let _ = self.inner.quantizer.set(quantizer);

@@ -195,12 +195,7 @@ impl ResolvedModel {
     /// What the model does, which picks the engine that loads it: a GGUF that declares a
     /// pooling type is an embedding model.
     pub fn kind(&self) -> ModelKind {
-        let architecture = self.gguf.architecture();
-        if self.gguf.metadata.contains_key(&format!("{architecture}.pooling_type")) {
-            ModelKind::Embedding
-        } else {
-            ModelKind::Generation
-        }
+        model_kind(&self.gguf)
     }
 
     /// Capabilities, as Ollama derives them from the weights and template, in Ollama's order.
@@ -240,4 +235,14 @@ impl ResolvedModel {
 /// Whether template text is Jinja rather than a Go template.
 pub fn is_jinja(template: &str) -> bool {
     template.contains("{%") || (template.contains("{{") && !template.contains("{{ .") && !template.contains("{{- ."))
+}
+
+/// What a GGUF file's model does: one that declares a pooling type is an embedding model.
+pub(crate) fn model_kind(header: &GgufHeader) -> ModelKind {
+    let architecture = header.architecture();
+    if header.metadata.contains_key(&format!("{architecture}.pooling_type")) {
+        ModelKind::Embedding
+    } else {
+        ModelKind::Generation
+    }
 }

@@ -226,6 +226,8 @@ fn layers_from_files(
     };
     let path = store.blob_path(&digest);
     let header = gguf::read_header(&path).map_err(|error| ApiError::bad_request(format!("{file_name}: {error}")))?;
+    // Weights no engine can run are refused now, not at the first request.
+    state.core().check_loadable(&header)?;
     let architecture = header.architecture();
     let config = ConfigV2 {
         model_format: "gguf".into(),
