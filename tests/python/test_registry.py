@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Daemon, wait_for
 from registry_server import Registry, SlowProxy, TokenService
-from test_store_kill import check_store
+from test_store_kill import check_store, sha256_of as sha256_file
 
 BASE = "smollm2:135m"
 
@@ -67,14 +67,6 @@ def models_dir(daemon):
     return daemon.env["OLLAMA_MODELS"]
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_of(daemon, name):
     status, shown = daemon.request("POST", "/api/show", {"model": name})
     assert status == 200, shown
@@ -92,6 +84,14 @@ def partial_files(daemon):
 
 def model_layer(manifest):
     return next(layer for layer in manifest["layers"] if layer["mediaType"].endswith(".model"))
+
+
+def publish(daemon, name):
+    """Pushes SmolLM2 to the registry as `name`; the manifest's weights layer."""
+    daemon.cli("cp", BASE, name)
+    push(daemon, name)
+    _, manifest = manifest_of(daemon, name)
+    return model_layer(manifest)
 
 
 def push(daemon, name):
@@ -189,12 +189,7 @@ def test_bad_requests_get_ollamas_errors(local, registry):
 def test_interrupted_pull_resumes_with_range(local, registry):
     proxy = SlowProxy(registry.port, bytes_per_second=2_000_000)
     name = f"{proxy.host}/resume/smollm2:latest"
-    local.cli("cp", BASE, name)
-    direct = f"{registry.host}/resume/smollm2:latest"
-    local.cli("cp", BASE, direct)
-    push(local, direct)
-    _, manifest = manifest_of(local, name)
-    layer = model_layer(manifest)
+    layer = publish(local, f"{registry.host}/resume/smollm2:latest")
     forget_everything(local)
     try:
         pull_and_resume(local, registry, proxy, name, layer)
@@ -245,10 +240,7 @@ def pull_and_resume(local, registry, proxy, name, layer):
 
 def test_corrupted_blob_is_refused_and_nothing_is_kept(local, registry):
     name = f"{registry.host}/corrupt/smollm2:latest"
-    local.cli("cp", BASE, name)
-    push(local, name)
-    _, manifest = manifest_of(local, name)
-    layer = model_layer(manifest)
+    layer = publish(local, name)
     forget_everything(local)
     try:
         data = registry.blob_data_path(layer["digest"])
@@ -308,10 +300,7 @@ def test_sigkill_mid_pull_and_mid_push_leaves_a_consistent_store(local, registry
     binary = os.environ["MODELD_BIN"]
     proxy = SlowProxy(registry.port, bytes_per_second=8_000_000)
     direct = f"{registry.host}/killed/smollm2:latest"
-    local.cli("cp", BASE, direct)
-    push(local, direct)
-    _, manifest = manifest_of(local, direct)
-    layer = model_layer(manifest)
+    layer = publish(local, direct)
 
     victim_home = os.path.join(home, "victim")
     os.makedirs(victim_home)
@@ -378,10 +367,7 @@ def test_sigkill_mid_pull_and_mid_push_leaves_a_consistent_store(local, registry
 def test_two_pulls_of_one_blob_share_one_download(local, registry):
     proxy = SlowProxy(registry.port, bytes_per_second=50_000_000)
     direct = f"{registry.host}/shared/smollm2:latest"
-    local.cli("cp", BASE, direct)
-    push(local, direct)
-    _, manifest = manifest_of(local, direct)
-    layer = model_layer(manifest)
+    layer = publish(local, direct)
     forget_everything(local)
     try:
         name = f"{proxy.host}/shared/smollm2:latest"
