@@ -155,9 +155,6 @@ impl Drop for Waiting {
 }
 
 impl Scheduler {
-    /// A scheduler over `engines` (one engine converts into the set that loads generation
-    /// models with it). Spawns a task that unloads expired models, so it must be called inside
-    /// a tokio runtime.
     /// Whether the engine for `kind` loads GGUF files of `architecture`: `Err` with a sentence
     /// saying why not.
     pub fn check_architecture(&self, kind: ModelKind, architecture: &str) -> Result<(), EngineError> {
@@ -172,6 +169,9 @@ impl Scheduler {
         }
     }
 
+    /// A scheduler over `engines` (one engine converts into the set that loads generation
+    /// models with it). Spawns a task that unloads expired models, so it must be called inside
+    /// a tokio runtime.
     pub fn new(engines: impl Into<Engines>, config: SchedulerConfig) -> Arc<Scheduler> {
         let scheduler = Arc::new(Scheduler {
             engines: engines.into(),
