@@ -271,6 +271,19 @@ pub struct QuantizeSummary {
     pub n_quantized: usize,
 }
 
+/// The name, dimensions and type of every tensor of a GGUF file.
+fn tensor_shapes(content: &gguf_file::Content) -> Vec<TensorShape> {
+    content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| TensorShape {
+            name: name.clone(),
+            dims: info.shape.dims().to_vec(),
+            dtype: info.ggml_dtype,
+        })
+        .collect()
+}
+
 /// The type name of most of a file's weights (by elements), e.g. `F16` or `Q4_1`.
 fn dominant_type(tensors: &[TensorShape]) -> String {
     let mut counts: Vec<(GgmlDType, usize)> = Vec::new();
@@ -309,14 +322,7 @@ pub fn quantize_gguf<W: Write + Seek>(
     let mut reader =
         BufReader::new(File::open(source).map_err(|error| format!("opening {}: {error}", source.display()))?);
     let content = gguf_file::Content::read(&mut reader).map_err(|error| format!("reading the GGUF header: {error}"))?;
-    let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
-    let shapes: Vec<TensorShape> = names
-        .iter()
-        .map(|name| {
-            let info = &content.tensor_infos[name];
-            TensorShape { name: name.clone(), dims: info.shape.dims().to_vec(), dtype: info.ggml_dtype }
-        })
-        .collect();
+    let shapes = tensor_shapes(&content);
     let architecture = match content.metadata.get("general.architecture") {
         Some(gguf_file::Value::String(architecture)) => architecture.clone(),
         _ => return Err("the GGUF file names no general.architecture".into()),
@@ -339,7 +345,7 @@ pub fn quantize_gguf<W: Write + Seek>(
         .sum();
     let mut done = 0u64;
     progress(done, total);
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(shapes.len());
     let mut n_quantized = 0;
     for index in processing_order(&shapes) {
         let shape = &shapes[index];
@@ -393,16 +399,7 @@ impl engine::Quantizer for GgufQuantizer {
             BufReader::new(File::open(source).map_err(|error| engine::EngineError::Request(error.to_string()))?);
         let content =
             gguf_file::Content::read(&mut reader).map_err(|error| engine::EngineError::Request(error.to_string()))?;
-        let shapes: Vec<TensorShape> = content
-            .tensor_infos
-            .iter()
-            .map(|(name, info)| TensorShape {
-                name: name.clone(),
-                dims: info.shape.dims().to_vec(),
-                dtype: info.ggml_dtype,
-            })
-            .collect();
-        Ok(dominant_type(&shapes))
+        Ok(dominant_type(&tensor_shapes(&content)))
     }
 
     fn quantize(
@@ -415,10 +412,9 @@ impl engine::Quantizer for GgufQuantizer {
         let quantization = Quantization::parse(target)
             .ok_or_else(|| engine::EngineError::Unsupported(format!("unsupported quantization type {target}")))?;
         let mut writer = std::io::BufWriter::new(destination);
-        let summary =
-            quantize_gguf(source, &mut writer, quantization, progress).map_err(engine::EngineError::Request)?;
+        quantize_gguf(source, &mut writer, quantization, progress).map_err(engine::EngineError::Request)?;
         writer.flush().map_err(|error| engine::EngineError::Request(format!("writing the GGUF file: {error}")))?;
-        Ok(engine::Quantized { source_type: summary.source_type, file_type: quantization.name().to_owned() })
+        Ok(engine::Quantized { file_type: quantization.name().to_owned() })
     }
 }
 

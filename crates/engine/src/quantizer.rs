@@ -8,8 +8,6 @@ use crate::EngineError;
 /// What a quantization did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantized {
-    /// The type most of the source's weights had, e.g. `F16`.
-    pub source_type: String,
     /// The target as Ollama names it (`Q4_K_M`), the new model's `file_type`.
     pub file_type: String,
 }

@@ -141,6 +141,12 @@ impl Manifest {
         std::iter::once(&self.config.digest).chain(self.layers.iter().map(|layer| &layer.digest))
     }
 
+    /// Every blob once, layers first and the config last, as registries take them.
+    pub fn blobs(&self) -> Vec<&Layer> {
+        let mut seen = std::collections::HashSet::new();
+        self.layers.iter().chain([&self.config]).filter(|layer| seen.insert(&layer.digest)).collect()
+    }
+
     /// Config plus layer sizes, as `/api/tags` reports.
     pub fn total_size(&self) -> u64 {
         self.config.size + self.layers.iter().map(|layer| layer.size).sum::<u64>()

@@ -288,18 +288,13 @@ impl Store {
     /// is the local one), with the parsed manifest.
     pub fn get_bytes(&self, name: &ModelName) -> Result<(Vec<u8>, Manifest)> {
         let path = self.existing_manifest_path(name).ok_or_else(|| Error::ModelNotFound(name.display_shortest()))?;
-        let bytes = fs::read(&path).map_err(io_context(format!("reading manifest {}", path.display())))?;
-        let manifest = serde_json::from_slice(&bytes)
-            .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
-        Ok((bytes, manifest))
+        read_manifest_file(&path, name)
     }
 
     fn read_entry(&self, path: &Path) -> Result<ModelEntry> {
         let name =
             self.name_from_manifest_path(path).ok_or_else(|| Error::ModelNotFound(path.display().to_string()))?;
-        let bytes = fs::read(path).map_err(io_context(format!("reading manifest {}", path.display())))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
+        let (bytes, manifest) = read_manifest_file(path, &name)?;
         let modified_at = fs::metadata(path).and_then(|metadata| metadata.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
         Ok(ModelEntry { name, manifest, manifest_digest: Digest::of_bytes(&bytes), modified_at })
     }
@@ -501,6 +496,14 @@ impl FailedWrite {
             },
         }
     }
+}
+
+/// A manifest file's bytes and what they parse to (`name` is for the error).
+fn read_manifest_file(path: &Path, name: &ModelName) -> Result<(Vec<u8>, Manifest)> {
+    let bytes = fs::read(path).map_err(io_context(format!("reading manifest {}", path.display())))?;
+    let manifest = serde_json::from_slice(&bytes)
+        .map_err(|source| Error::InvalidManifest { name: name.display_shortest(), source })?;
+    Ok((bytes, manifest))
 }
 
 /// A temporary file in `dir`, exclusively locked so that start-up recovery in another process

@@ -46,15 +46,8 @@ pub async fn pull(
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|error| Error::Protocol(format!("pull model manifest: invalid manifest: {error}")))?;
 
-    let mut blobs: Vec<&Layer> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for layer in manifest.layers.iter().chain([&manifest.config]) {
-        if seen.insert(&layer.digest) {
-            blobs.push(layer);
-        }
-    }
     let mut downloaded = Vec::new();
-    for layer in blobs {
+    for layer in manifest.blobs() {
         if let Some(download) = download_blob(&client, store, layer, options.part_bytes, progress).await? {
             downloaded.push(download);
         }
@@ -92,10 +85,11 @@ pub async fn pull(
             let unused: Vec<Digest> = replaced
                 .map(|old| old.all_digests().filter(|digest| !new_digests.contains(*digest)).cloned().collect())
                 .unwrap_or_default();
-            if !unused.is_empty() {
-                guard.remove_unreferenced(unused.clone())?;
+            let removes_any = !unused.is_empty();
+            if removes_any {
+                guard.remove_unreferenced(unused)?;
             }
-            Ok::<_, model_store::Error>(!unused.is_empty())
+            Ok::<_, model_store::Error>(removes_any)
         })
     };
     if write.await.map_err(|error| Error::Protocol(error.to_string()))?? {

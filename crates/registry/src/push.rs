@@ -25,11 +25,8 @@ pub async fn push(
         other => Error::Store(other),
     })?;
     let client = RegistryClient::new(name, options, "push,pull")?;
-    let mut seen = std::collections::BTreeSet::new();
-    for layer in manifest.layers.iter().chain([&manifest.config]) {
-        if seen.insert(&layer.digest) {
-            push_blob(&client, store, name, layer, progress).await?;
-        }
+    for layer in manifest.blobs() {
+        push_blob(&client, store, name, layer, progress).await?;
     }
     progress.report(Progress::status("pushing manifest"));
     let content_type = if manifest.media_type.is_empty() { media_type::MANIFEST } else { &manifest.media_type };

@@ -146,16 +146,6 @@ impl Store {
 }
 
 impl BlobDownload {
-    /// The digest being downloaded.
-    pub fn digest(&self) -> &Digest {
-        &self.digest
-    }
-
-    /// The blob's size.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// The parts with what a previous try already wrote.
     pub fn parts(&self) -> &[DownloadPart] {
         &self.parts
@@ -193,12 +183,12 @@ impl BlobDownload {
     /// Hashes the whole file; if it is `digest`, syncs it and moves it into place as the blob.
     /// A mismatch removes the partial files and is [`Error::DigestMismatch`]. Blocks.
     pub fn finish(self) -> Result<()> {
-        let mut hasher = self.hasher.clone();
         // One part: only what no save hashed yet; several: the whole file.
-        let from = if self.parts.len() == 1 { self.hashed } else { 0 };
-        if from == 0 {
-            hasher = <sha2::Sha256 as sha2::Digest>::new();
-        }
+        let (mut hasher, from) = if self.parts.len() == 1 {
+            (self.hasher.clone(), self.hashed)
+        } else {
+            (<sha2::Sha256 as sha2::Digest>::new(), 0)
+        };
         hash_file_range(&self.data, from..self.size, &mut hasher)?;
         let actual = Digest::from_hasher(hasher);
         if actual != self.digest {
