@@ -22,6 +22,9 @@ pub struct TemplateMessage {
     pub name: Option<String>,
     /// On `tool` messages: the call answered.
     pub tool_call_id: Option<String>,
+    /// Reasoning an assistant message came with. Jinja templates never see it (earlier
+    /// thinking is not fed back); Ollama's Go templates get it as `.Thinking`.
+    pub thinking: Option<String>,
 }
 
 impl Serialize for TemplateMessage {
@@ -65,6 +68,7 @@ impl From<TemplateMessageShape> for TemplateMessage {
             tool_calls: shape.tool_calls,
             name: shape.name,
             tool_call_id: shape.tool_call_id,
+            thinking: None,
         }
     }
 }

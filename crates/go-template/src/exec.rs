@@ -30,7 +30,16 @@ pub(crate) struct Execution<'t> {
 
 impl<'t> Execution<'t> {
     pub(crate) fn new(parsed: &'t Parsed, limits: &'t Limits) -> Execution<'t> {
-        Execution { parsed, limits, variables: Vec::new(), out: String::new(), steps: 0, allocated: 0, depth: 0, line: 1 }
+        Execution {
+            parsed,
+            limits,
+            variables: Vec::new(),
+            out: String::new(),
+            steps: 0,
+            allocated: 0,
+            depth: 0,
+            line: 1,
+        }
     }
 
     pub(crate) fn run(&mut self, root: &List, data: &Value) -> Result<(), Error> {
@@ -272,16 +281,11 @@ impl<'t> Execution<'t> {
                 Value::Struct(structure) => match structure.field(name) {
                     Some(field) => field.clone(),
                     None => {
-                        return Err(self.error(format!(
-                            "can't evaluate field {name} in type {}",
-                            structure.type_name
-                        )))
+                        return Err(self.error(format!("can't evaluate field {name} in type {}", structure.type_name)))
                     }
                 },
                 Value::Nil => return Err(self.error(format!("nil pointer evaluating interface {{}}.{name}"))),
-                other => {
-                    return Err(self.error(format!("can't evaluate field {name} in type {}", other.type_name())))
-                }
+                other => return Err(self.error(format!("can't evaluate field {name} in type {}", other.type_name()))),
             };
         }
         Ok(value)

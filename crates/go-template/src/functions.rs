@@ -208,10 +208,8 @@ fn slice(args: &[Value]) -> Result<Value, String> {
     let mut indexes = [0, length, length];
     for (position, bound) in bounds.iter().enumerate() {
         let at = integer(bound)?;
-        indexes[position] = usize::try_from(at)
-            .ok()
-            .filter(|at| *at <= length)
-            .ok_or_else(|| format!("index out of range: {at}"))?;
+        indexes[position] =
+            usize::try_from(at).ok().filter(|at| *at <= length).ok_or_else(|| format!("index out of range: {at}"))?;
     }
     if bounds.len() < 2 {
         indexes[1] = length;
@@ -243,9 +241,7 @@ fn equal(left: &Value, right: &Value) -> Result<bool, String> {
         (Value::List(_) | Value::Map(_), _) | (_, Value::List(_) | Value::Map(_)) => {
             return Err(format!("non-comparable type {}", left.type_name()))
         }
-        (Value::Struct(_), Value::Struct(_)) => {
-            return Err(format!("non-comparable type {}", left.type_name()))
-        }
+        (Value::Struct(_), Value::Struct(_)) => return Err(format!("non-comparable type {}", left.type_name())),
         _ => return Err("incompatible types for comparison".into()),
     })
 }

@@ -202,9 +202,7 @@ fn any_field(json: &Json, key: &str) -> Value {
 
 fn strings_field(json: &Json, key: &str) -> Value {
     match json.get(key).and_then(Json::as_array) {
-        Some(items) => {
-            Value::list(items.iter().filter_map(Json::as_str).map(Value::from).collect())
-        }
+        Some(items) => Value::list(items.iter().filter_map(Json::as_str).map(Value::from).collect()),
         None => Value::nil_list(Printing::Plain),
     }
 }
@@ -258,8 +256,11 @@ fn property_value(property: &Json) -> Value {
         _ => Vec::new(),
     };
     let is_nil = property_type.is_empty();
-    let property_type =
-        Value::List(std::sync::Arc::new(crate::value::List { items: property_type, printing: Printing::PropertyType, is_nil }));
+    let property_type = Value::List(std::sync::Arc::new(crate::value::List {
+        items: property_type,
+        printing: Printing::PropertyType,
+        is_nil,
+    }));
     let any_of = match property.get("anyOf").and_then(Json::as_array) {
         Some(items) => Value::list(items.iter().map(property_value).collect()),
         None => Value::nil_list(Printing::Plain),

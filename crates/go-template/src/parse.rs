@@ -22,7 +22,11 @@ pub(crate) enum Node {
     Range(Box<Branch>),
     With(Box<Branch>),
     /// `{{ template "name" pipeline }}`.
-    Template { name: String, pipe: Option<Pipeline>, line: usize },
+    Template {
+        name: String,
+        pipe: Option<Pipeline>,
+        line: usize,
+    },
     Break,
     Continue,
 }
@@ -150,9 +154,10 @@ fn lex(source: &str) -> Result<Vec<Lexed>, Error> {
             let Some(end) = inside.find("*/") else { return Err(error(line, "unclosed comment".into())) };
             line += inside[..end].matches('\n').count();
             let tail = &inside[end + 2..];
-            let (trim_right, tail) = if let Some(tail) = tail.strip_prefix(" -}}").or_else(|| {
-                tail.strip_prefix(|c: char| is_space(c)).and_then(|tail| tail.strip_prefix("-}}"))
-            }) {
+            let (trim_right, tail) = if let Some(tail) = tail
+                .strip_prefix(" -}}")
+                .or_else(|| tail.strip_prefix(|c: char| is_space(c)).and_then(|tail| tail.strip_prefix("-}}")))
+            {
                 (true, tail)
             } else if let Some(tail) = tail.strip_prefix("}}") {
                 (false, tail)
@@ -390,10 +395,7 @@ pub(crate) fn parse(source: &str, functions: &dyn Fn(&str) -> bool) -> Result<Pa
 
 impl Parser<'_> {
     fn line(&self) -> usize {
-        self.tokens
-            .get(self.position)
-            .or_else(|| self.tokens.last())
-            .map_or(1, |token| token.line)
+        self.tokens.get(self.position).or_else(|| self.tokens.last()).map_or(1, |token| token.line)
     }
 
     fn error(&self, message: impl std::fmt::Display) -> Error {
@@ -551,7 +553,8 @@ impl Parser<'_> {
             Some(Token::String(name)) => name,
             _ => return Err(self.error(format!("unexpected token in {context}"))),
         };
-        let pipe = if is_block { Some(self.pipeline(context, false)?) } else { self.expect_close(context).map(|_| None)? };
+        let pipe =
+            if is_block { Some(self.pipeline(context, false)?) } else { self.expect_close(context).map(|_| None)? };
         self.nest()?;
         let outer = std::mem::replace(&mut self.variables, vec!["$".into()]);
         let outer_range = std::mem::take(&mut self.range_depth);

@@ -47,7 +47,10 @@ fn text_actions_and_trimming() {
         ("a {{/* comment */}} b{{ .Response }}", "a  b"),
         ("{{ .Missing }}|{{ .Response }}", "<no value>|"),
         ("{{ .Nested.Inner.Value }}{{ .Response }}", "deep"),
-        ("{{ \"q\\\"uote\\n\" }}{{ `raw\\n` }}{{ 'a' }} {{ 0x10 }} {{ 1.5 }} {{ -2 }}{{ .Response }}", "q\"uote\nraw\\n97 16 1.5 -2"),
+        (
+            "{{ \"q\\\"uote\\n\" }}{{ `raw\\n` }}{{ 'a' }} {{ 0x10 }} {{ 1.5 }} {{ -2 }}{{ .Response }}",
+            "q\"uote\nraw\\n97 16 1.5 -2",
+        ),
         ("{{ .Response }}{{ .Map }}", "map[a:2 z:1]"),
         ("{{ .Response }}{{ .Items }}", "[a b c]"),
     ] {
@@ -119,11 +122,17 @@ fn hostile_templates_hit_limits() {
     let limits = Limits { steps: 100_000, output_bytes: 1 << 20, allocated_bytes: 1 << 20, template_depth: 16 };
     let run = |source: &str| Template::parse(source).and_then(|template| template.execute(&data(), &limits));
     // Unbounded recursion.
-    assert!(matches!(run("{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" . }}"), Err(Error::Limit(_))));
+    assert!(matches!(
+        run("{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" . }}"),
+        Err(Error::Limit(_))
+    ));
     // A loop that runs for ever.
     assert!(matches!(run("{{ range 1000000000 }}{{ end }}"), Err(Error::Limit(_))));
     // A string doubled in a loop.
-    assert!(matches!(run("{{ $s := \"ab\" }}{{ range 64 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}"), Err(Error::Limit(_))));
+    assert!(matches!(
+        run("{{ $s := \"ab\" }}{{ range 64 }}{{ $s = printf \"%s%s\" $s $s }}{{ end }}"),
+        Err(Error::Limit(_))
+    ));
     // Output past the limit.
     assert!(matches!(run("{{ range 100000 }}0123456789abcdef{{ end }}"), Err(Error::Limit(_))));
     // Nesting that would exhaust the parser's stack.

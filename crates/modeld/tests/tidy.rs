@@ -67,6 +67,23 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     // The MCP face uses the core in process; it imports no other face and no wire format.
     ("mcp", &["http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "modeld"]),
     ("engine", &["serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "model-store", "modeld"]),
+    // Go templates are pure logic over values: no engine, store or face.
+    (
+        "go-template",
+        &[
+            "engine",
+            "serving",
+            "http-server",
+            "ollama-api",
+            "engine-mistralrs",
+            "engine-bert",
+            "model-store",
+            "model-formats",
+            "lsp",
+            "mcp",
+            "modeld",
+        ],
+    ),
     ("model-formats", &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "modeld"]),
     (
         "model-store",

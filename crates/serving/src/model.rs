@@ -60,6 +60,8 @@ pub struct ResolvedModel {
     pub fim: Option<FimTemplate>,
     /// Template layer text.
     pub template_layer: Option<String>,
+    /// The template prompts are rendered with: the template layer, else the GGUF's.
+    pub prompt_template: Option<PromptTemplate>,
     /// System layer text.
     pub system: Option<String>,
     /// Params layer as JSON.
@@ -158,6 +160,10 @@ impl ResolvedModel {
             .filter(|layer| layer.media_type == media_type::LICENSE)
             .map(|layer| store.read_blob_string(&layer.digest))
             .collect::<Result<Vec<_>, _>>()?;
+        let prompt_template = template_layer
+            .as_deref()
+            .map(PromptTemplate::from_text)
+            .or_else(|| gguf.chat_template().map(PromptTemplate::Jinja));
         let mut model = ResolvedModel {
             name: entry.name.clone(),
             model_path: store.blob_path(&model_layer.digest),
@@ -165,6 +171,7 @@ impl ResolvedModel {
             config,
             gguf,
             fim,
+            prompt_template,
             template_layer,
             system,
             parameters,
@@ -175,16 +182,6 @@ impl ResolvedModel {
         };
         model.capabilities = model.derive_capabilities();
         Ok(model)
-    }
-
-    /// The Jinja chat template used to build prompts: a Jinja template layer, else the one
-    /// embedded in the GGUF. Go templates (Ollama's own format) are not executed; the GGUF's
-    /// template stands in for them.
-    pub fn chat_template(&self) -> Option<String> {
-        match &self.template_layer {
-            Some(layer) if is_jinja(layer) => Some(layer.clone()),
-            _ => self.gguf.chat_template(),
-        }
     }
 
     /// The template text `/api/show` reports.
@@ -208,14 +205,14 @@ impl ResolvedModel {
             ModelKind::Embedding => Capability::Embedding,
             ModelKind::Generation => Capability::Completion,
         }];
-        let template = self.chat_template();
-        if template.as_deref().is_some_and(model_formats::template_supports_tools) {
+        let template = self.prompt_template.as_ref();
+        if template.is_some_and(PromptTemplate::supports_tools) {
             capabilities.push(Capability::Tools);
         }
-        if self.fim.is_some() {
+        if self.fim.is_some() || template.is_some_and(PromptTemplate::supports_insert) {
             capabilities.push(Capability::Insert);
         }
-        if template.as_deref().is_some_and(model_formats::template_supports_thinking) {
+        if template.is_some_and(PromptTemplate::supports_thinking) {
             capabilities.push(Capability::Thinking);
         }
         capabilities
@@ -235,6 +232,65 @@ impl ResolvedModel {
 /// Whether template text is Jinja rather than a Go template.
 pub fn is_jinja(template: &str) -> bool {
     template.contains("{%") || (template.contains("{{") && !template.contains("{{ .") && !template.contains("{{- ."))
+}
+
+/// A template that prompts are rendered with.
+#[derive(Debug, Clone)]
+pub enum PromptTemplate {
+    /// A Hugging Face style Jinja chat template (GGUF's `tokenizer.chat_template`).
+    Jinja(String),
+    /// An Ollama Go template, executed as Ollama executes it.
+    Go(Arc<go_template::Template>),
+    /// A Go template that does not parse; rendering with it fails with this error.
+    Broken { source: String, error: String },
+}
+
+impl PromptTemplate {
+    /// Reads template text: Jinja when it looks like Jinja, else an Ollama Go template.
+    pub fn from_text(text: &str) -> PromptTemplate {
+        if is_jinja(text) {
+            return PromptTemplate::Jinja(text.to_owned());
+        }
+        match go_template::Template::parse(text) {
+            Ok(template) => PromptTemplate::Go(Arc::new(template)),
+            Err(error) => PromptTemplate::Broken { source: text.to_owned(), error: error.to_string() },
+        }
+    }
+
+    /// Checks template text as `create` does: a Go template must parse.
+    pub fn check(text: &str) -> Result<(), String> {
+        match PromptTemplate::from_text(text) {
+            PromptTemplate::Broken { error, .. } => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    /// The template text.
+    pub fn source(&self) -> &str {
+        match self {
+            PromptTemplate::Jinja(text) | PromptTemplate::Broken { source: text, .. } => text,
+            PromptTemplate::Go(template) => template.source(),
+        }
+    }
+
+    /// Whether it renders the tools a request offers (Ollama: a Go template that names
+    /// `.Tools`).
+    pub fn supports_tools(&self) -> bool {
+        match self {
+            PromptTemplate::Go(template) => template.uses("tools"),
+            other => model_formats::template_supports_tools(other.source()),
+        }
+    }
+
+    /// Whether it prompts for a fill-in-the-middle itself (a Go template that names `.Suffix`).
+    pub fn supports_insert(&self) -> bool {
+        matches!(self, PromptTemplate::Go(template) if template.uses("suffix"))
+    }
+
+    /// Whether it lets the model think.
+    pub fn supports_thinking(&self) -> bool {
+        model_formats::template_supports_thinking(self.source())
+    }
 }
 
 /// What a GGUF file's model does: one that declares a pooling type is an embedding model.

@@ -12,7 +12,9 @@ use model_store::Options;
 use crate::events::{self, Prepared};
 use crate::prompt::{self, PromptRenderer};
 use crate::tools::{self, ToolChoice, ToolsWithoutTemplate};
-use crate::{is_jinja, Capability, ChatInput, Core, GenerateInput, KeepAlive, ResolvedModel, ServingError, Started};
+use crate::{
+    Capability, ChatInput, Core, GenerateInput, KeepAlive, PromptTemplate, ResolvedModel, ServingError, Started,
+};
 
 pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Started, ServingError> {
     let started = Instant::now();
@@ -37,23 +39,43 @@ pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Starte
         AdmitOutcome::Ready(admitted) => *admitted,
         AdmitOutcome::Finished(started) => return Ok(started),
     };
-    let fill_in_the_middle = suffix.zip(model.fim.clone()).map(|(suffix, template)| (template, suffix));
     let description = lease.model().description();
-    let prompt_text = if let Some((template, suffix)) = &fill_in_the_middle {
+    let template = match &input.template {
+        Some(text) => match PromptTemplate::from_text(text) {
+            // As in Ollama, a request's template that does not parse is a server error.
+            PromptTemplate::Broken { error, .. } => return Err(ServingError::internal(error)),
+            template => Some(template),
+        },
+        None => model.prompt_template.clone(),
+    };
+    // A Go template that names `.Suffix` prompts for the middle itself, as under Ollama; other
+    // models fill in the middle with the FIM tokens of their vocabulary.
+    let go_fill_in_the_middle = match (&template, suffix) {
+        (Some(PromptTemplate::Go(template)), Some(suffix)) if template.uses("suffix") && !input.raw => {
+            Some((template.clone(), suffix))
+        }
+        _ => None,
+    };
+    let fill_in_the_middle = suffix
+        .filter(|_| go_fill_in_the_middle.is_none())
+        .zip(model.fim.clone())
+        .map(|(suffix, template)| (template, suffix));
+    let prompt_text = if let Some((template, suffix)) = &go_fill_in_the_middle {
+        let values = go_template::ollama::Values {
+            prompt: &input.prompt,
+            suffix,
+            think: think.template_think(),
+            is_think_set: think.template_think_is_set(),
+            ..Default::default()
+        };
+        go_template::ollama::execute(template, &values, &go_template::Limits::default())
+            .map_err(|error| ServingError::internal(format!("template error: {error}")))?
+    } else if let Some((template, suffix)) = &fill_in_the_middle {
         options.stop.get_or_insert_with(Vec::new).extend(template.stops.iter().cloned());
         template.prompt(&input.prompt, suffix)
     } else if input.raw {
         input.prompt.clone()
     } else {
-        let template = match &input.template {
-            Some(template) if is_jinja(template) => Some(template.clone()),
-            Some(_) => {
-                return Err(ServingError::invalid(
-                    "template error: modeld runs Jinja chat templates; Go templates are not supported",
-                ))
-            }
-            None => model.chat_template(),
-        };
         let mut messages = Vec::new();
         if let Some(system) = input.system.clone().or_else(|| model.system.clone()) {
             messages.push(TemplateMessage { role: "system".into(), content: system, ..Default::default() });
@@ -125,7 +147,7 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     messages.extend(model.messages.iter().map(prompt::template_message));
     messages.extend(input.messages.iter().map(prompt::template_message));
 
-    let template = model.chat_template();
+    let template = model.prompt_template.clone();
     // A model whose template has no tool format gets the tools in its system prompt, and its
     // answer is constrained to text or a call (unless the daemon refuses such requests, which
     // `admit` did already). With `tool_choice` `none` too, so that a tool loop's last round
@@ -133,7 +155,8 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     let prompted_tools = offers_tools
         && !model.can(Capability::Tools)
         && core.config().tools_without_template == ToolsWithoutTemplate::Prompt;
-    let template_format = ToolCallFormat::from_template(template.as_deref().unwrap_or_default());
+    let template_format =
+        ToolCallFormat::from_template(template.as_ref().map(PromptTemplate::source).unwrap_or_default());
     let tool_call_format =
         if prompted_tools || forces_a_call(&input.tool_choice) { ToolCallFormat::Json } else { template_format };
     let constraint = if prompted_tools {
@@ -142,8 +165,11 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
         Some(tools::prompted_tools_constraint(tools.as_deref().unwrap_or_default(), &input.tool_choice))
     } else {
         // The template renders the tools and their history; with `required` or a named
-        // function, the answer is one call, written as bare JSON.
-        prompt::shape_tool_history(&mut messages, template_format);
+        // function, the answer is one call, written as bare JSON. Ollama's Go templates take
+        // the history as Ollama gives it.
+        if !matches!(template, Some(PromptTemplate::Go(_))) {
+            prompt::shape_tool_history(&mut messages, template_format);
+        }
         match tools.as_ref().filter(|_| forces_a_call(&input.tool_choice)) {
             Some(chosen) => Some(OutputConstraint::JsonSchema(tools::call_schema(chosen))),
             None => input.output_schema.clone().map(OutputConstraint::JsonSchema),

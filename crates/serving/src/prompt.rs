@@ -7,7 +7,7 @@ use engine::TemplateMessage;
 use model_formats::{ThinkingMode, ToolCallFormat};
 use serde_json::Value;
 
-use crate::{ChatMessage, ResolvedModel, ServingError, Think};
+use crate::{ChatMessage, PromptTemplate, ResolvedModel, ServingError, Think};
 
 /// What a request's `think` asks of the template and of the output parser.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +18,18 @@ pub(crate) struct ThinkSettings {
     pub(crate) enable_thinking: Option<bool>,
     /// `reasoning_effort` for the template.
     pub(crate) reasoning_effort: Option<String>,
+}
+
+impl ThinkSettings {
+    /// `.Think` for an Ollama template: on unless turned off, for a model that can think.
+    pub(crate) fn template_think(&self) -> bool {
+        self.enable_thinking.unwrap_or(self.mode == ThinkingMode::Separate)
+    }
+
+    /// `.IsThinkSet`: Ollama sets `think` for a model that can think when the request did not.
+    pub(crate) fn template_think_is_set(&self) -> bool {
+        self.enable_thinking.is_some() || self.mode == ThinkingMode::Separate
+    }
 }
 
 /// Checks `think` against the model; thinking asked of a model that cannot think is an error
@@ -131,6 +143,37 @@ pub(crate) fn template_message(message: &ChatMessage) -> TemplateMessage {
         name: message.tool_name.clone(),
         tool_call_id: message.tool_call_id.clone(),
         content_is_none: false,
+        thinking: message.thinking.clone().filter(|thinking| !thinking.is_empty()),
+    }
+}
+
+/// A message as Ollama's Go templates get it.
+fn ollama_message(message: &TemplateMessage) -> go_template::ollama::Message {
+    let tool_calls = message
+        .tool_calls
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(position, call)| go_template::ollama::ToolCall {
+            id: call.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            function: go_template::ollama::ToolCallFunction {
+                index: call.pointer("/function/index").and_then(Value::as_i64).unwrap_or(position as i64),
+                name: call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                arguments: match call.pointer("/function/arguments") {
+                    Some(Value::Object(arguments)) => Some(arguments.clone()),
+                    Some(Value::String(text)) => serde_json::from_str(text).ok(),
+                    _ => None,
+                },
+            },
+        })
+        .collect();
+    go_template::ollama::Message {
+        role: message.role.clone(),
+        content: message.content.clone(),
+        thinking: message.thinking.clone().unwrap_or_default(),
+        tool_calls,
+        tool_name: message.name.clone().unwrap_or_default(),
+        tool_call_id: message.tool_call_id.clone().unwrap_or_default(),
     }
 }
 
@@ -214,8 +257,8 @@ fn final_assistant_prefill(messages: &[TemplateMessage]) -> Option<&str> {
 /// bounded by the engine's fuel and output cap) runs on a blocking thread, never on the async
 /// threads that serve every other request.
 pub(crate) struct PromptRenderer {
-    /// The Jinja template; `None` renders as Ollama's default `{{ .Prompt }}`.
-    pub(crate) template: Option<String>,
+    /// The template; `None` renders as Ollama's default `{{ .Prompt }}`.
+    pub(crate) template: Option<PromptTemplate>,
     pub(crate) tools: Option<Vec<Value>>,
     pub(crate) bos_token: Option<String>,
     pub(crate) eos_token: Option<String>,
@@ -236,7 +279,14 @@ impl PromptRenderer {
     }
 
     pub(crate) fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ServingError> {
-        let Some(template) = &self.template else { return Ok(render_without_template(messages)) };
+        let template = match &self.template {
+            None => return Ok(render_without_template(messages)),
+            Some(PromptTemplate::Go(template)) => return self.render_go(template, messages),
+            Some(PromptTemplate::Broken { error, .. }) => {
+                return Err(ServingError::internal(format!("template error: {error}")))
+            }
+            Some(PromptTemplate::Jinja(template)) => template,
+        };
         if let Some(prefill) = final_assistant_prefill(messages) {
             // As Ollama does: a conversation ending with an assistant message is continued.
             // The template renders it closed; the prompt ends right after its content.
@@ -247,6 +297,26 @@ impl PromptRenderer {
             // The template changed the text (trimmed it, say): answer a new turn instead.
         }
         self.render_with(template, messages, true)
+    }
+
+    /// Renders with an Ollama Go template, as Ollama does: the template itself decides how
+    /// a final assistant message continues.
+    fn render_go(
+        &self,
+        template: &go_template::Template,
+        messages: &[TemplateMessage],
+    ) -> Result<String, ServingError> {
+        let messages: Vec<go_template::ollama::Message> = messages.iter().map(ollama_message).collect();
+        let values = go_template::ollama::Values {
+            messages: &messages,
+            tools: self.tools.as_deref().unwrap_or_default(),
+            think: self.think.template_think(),
+            think_level: self.think.reasoning_effort.as_deref().unwrap_or_default(),
+            is_think_set: self.think.template_think_is_set(),
+            ..Default::default()
+        };
+        go_template::ollama::execute(template, &values, &go_template::Limits::default())
+            .map_err(|error| ServingError::internal(format!("template error: {error}")))
     }
 
     fn render_with(

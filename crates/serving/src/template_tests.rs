@@ -155,7 +155,7 @@ fn earlier_think_blocks_are_not_fed_back() {
 fn a_final_assistant_message_is_continued_in_every_family() {
     for family in families() {
         let renderer = PromptRenderer {
-            template: Some(family.template.to_owned()),
+            template: Some(crate::PromptTemplate::Jinja(family.template.to_owned())),
             tools: None,
             bos_token: Some("<s>".into()),
             eos_token: Some("</s>".into()),

@@ -56,6 +56,10 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
     if request.adapters.as_ref().is_some_and(|adapters| !adapters.is_empty()) {
         return Err(ApiError::not_implemented("adapters are not supported by modeld yet"));
     }
+    if let Some(template) = &request.template {
+        serving::PromptTemplate::check(template)
+            .map_err(|error| ApiError::bad_request(format!("template error: {error}")))?;
+    }
     // Writing the layers, the manifest and collecting what it replaced is one unit under the
     // store's write lock, so a concurrent delete or collection never removes a blob between its
     // write and the manifest that names it.
