@@ -58,6 +58,28 @@ impl Default for Limits {
 /// Template text bigger than this is refused before parsing.
 pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
 
+/// Whether `text` is written as a Go template rather than as Jinja: no `{%` blocks, and every
+/// action opens with what Go's actions open with (a field, a variable, a keyword, a known
+/// function, a literal, a comment or a parenthesis). Decides which error a broken template
+/// reports.
+pub fn looks_like_go(text: &str) -> bool {
+    if text.contains("{%") {
+        return false;
+    }
+    const KEYWORDS: &[&str] = &[
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "nil", "true",
+        "false",
+    ];
+    text.split("{{").skip(1).all(|action| {
+        let action = action.strip_prefix('-').unwrap_or(action).trim_start();
+        let word: String = action.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        action.starts_with(['.', '$', '"', '`', '\'', '(', '/', '-', '}'])
+            || action.starts_with(|c: char| c.is_ascii_digit())
+            || KEYWORDS.contains(&word.as_str())
+            || functions::is_function(&word)
+    })
+}
+
 /// A parsed template, with Ollama's touch-up: one that names neither `.Messages` nor
 /// `.Response` gets `{{ .Response }}` appended.
 #[derive(Debug, Clone)]

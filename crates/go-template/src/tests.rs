@@ -155,3 +155,22 @@ fn ollama_touch_ups() {
     let cut = Template::parse("<s>{{ .Prompt }}</s><a>{{ .Response }}</a>{{ if .System }}x{{ end }}").unwrap();
     assert_eq!(cut.execute_up_to_response(&Value::map(data), &Limits::default()).unwrap(), "<s>p</s><a>r");
 }
+
+#[test]
+fn go_and_jinja_are_told_apart() {
+    for go in [
+        "{{ .Prompt }}",
+        "{{- if .System }}x{{ end }}",
+        "{{ if .Prompt }}unclosed",
+        "{{ $x := 1 }}",
+        "{{ json .Tools }}",
+        "plain text",
+        "{{/* c */}}",
+    ] {
+        assert!(crate::looks_like_go(go), "{go:?}");
+    }
+    for jinja in ["{% for m in messages %}{% endfor %}", "{{ bos_token }}{{ .Prompt }}", "{{ messages[0]['content'] }}"]
+    {
+        assert!(!crate::looks_like_go(jinja), "{jinja:?}");
+    }
+}

@@ -30,7 +30,7 @@ pub use embed::{EmbedInput, EmbedText, Embeddings};
 pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
 pub use error::ServingError;
 pub use events::{collect, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
-pub use model::{is_jinja, Capability, PromptTemplate, ResolvedModel};
+pub use model::{Capability, PromptTemplate, ResolvedModel};
 pub use prompt::output_schema;
 pub use request::{ChatInput, ChatMessage, GenerateInput, Think, ToolCall};
 pub use tool_loop::{parse_tool_servers, DEFAULT_MAX_TOOL_ROUNDS};

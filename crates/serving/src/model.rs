@@ -229,11 +229,6 @@ impl ResolvedModel {
     }
 }
 
-/// Whether template text is Jinja rather than a Go template.
-pub fn is_jinja(template: &str) -> bool {
-    template.contains("{%") || (template.contains("{{") && !template.contains("{{ .") && !template.contains("{{- ."))
-}
-
 /// A template that prompts are rendered with.
 #[derive(Debug, Clone)]
 pub enum PromptTemplate {
@@ -246,9 +241,9 @@ pub enum PromptTemplate {
 }
 
 impl PromptTemplate {
-    /// Reads template text: Jinja when it looks like Jinja, else an Ollama Go template.
+    /// Reads template text: an Ollama Go template when it is written as one, else Jinja.
     pub fn from_text(text: &str) -> PromptTemplate {
-        if is_jinja(text) {
+        if !go_template::looks_like_go(text) {
             return PromptTemplate::Jinja(text.to_owned());
         }
         match go_template::Template::parse(text) {
