@@ -7,6 +7,10 @@ use crate::parse::{Branch, Command, List, Node, Number, Operand, Parsed, Pipelin
 use crate::value::Value;
 use crate::{functions, Error, Limits};
 
+/// How deeply lists may nest while executing, through blocks and template calls together:
+/// real templates nest a few levels; a recursive one must stop long before the stack does.
+const MAX_NESTING: usize = 200;
+
 /// What ended a list: its end, or a `break` or `continue` inside a `range`.
 enum Flow {
     Normal,
@@ -23,7 +27,10 @@ pub(crate) struct Execution<'t> {
     steps: u64,
     /// Bytes of strings that functions made.
     allocated: usize,
+    /// Nested `template` calls.
     depth: usize,
+    /// Lists being walked, nested (through blocks and template calls).
+    nesting: usize,
     /// The line of the action being executed, for errors.
     line: usize,
 }
@@ -38,6 +45,7 @@ impl<'t> Execution<'t> {
             steps: 0,
             allocated: 0,
             depth: 0,
+            nesting: 0,
             line: 1,
         }
     }
@@ -79,6 +87,16 @@ impl<'t> Execution<'t> {
     }
 
     fn walk(&mut self, list: &List, dot: &Value) -> Result<Flow, Error> {
+        if self.nesting >= MAX_NESTING {
+            return Err(Error::Limit(format!("the template nests blocks and calls more than {MAX_NESTING} deep")));
+        }
+        self.nesting += 1;
+        let flow = self.walk_nodes(list, dot);
+        self.nesting -= 1;
+        flow
+    }
+
+    fn walk_nodes(&mut self, list: &List, dot: &Value) -> Result<Flow, Error> {
         for node in list {
             self.step()?;
             match node {

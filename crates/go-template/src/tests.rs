@@ -135,6 +135,19 @@ fn hostile_templates_hit_limits() {
     ));
     // Output past the limit.
     assert!(matches!(run("{{ range 100000 }}0123456789abcdef{{ end }}"), Err(Error::Limit(_))));
+    // Recursion through deeply nested blocks, on a thread with the blocking pool's stack.
+    let nested = format!(
+        "{{{{ define \"r\" }}}}{}{{{{ template \"r\" . }}}}{}{{{{ end }}}}{{{{ template \"r\" . }}}}",
+        "{{ if .Yes }}".repeat(90),
+        "{{ end }}".repeat(90)
+    );
+    let outcome = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || Template::parse(&nested).and_then(|template| template.execute(&data(), &Limits::default())))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(matches!(outcome, Err(Error::Limit(_))), "{outcome:?}");
     // Nesting that would exhaust the parser's stack.
     let deep = "{{ if .Yes }}".repeat(10_000);
     assert!(matches!(Template::parse(&deep), Err(Error::Parse(_))));

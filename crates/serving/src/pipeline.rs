@@ -60,16 +60,8 @@ pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Starte
         .filter(|_| go_fill_in_the_middle.is_none())
         .zip(model.fim.clone())
         .map(|(suffix, template)| (template, suffix));
-    let prompt_text = if let Some((template, suffix)) = &go_fill_in_the_middle {
-        let values = go_template::ollama::Values {
-            prompt: &input.prompt,
-            suffix,
-            think: think.template_think(),
-            is_think_set: think.template_think_is_set(),
-            ..Default::default()
-        };
-        go_template::ollama::execute(template, &values, &go_template::Limits::default())
-            .map_err(|error| ServingError::internal(format!("template error: {error}")))?
+    let prompt_text = if let Some((template, suffix)) = go_fill_in_the_middle {
+        prompt::render_go_fill_in_the_middle(template, input.prompt.clone(), suffix.to_owned(), &think).await?
     } else if let Some((template, suffix)) = &fill_in_the_middle {
         options.stop.get_or_insert_with(Vec::new).extend(template.stops.iter().cloned());
         template.prompt(&input.prompt, suffix)

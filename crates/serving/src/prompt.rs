@@ -147,6 +147,25 @@ pub(crate) fn template_message(message: &ChatMessage) -> TemplateMessage {
     }
 }
 
+/// Renders a fill-in-the-middle prompt with a Go template that names `.Suffix`, as Ollama
+/// does, off the async threads.
+pub(crate) async fn render_go_fill_in_the_middle(
+    template: Arc<go_template::Template>,
+    prompt: String,
+    suffix: String,
+    think: &ThinkSettings,
+) -> Result<String, ServingError> {
+    let (think, is_think_set) = (think.template_think(), think.template_think_is_set());
+    tokio::task::spawn_blocking(move || {
+        let values =
+            go_template::ollama::Values { prompt: &prompt, suffix: &suffix, think, is_think_set, ..Default::default() };
+        go_template::ollama::execute(&template, &values, &go_template::Limits::default())
+            .map_err(|error| ServingError::internal(format!("template error: {error}")))
+    })
+    .await
+    .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
+}
+
 /// A message as Ollama's Go templates get it.
 fn ollama_message(message: &TemplateMessage) -> go_template::ollama::Message {
     let tool_calls = message
