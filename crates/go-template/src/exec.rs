@@ -174,7 +174,7 @@ impl<'t> Execution<'t> {
             Value::List(list) => list.items.len(),
             Value::Map(map) => map.entries.len(),
             Value::Int(count) => usize::try_from(*count).unwrap_or(0),
-            other => return Err(self.error(format!("range can't iterate over {}", printed(other)))),
+            other => return Err(self.error(format!("range can't iterate over {}", other.printed()))),
         };
         let mut map_entries = match &value {
             Value::Map(map) => Some(map.entries.iter()),
@@ -342,12 +342,6 @@ impl<'t> Execution<'t> {
         }
         Ok(result)
     }
-}
-
-fn printed(value: &Value) -> String {
-    let mut out = String::new();
-    value.print(&mut out);
-    out
 }
 
 fn describe(operand: &Operand) -> String {

@@ -346,10 +346,10 @@ fn sprintf(execution: &mut Execution<'_>, format: &str, args: &[Value]) -> Resul
                 text.push(char::from_u32(u32::try_from(*value).unwrap_or(0xfffd)).unwrap_or('\u{fffd}'))
             }
             ('f' | 'F', Value::Float(value)) => text = format!("{value:.*}", precision.unwrap_or(6)),
-            ('f' | 'F', Value::Int(_)) => text = format!("%!{verb}(int={})", printed(arg)),
+            ('f' | 'F', Value::Int(_)) => text = format!("%!{verb}(int={})", arg.printed()),
             ('e', Value::Float(value)) => text = go_exponent(&format!("{value:.*e}", precision.unwrap_or(6))),
             ('g', Value::Float(_)) => arg.print(&mut text),
-            (verb, other) => text = format!("%!{verb}({}={})", other.type_name(), printed(other)),
+            (verb, other) => text = format!("%!{verb}({}={})", other.type_name(), other.printed()),
         }
         let width: usize = width.parse::<usize>().unwrap_or(0).min(1000);
         let length = text.chars().count();
@@ -373,7 +373,7 @@ fn sprintf(execution: &mut Execution<'_>, format: &str, args: &[Value]) -> Resul
             if position > 0 {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{}={}", arg.type_name(), printed(arg));
+            let _ = write!(out, "{}={}", arg.type_name(), arg.printed());
         }
         out.push(')');
     }
@@ -389,12 +389,6 @@ fn go_exponent(rust: &str) -> String {
         }
         None => rust.to_owned(),
     }
-}
-
-fn printed(value: &Value) -> String {
-    let mut out = String::new();
-    value.print(&mut out);
-    out
 }
 
 /// Go's `template.HTMLEscapeString`.

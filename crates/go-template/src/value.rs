@@ -202,6 +202,13 @@ impl Value {
         }
     }
 
+    /// As `fmt`'s `%v` prints it, as a new string.
+    pub(crate) fn printed(&self) -> String {
+        let mut out = String::new();
+        self.print(&mut out);
+        out
+    }
+
     /// As `fmt`'s `%v` prints it.
     pub(crate) fn print(&self, out: &mut String) {
         match self {
