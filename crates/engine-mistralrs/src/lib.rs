@@ -490,17 +490,19 @@ impl DecodeStream {
         let last_token_at = record.last_token_at.unwrap_or(first_token_at);
         let hit_length = finish_reason == Some("length")
             || (!stopped && finish_reason != Some("stop") && record.token_ids.len() >= self.max_new_tokens);
-        // The first sample ends the prompt; n tokens span n - 1 gaps after it.
+        // The first sample ends the prompt; n tokens span n - 1 gaps after it. Generation is
+        // counted as n gaps, so that eval_count / eval_duration is the decode rate, and the gap
+        // that adds is taken from the prompt's time: the two never add up to more than the
+        // request took.
         let n_sampled = record.token_ids.len() as u32;
-        let mut generation_duration = last_token_at.duration_since(first_token_at);
-        if n_sampled > 1 {
-            generation_duration = generation_duration * n_sampled / (n_sampled - 1);
-        }
+        let gaps = last_token_at.duration_since(first_token_at);
+        let one_gap = if n_sampled > 1 { gaps / (n_sampled - 1) } else { Default::default() };
+        let generation_duration = gaps + one_gap;
         GenerationSummary {
             done_reason: if hit_length && !stopped { DoneReason::Length } else { DoneReason::Stop },
             n_prompt_tokens: self.n_prompt_tokens,
             n_generated_tokens: generated_tokens.len(),
-            prompt_duration: first_token_at.duration_since(self.started),
+            prompt_duration: first_token_at.duration_since(self.started).saturating_sub(one_gap),
             generation_duration,
             generated_tokens,
         }
