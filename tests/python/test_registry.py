@@ -1,13 +1,14 @@
 """Pull and push against a real registry (Debian's `docker-registry`, the reference OCI
 distribution registry) on loopback: a round trip with byte-identical blobs, the official ollama
 client's progress, an interrupted pull that resumes with HTTP Range, a corrupted blob, a
-registry behind a Bearer token service, SIGKILL of modeld mid-transfer, and two pulls of one
-blob sharing one download."""
+registry behind a Bearer token service, SIGKILL of modeld mid-transfer, a disk that fills up
+mid-pull, and two pulls of one blob sharing one download."""
 
 import hashlib
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -365,6 +366,53 @@ def test_sigkill_mid_pull_and_mid_push_leaves_a_consistent_store(local, registry
     finally:
         victim.stop()
         proxy.close()
+
+
+def files_of(models):
+    """Every file under a store, with its digest: what "the store as it was" means."""
+    found = {}
+    for directory, _, names in os.walk(models):
+        for name in names:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, models)] = sha256_file(path)
+    return found
+
+
+def test_a_full_disk_mid_pull_leaves_the_store_as_it_was(local, registry, home):
+    """The store on a 64 MiB tmpfs: a tiny model fits, SmolLM2's 98 MB of weights do not. The
+    pull fails with the disk's error, the store holds exactly what it held, the daemon goes on
+    serving, and once there is room the same pull completes."""
+    binary = os.environ["MODELD_BIN"]
+    name = f"{registry.host}/full/smollm2:latest"
+    publish(local, name)
+    victim_home = os.path.join(home, "full-disk")
+    disk = os.path.join(victim_home, "models")
+    os.makedirs(disk)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", disk], check=True)
+    victim = None
+    try:
+        victim = Daemon(binary, victim_home)
+        tiny = os.path.join(victim_home, "fim.gguf")
+        subprocess.run([os.path.join(os.path.dirname(binary), "make-tiny-model"), "fim", tiny], check=True)
+        victim.import_gguf("kept", tiny)
+        before = files_of(disk)
+        assert any(path.startswith("manifests") for path in before)
+
+        lines = pull_lines(victim, name)
+        assert "no space left on device" in lines[-1].get("error", "").lower(), lines[-3:]
+        assert files_of(disk) == before
+        answer = victim.post("/api/generate", {"model": "kept", "prompt": "def f", "stream": False,
+                                               "options": {"num_predict": 2}})
+        assert answer["done"] is True
+
+        subprocess.run(["mount", "-o", "remount,size=256m", disk], check=True)
+        assert pull_lines(victim, name)[-1] == {"status": "success"}
+        assert check_store(disk, set()) == 2
+        assert partial_files(victim) == []
+    finally:
+        if victim:
+            victim.stop()
+        subprocess.run(["umount", "-l", disk], check=False)
 
 
 def test_two_pulls_of_one_blob_share_one_download(local, registry):

@@ -227,9 +227,17 @@ async fn download_blob(
     Ok(Some(download))
 }
 
+/// Saves how far each part got. A save that fails (a full disk) discards the download: without
+/// its state the data cannot be resumed, and the store is left as it was.
 async fn save_progress(mut download: BlobDownload, counters: &Arc<Vec<AtomicU64>>) -> Result<BlobDownload, Error> {
     let completed: Vec<u64> = counters.iter().map(|counter| counter.load(Ordering::Relaxed)).collect();
-    let saved = tokio::task::spawn_blocking(move || download.save_progress(&completed).map(|()| download));
+    let saved = tokio::task::spawn_blocking(move || match download.save_progress(&completed) {
+        Ok(()) => Ok(download),
+        Err(error) => {
+            download.discard();
+            Err(error)
+        }
+    });
     Ok(saved.await.map_err(|error| Error::Protocol(error.to_string()))??)
 }
 
