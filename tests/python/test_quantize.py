@@ -26,8 +26,12 @@ def test_create_quantizes_with_progress_and_the_result_answers(daemon, tmp_path)
         assert answer["eval_count"] > 0 and answer["response"].strip(), answer
 
         # Through the API, streamed: Ollama's progress for the step, then the same file again.
-        lines = list(daemon.stream("/api/create", {"model": "smollm2-q4km-again", "from": MODEL,
-                                                   "quantize": "Q4_K_M"}))
+        lines = []
+        for line in daemon.stream("/api/create", {"model": "smollm2-q4km-again", "from": MODEL, "quantize": "Q4_K_M"}):
+            if not lines:
+                # Progress arrives while the model is made, not after: it does not exist yet.
+                assert daemon.request("POST", "/api/show", {"model": "smollm2-q4km-again"})[0] == 404, line
+            lines.append(line)
         steps = [line for line in lines if line["status"] == "quantizing Q4_1 model to Q4_K_M"]
         assert steps and all(line["digest"] == "0000000000000000000" for line in steps)
         assert steps[-1]["completed"] == steps[-1]["total"] > 0

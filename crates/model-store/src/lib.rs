@@ -35,5 +35,5 @@ pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TA
 pub use options::{Options, OptionsError};
 pub use store::{
     BlobDownload, BlobWrite, DownloadPart, Error, GcPolicy, GcReport, ModelEntry, PartWriter, Result, Store,
-    StoreWriteGuard, LOCK_FILE_NAME, MAX_DOWNLOAD_PARTS,
+    StoreWriteGuard, TemporaryBlobFile, LOCK_FILE_NAME, MAX_DOWNLOAD_PARTS,
 };

@@ -146,6 +146,10 @@ enum FailedWrite {
     Io,
 }
 
+/// A file being written in `blobs/` that becomes a blob with [`Store::adopt_blob`], or
+/// disappears when dropped.
+pub type TemporaryBlobFile = tempfile::NamedTempFile;
+
 impl Store {
     /// Opens (creating if needed) the models directory at `root`, and recovers from a crash:
     /// removes temporary files no live writer holds, anywhere under `blobs/` and `manifests/`,
@@ -223,13 +227,13 @@ impl Store {
 
     /// A temporary file in `blobs/` for a writer that has to seek (a GGUF writer); start-up
     /// recovery removes it if it is left behind. [`Store::adopt_blob`] makes it a blob.
-    pub fn temporary_blob_file(&self) -> Result<tempfile::NamedTempFile> {
+    pub fn temporary_blob_file(&self) -> Result<TemporaryBlobFile> {
         locked_temporary_file(&self.blobs_dir())
     }
 
     /// Hashes a file from [`Store::temporary_blob_file`], syncs it and moves it to its content
     /// address; its digest and size.
-    pub fn adopt_blob(&self, file: tempfile::NamedTempFile) -> Result<(Digest, u64)> {
+    pub fn adopt_blob(&self, file: TemporaryBlobFile) -> Result<(Digest, u64)> {
         let reader = file.reopen().map_err(io_context("reopening a written blob"))?;
         let digest = Digest::of_reader(io::BufReader::with_capacity(1 << 20, reader))
             .map_err(io_context("hashing a written blob"))?;

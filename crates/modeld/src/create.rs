@@ -73,15 +73,24 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path, quantize: Option<
         request.insert("messages".into(), Value::from(messages));
     }
     let mut last_status = String::new();
+    let mut last_percent = 0u64;
     client
         .stream("/api/create", &Value::Object(request), |line| {
             let Some(status) = line.get("status").and_then(Value::as_str) else { return Ok(()) };
-            // A step with a size (quantizing) shows its percentage once, at its end.
+            if status != last_status {
+                last_percent = 0;
+            }
+            // A step with a size (quantizing) shows its percentage every tenth, as it runs.
             let total = line.get("total").and_then(Value::as_u64).filter(|total| *total > 0);
             let completed = line.get("completed").and_then(Value::as_u64).unwrap_or(0);
             match total {
-                Some(total) if completed >= total => eprintln!("{status} 100%"),
-                Some(_) => {}
+                Some(total) => {
+                    let percent = (completed.min(total) * 100) / total;
+                    if percent == 100 && last_percent != 100 || percent >= last_percent + 10 {
+                        eprintln!("{status} {percent}%");
+                        last_percent = percent;
+                    }
+                }
                 None if status != last_status => eprintln!("{status}"),
                 None => {}
             }

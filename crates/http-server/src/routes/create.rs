@@ -8,6 +8,8 @@ use ollama_api::{CreateRequest, Options, ProgressResponse};
 use serde_json::Value;
 
 use crate::json::{json_response, OllamaJson};
+use futures_util::StreamExt;
+
 use crate::ndjson::{ndjson_response, StreamItem};
 use crate::{ApiError, AppState};
 
@@ -17,13 +19,39 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let stream = request.stream.unwrap_or(true);
     crate::layers::record_model(crate::wire::requested_model(&request.model, &request.name));
-    let progress = tokio::task::spawn_blocking(move || create_model(&state, &request))
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))??;
-    if stream {
-        Ok(ndjson_response(futures_util::stream::iter(progress.into_iter().map(StreamItem::Chunk))))
-    } else {
-        Ok(json_response(progress.last().expect("create always reports success")))
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let job = tokio::task::spawn_blocking(move || {
+        let result = create_model(&state, &request, &|progress| {
+            let _ = sender.send(StreamItem::Chunk(progress));
+        });
+        if let Err(error) = &result {
+            let _ = sender.send(StreamItem::Error(error.message.clone()));
+        }
+        result
+    });
+    let finished = |joined: Result<Result<(), ApiError>, tokio::task::JoinError>| {
+        joined.map_err(|error| ApiError::internal(error.to_string()))?
+    };
+    if !stream {
+        drop(receiver);
+        finished(job.await)?;
+        return Ok(json_response(&status("success")));
+    }
+    // Progress streams as it happens. A request refused before its first status (a bad name, a
+    // missing base, a template that does not parse) keeps its status code; a failure after
+    // that ends the stream with an error line, as in Ollama.
+    match receiver.recv().await {
+        Some(StreamItem::Chunk(first)) => {
+            let rest = futures_util::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            });
+            let items = futures_util::stream::once(async move { StreamItem::Chunk(first) }).chain(rest);
+            Ok(ndjson_response(items))
+        }
+        _ => {
+            finished(job.await)?;
+            Err(ApiError::internal("create ended without reporting"))
+        }
     }
 }
 
@@ -31,7 +59,7 @@ fn status(text: impl Into<String>) -> ProgressResponse {
     ProgressResponse { status: text.into(), ..Default::default() }
 }
 
-fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<ProgressResponse>, ApiError> {
+fn create_model(state: &AppState, request: &CreateRequest, report: &dyn Fn(ProgressResponse)) -> Result<(), ApiError> {
     let store = state.store();
     let requested = crate::wire::requested_model(&request.model, &request.name);
     if requested.is_empty() {
@@ -60,16 +88,8 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         serving::PromptTemplate::check(template)
             .map_err(|error| ApiError::bad_request(format!("template error: {error}")))?;
     }
-    // Writing the layers, the manifest and collecting what it replaced is one unit under the
-    // store's write lock, so a concurrent delete or collection never removes a blob between its
-    // write and the manifest that names it.
-    let guard = store.write_lock()?;
-    let mut progress = Vec::new();
     let (mut config, mut layers) = match (&request.from, &request.files) {
-        (_, Some(files)) if !files.is_empty() => {
-            progress.push(status("parsing GGUF"));
-            layers_from_files(state, files)?
-        }
+        (_, Some(files)) if !files.is_empty() => layers_from_files(state, files, report)?,
         (Some(from), _) if !from.is_empty() => {
             let base = ModelName::parse(from).map_err(|_| ApiError::bad_request("invalid model name"))?;
             let base_entry = store.get(&base).map_err(|error| match error {
@@ -90,14 +110,23 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         _ => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
     };
 
-    if let Some((quantizer, target)) = &quantizer {
-        quantize_model_layer(state, quantizer.as_ref(), target, &mut config, &mut layers, &mut progress)?;
+    // Quantizing takes long: it writes a temporary file without holding the store's lock.
+    let quantized = match &quantizer {
+        Some((quantizer, target)) => Some(quantize_model_layer(state, quantizer.as_ref(), target, &layers, report)?),
+        None => None,
+    };
+    // Writing the layers, the manifest and collecting what it replaced is one unit under the
+    // store's write lock, so a concurrent delete or collection never removes a blob between its
+    // write and the manifest that names it.
+    let guard = store.write_lock()?;
+    if let Some(quantized) = quantized {
+        adopt_quantized(state, quantized, &mut config, &mut layers, report)?;
     }
     if let Some(template) = &request.template {
-        replace_layer(state, &mut layers, media_type::TEMPLATE, Some(template.clone().into_bytes()), &mut progress)?;
+        replace_layer(state, &mut layers, media_type::TEMPLATE, Some(template.clone().into_bytes()), report)?;
     }
     if let Some(system) = &request.system {
-        replace_layer(state, &mut layers, media_type::SYSTEM, Some(system.clone().into_bytes()), &mut progress)?;
+        replace_layer(state, &mut layers, media_type::SYSTEM, Some(system.clone().into_bytes()), report)?;
     }
     if let Some(parameters) = request.parameters.as_ref().filter(|parameters| !parameters.is_empty()) {
         Options::from_map(parameters).map_err(|error| ApiError::bad_request(error.to_string()))?;
@@ -110,7 +139,7 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
             &mut layers,
             media_type::PARAMS,
             Some(serde_json::to_vec(&merged).unwrap_or_default()),
-            &mut progress,
+            report,
         )?;
     }
     if let Some(messages) = request.messages.as_ref().filter(|messages| !messages.is_empty()) {
@@ -119,7 +148,7 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
             &mut layers,
             media_type::MESSAGES,
             Some(serde_json::to_vec(messages).unwrap_or_default()),
-            &mut progress,
+            report,
         )?;
     }
     if let Some(license) = &request.license {
@@ -128,9 +157,9 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
             Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => Vec::new(),
         };
-        replace_layer(state, &mut layers, media_type::LICENSE, None, &mut progress)?;
+        replace_layer(state, &mut layers, media_type::LICENSE, None, report)?;
         for license in licenses {
-            layers.push(write_layer(state, media_type::LICENSE, license.as_bytes(), &mut progress)?);
+            layers.push(write_layer(state, media_type::LICENSE, license.as_bytes(), report)?);
         }
     }
 
@@ -157,7 +186,11 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         Layer { media_type: media_type::CONFIG.into(), digest: config_digest, size: config_size, from: None },
         layers,
     );
-    progress.push(status("writing manifest"));
+    // A base model removed while this create ran took blobs with it that no manifest may name.
+    if let Some(missing) = manifest.all_digests().find(|digest| !store.has_blob(digest)) {
+        return Err(ApiError::bad_request(format!("blob \"{missing}\" not found")));
+    }
+    report(status("writing manifest"));
     let previous = store.get(&name).ok();
     guard.put(&name, &manifest)?;
     if let Some(previous) = previous {
@@ -173,13 +206,14 @@ fn create_model(state: &AppState, request: &CreateRequest) -> Result<Vec<Progres
         Err(error) => tracing::warn!(%error, "garbage collection after create failed"),
     }
     drop(guard);
-    progress.push(status("success"));
-    Ok(progress)
+    report(status("success"));
+    Ok(())
 }
 
 fn layers_from_files(
     state: &AppState,
     files: &serde_json::Map<String, Value>,
+    report: &dyn Fn(ProgressResponse),
 ) -> Result<(ConfigV2, Vec<Layer>), ApiError> {
     let store = state.store();
     let mut paths = std::collections::BTreeMap::new();
@@ -197,6 +231,7 @@ fn layers_from_files(
         let path = store.blob_path(&digest);
         paths.insert(file_name.clone(), (digest, path));
     }
+    report(status("parsing GGUF"));
     // GGUF files by their magic; one with the magic but a broken header is refused as it is.
     let mut gguf_files = Vec::new();
     for (name, (_, path)) in &paths {
@@ -256,17 +291,23 @@ fn inherited_parameters(state: &AppState, layers: &[Layer]) -> serde_json::Map<S
         .unwrap_or_default()
 }
 
-/// Replaces the model layer with a quantized copy, reporting progress as Ollama does.
+/// The model layer quantized into a temporary file, not yet a blob.
+struct QuantizedLayer {
+    file: model_store::TemporaryBlobFile,
+    /// The new `file_type` of the config.
+    file_type: String,
+}
+
+/// Quantizes the model layer into a temporary file, reporting progress as Ollama does.
 fn quantize_model_layer(
     state: &AppState,
     quantizer: &dyn engine::Quantizer,
     target: &str,
-    config: &mut ConfigV2,
-    layers: &mut [Layer],
-    progress: &mut Vec<ProgressResponse>,
-) -> Result<(), ApiError> {
+    layers: &[Layer],
+    report: &dyn Fn(ProgressResponse),
+) -> Result<QuantizedLayer, ApiError> {
     let store = state.store();
-    let Some(model_layer) = layers.iter_mut().find(|layer| layer.media_type == media_type::MODEL) else {
+    let Some(model_layer) = layers.iter().find(|layer| layer.media_type == media_type::MODEL) else {
         return Err(ApiError::bad_request("quantization needs a model with GGUF weights"));
     };
     let source = store.blob_path(&model_layer.digest);
@@ -283,7 +324,7 @@ fn quantize_model_layer(
             // Ollama's progress for this step: a made-up digest, bytes of the source done.
             if done == 0 || done == total || done - last_reported >= total / 20 {
                 last_reported = done;
-                progress.push(ProgressResponse {
+                report(ProgressResponse {
                     status: status_text.clone(),
                     digest: Some("0000000000000000000".into()),
                     total: Some(total),
@@ -292,12 +333,26 @@ fn quantize_model_layer(
             }
         })
         .map_err(engine_error)?;
-    let (digest, size) = store.adopt_blob(file)?;
+    Ok(QuantizedLayer { file, file_type: quantized.file_type })
+}
+
+/// Makes the quantized file a blob (under the store's write lock) and the model layer.
+fn adopt_quantized(
+    state: &AppState,
+    quantized: QuantizedLayer,
+    config: &mut ConfigV2,
+    layers: &mut [Layer],
+    report: &dyn Fn(ProgressResponse),
+) -> Result<(), ApiError> {
+    let store = state.store();
+    let (digest, size) = store.adopt_blob(quantized.file)?;
     // What was written must read back as GGUF before any manifest names it.
     gguf::read_header(&store.blob_path(&digest))
         .map_err(|error| ApiError::internal(format!("the quantized file does not read back: {error}")))?;
-    progress.push(status(format!("creating new layer {digest}")));
-    *model_layer = Layer { media_type: media_type::MODEL.into(), digest, size, from: None };
+    report(status(format!("creating new layer {digest}")));
+    if let Some(model_layer) = layers.iter_mut().find(|layer| layer.media_type == media_type::MODEL) {
+        *model_layer = Layer { media_type: media_type::MODEL.into(), digest, size, from: None };
+    }
     config.file_type = quantized.file_type;
     Ok(())
 }
@@ -306,12 +361,12 @@ fn write_layer(
     state: &AppState,
     media: &str,
     bytes: &[u8],
-    progress: &mut Vec<ProgressResponse>,
+    report: &dyn Fn(ProgressResponse),
 ) -> Result<Layer, ApiError> {
     let existed = state.store().has_blob(&Digest::of_bytes(bytes));
     let (digest, size) = state.store().write_blob_bytes(bytes)?;
     let verb = if existed { "using existing layer" } else { "creating new layer" };
-    progress.push(status(format!("{verb} {digest}")));
+    report(status(format!("{verb} {digest}")));
     Ok(Layer { media_type: media.into(), digest, size, from: None })
 }
 
@@ -322,13 +377,13 @@ fn replace_layer(
     layers: &mut Vec<Layer>,
     media: &str,
     bytes: Option<Vec<u8>>,
-    progress: &mut Vec<ProgressResponse>,
+    report: &dyn Fn(ProgressResponse),
 ) -> Result<(), ApiError> {
     layers.retain(|layer| {
         layer.media_type != media && !(media == media_type::TEMPLATE && layer.media_type == media_type::PROMPT)
     });
     if let Some(bytes) = bytes {
-        layers.push(write_layer(state, media, &bytes, progress)?);
+        layers.push(write_layer(state, media, &bytes, report)?);
     }
     Ok(())
 }
