@@ -489,9 +489,9 @@ impl Parser<'_> {
                                 self.expect_close(&word)?;
                                 nodes.push(if word == "break" { Node::Break } else { Node::Continue });
                             }
-                            _ => nodes.push(Node::Action(self.pipeline("command", true)?)),
+                            _ => nodes.push(Node::Action(self.pipeline("command")?)),
                         },
-                        _ => nodes.push(Node::Action(self.pipeline("command", true)?)),
+                        _ => nodes.push(Node::Action(self.pipeline("command")?)),
                     }
                 }
                 Some(other) => return Err(self.error(format!("unexpected {}", describe(&other)))),
@@ -503,7 +503,7 @@ impl Parser<'_> {
     fn control(&mut self, keyword: &str) -> Result<Node, Error> {
         self.nest()?;
         let scope = self.variables.len();
-        let pipe = self.pipeline(keyword, false)?;
+        let pipe = self.pipeline(keyword)?;
         if keyword == "range" {
             self.range_depth += 1;
         }
@@ -515,8 +515,7 @@ impl Parser<'_> {
             ListEnd::Eof => return Err(self.error(format!("unexpected EOF in {keyword}"))),
             ListEnd::End => None,
             ListEnd::Else => {
-                // The else branch does not see variables the pipeline declared in Go? It
-                // does: they stay in scope until {{end}}.
+                // Variables the pipeline declared stay in scope here too, until {{end}}.
                 let (else_list, end) = self.list()?;
                 if !matches!(end, ListEnd::End) {
                     return Err(self.error(format!("expected end; found else in {keyword}")));
@@ -524,12 +523,10 @@ impl Parser<'_> {
                 Some(else_list)
             }
             ListEnd::ElseIf | ListEnd::ElseWith => {
+                // Go allows `else if` in `if` and `else with` in `with` only.
                 let chained = if matches!(end, ListEnd::ElseIf) { "if" } else { "with" };
-                if chained != keyword && !(keyword == "range" && chained == "if") && keyword != "if" {
+                if chained != keyword {
                     return Err(self.error(format!("unexpected else {chained} in {keyword}")));
-                }
-                if keyword == "if" && chained == "with" {
-                    return Err(self.error("unexpected else with in if"));
                 }
                 // `{{else if x}}…{{end}}` is `{{else}}{{if x}}…{{end}}{{end}}`: the inner
                 // control consumes the shared {{end}}.
@@ -553,8 +550,7 @@ impl Parser<'_> {
             Some(Token::String(name)) => name,
             _ => return Err(self.error(format!("unexpected token in {context}"))),
         };
-        let pipe =
-            if is_block { Some(self.pipeline(context, false)?) } else { self.expect_close(context).map(|_| None)? };
+        let pipe = if is_block { Some(self.pipeline(context)?) } else { self.expect_close(context).map(|_| None)? };
         self.nest()?;
         let outer = std::mem::replace(&mut self.variables, vec!["$".into()]);
         let outer_range = std::mem::take(&mut self.range_depth);
@@ -579,13 +575,13 @@ impl Parser<'_> {
                 self.position += 1;
                 None
             }
-            _ => Some(self.pipeline("template clause", false)?),
+            _ => Some(self.pipeline("template clause")?),
         };
         Ok(Node::Template { name, pipe, line })
     }
 
     /// A pipeline up to the closing delimiter, with an optional declaration.
-    fn pipeline(&mut self, context: &str, allow_empty: bool) -> Result<Pipeline, Error> {
+    fn pipeline(&mut self, context: &str) -> Result<Pipeline, Error> {
         let line = self.line();
         let mut variables = Vec::new();
         let mut is_assign = false;
@@ -643,11 +639,8 @@ impl Parser<'_> {
                 None => return Err(self.error(format!("unclosed action in {context}"))),
             }
         }
-        if commands.is_empty() && !allow_empty {
-            return Err(self.error(format!("missing value for {context}")));
-        }
         if commands.is_empty() {
-            return Err(self.error("missing value for command"));
+            return Err(self.error(format!("missing value for {context}")));
         }
         if !is_assign {
             self.variables.extend(variables.iter().cloned());

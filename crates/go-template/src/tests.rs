@@ -110,6 +110,9 @@ fn errors_read_like_go() {
         ("{{ template \"none\" . }}", "no such template \"none\""),
         ("{{ template \"x\" }}", "undefined template specified"),
         ("{{ .Name 1 }}", "can't give argument to non-function .Name"),
+        ("{{ range .Items }}{{ else if .Yes }}{{ end }}", "unexpected else if in range"),
+        ("{{}}", "missing value for command"),
+        ("{{ if }}x{{ end }}", "missing value for if"),
         ("{{ bos_token }}{{ messages }}", "function \"bos_token\" not defined"),
     ] {
         let message = error(source);

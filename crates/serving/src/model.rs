@@ -273,7 +273,8 @@ impl PromptTemplate {
     pub fn supports_tools(&self) -> bool {
         match self {
             PromptTemplate::Go(template) => template.uses("tools"),
-            other => model_formats::template_supports_tools(other.source()),
+            PromptTemplate::Jinja(text) => model_formats::template_supports_tools(text),
+            PromptTemplate::Broken { .. } => false,
         }
     }
 
@@ -284,7 +285,7 @@ impl PromptTemplate {
 
     /// Whether it lets the model think.
     pub fn supports_thinking(&self) -> bool {
-        model_formats::template_supports_thinking(self.source())
+        !matches!(self, PromptTemplate::Broken { .. }) && model_formats::template_supports_thinking(self.source())
     }
 }
 
