@@ -49,6 +49,10 @@ pub(crate) struct BenchArgs {
     /// llama.cpp's `llama-server`, for the serving figures on the same file.
     #[arg(long)]
     llama_server: Option<PathBuf>,
+    /// Print the figures as one JSON document (machine, settings, rows), for runs compared over
+    /// time (`bench/results/`), instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 impl BenchArgs {
@@ -159,6 +163,10 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     serving_row("load".into(), "s", false, &|figures| figures.load_seconds);
     serving_row("peak RSS".into(), "MiB", false, &|figures| figures.peak_rss_mib);
 
+    if args.json {
+        println!("{:#}", report_json(&args, &gguf, &rows));
+        return Ok(());
+    }
     println!(
         "{} ({} runs per figure, medians; {} CPUs; modeld OLLAMA_NUM_PARALLEL={}, llama-server {} slots)",
         gguf.display(),
@@ -173,15 +181,88 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     );
     for row in rows {
         let show = |figure: Figure| figure.0.map_or("-".to_owned(), |value| format!("{value:.1}"));
-        let ratio = match (row.modeld.0, row.llama.0) {
-            (Some(modeld), Some(llama)) if modeld > 0.0 && llama > 0.0 => {
-                format!("{:.2}", if row.higher_is_better { modeld / llama } else { llama / modeld })
-            }
-            _ => "-".to_owned(),
-        };
+        let ratio = row.ratio().map_or("-".to_owned(), |ratio| format!("{ratio:.2}"));
         println!("{:<36} {:>12} {:>12}  {:<9} {:>8}", row.name, show(row.modeld), show(row.llama), row.unit, ratio);
     }
     Ok(())
+}
+
+impl Row {
+    /// modeld's speed relative to llama.cpp's: above 1 when modeld is ahead, whichever way the
+    /// figure counts.
+    fn ratio(&self) -> Option<f64> {
+        match (self.modeld.0, self.llama.0) {
+            (Some(modeld), Some(llama)) if modeld > 0.0 && llama > 0.0 => {
+                Some(if self.higher_is_better { modeld / llama } else { llama / modeld })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The suite's figures as one JSON document: when and where it ran, with what settings, and
+/// each row with its ratio.
+fn report_json(args: &BenchArgs, gguf: &Path, rows: &[Row]) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "figure": row.name,
+                "unit": row.unit,
+                "higher_is_better": row.higher_is_better,
+                "modeld": row.modeld.0,
+                "llama_cpp": row.llama.0,
+                "ratio": row.ratio(),
+            })
+        })
+        .collect();
+    json!({
+        "suite": "modeld bench",
+        "modeld_version": env!("CARGO_PKG_VERSION"),
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "machine": {"cpu": cpu_model(), "cpus": num_cpus(), "arch": std::env::consts::ARCH, "features": cpu_features()},
+        "model": gguf.file_name().map(|name| name.to_string_lossy().into_owned()),
+        "settings": {
+            "runs": args.runs,
+            "prompt_tokens": args.prompt_tokens,
+            "decode_tokens": args.decode_tokens,
+            "concurrency": args.concurrency,
+            "num_parallel": args.num_parallel(),
+            "llama_cpp_threads": args.threads,
+            "llama_bench": args.llama_bench.is_some(),
+            "llama_server": args.llama_server.is_some(),
+        },
+        "rows": rows,
+    })
+}
+
+/// The SIMD extensions the CPU reports, of those the kernels may use.
+fn cpu_features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let detected = [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("f16c", std::arch::is_x86_feature_detected!("f16c")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+            ("avx512vnni", std::arch::is_x86_feature_detected!("avx512vnni")),
+            ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
+        ];
+        features.extend(detected.iter().filter(|(_, present)| *present).map(|(name, _)| *name));
+    }
+    #[cfg(target_arch = "aarch64")]
+    features.push("neon");
+    features
+}
+
+/// The CPU's model name (`/proc/cpuinfo` on Linux), for comparing runs across machines.
+fn cpu_model() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, name)| name.trim().to_owned()))
 }
 
 fn num_cpus() -> usize {
@@ -475,5 +556,41 @@ mod tests {
         assert_eq!(percentile(&hundred, 0.95), 95.0);
         assert_eq!(percentile(&[7.0], 0.95), 7.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn ratios_say_modeld_is_ahead_above_one_and_the_json_carries_every_row() {
+        let row = |name: &str, unit, higher_is_better, modeld, llama| Row {
+            name: name.into(),
+            unit,
+            higher_is_better,
+            modeld: Figure(modeld),
+            llama: Figure(llama),
+        };
+        let rows = [
+            row("decode", "tokens/s", true, Some(60.0), Some(40.0)),
+            row("first token", "ms", false, Some(200.0), Some(100.0)),
+            row("load", "s", false, Some(1.0), None),
+        ];
+        assert_eq!(rows[0].ratio(), Some(1.5));
+        assert_eq!(rows[1].ratio(), Some(0.5));
+        assert_eq!(rows[2].ratio(), None);
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let args = <Command as clap::Parser>::try_parse_from(["bench", "--gguf", "m.gguf", "--json"]).unwrap().args;
+        let report = report_json(&args, Path::new("/models/m.gguf"), &rows);
+        assert_eq!(report["model"], "m.gguf");
+        assert_eq!(report["settings"]["prompt_tokens"], json!([128, 512, 2048]));
+        assert_eq!(report["rows"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            report["rows"][1],
+            json!({"figure": "first token", "unit": "ms", "higher_is_better": false,
+            "modeld": 200.0, "llama_cpp": 100.0, "ratio": 0.5})
+        );
+        assert_eq!(report["rows"][2]["ratio"], Value::Null);
+        assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
     }
 }
