@@ -159,7 +159,7 @@ fn message_value(message: &Message) -> Value {
 fn tool_call_value(call: &ToolCall) -> Value {
     let arguments = match &call.function.arguments {
         Some(arguments) => json_map(arguments, Printing::Json),
-        None => Value::Map(std::sync::Arc::new(Map { printing: Printing::Json, is_nil: true, ..Map::default() })),
+        None => Value::nil_map(Printing::Json),
     };
     let function = Value::structure(
         "template.templateToolCallFunction",
@@ -179,8 +179,7 @@ fn tool_call_value(call: &ToolCall) -> Value {
 
 /// A JSON object as a Go map (keys sorted) of decoded values.
 fn json_map(object: &serde_json::Map<String, Json>, printing: Printing) -> Value {
-    let entries = object.iter().map(|(key, value)| (key.clone(), Value::from_json(value))).collect();
-    Value::Map(std::sync::Arc::new(Map { entries, printing, is_nil: false, key_order: None }))
+    Value::map_printed(object.iter().map(|(key, value)| (key.clone(), Value::from_json(value))).collect(), printing)
 }
 
 /// The tools as Ollama's `templateTools`; `nil` when none are offered.
@@ -188,8 +187,7 @@ fn tools_value(tools: &[Json]) -> Value {
     if tools.is_empty() {
         return Value::Nil;
     }
-    let items = tools.iter().map(tool_value).collect();
-    Value::List(std::sync::Arc::new(crate::value::List { items, printing: Printing::Json, is_nil: false }))
+    Value::list_printed(tools.iter().map(tool_value).collect(), Printing::Json)
 }
 
 fn string_field(json: &Json, key: &str) -> Value {
@@ -211,11 +209,11 @@ fn tool_value(tool: &Json) -> Value {
     let function = tool.get("function").cloned().unwrap_or(Json::Null);
     let parameters = function.get("parameters").cloned().unwrap_or(Json::Null);
     let properties = match parameters.get("properties").and_then(Json::as_object) {
-        Some(properties) => {
-            let entries = properties.iter().map(|(name, property)| (name.clone(), property_value(property))).collect();
-            Value::Map(std::sync::Arc::new(Map { entries, printing: Printing::Json, is_nil: false, key_order: None }))
-        }
-        None => Value::Map(std::sync::Arc::new(Map { printing: Printing::Json, is_nil: true, ..Map::default() })),
+        Some(properties) => Value::map_printed(
+            properties.iter().map(|(name, property)| (name.clone(), property_value(property))).collect(),
+            Printing::Json,
+        ),
+        None => Value::nil_map(Printing::Json),
     };
     let parameters = Value::structure(
         "template.templateToolFunctionParameters",
@@ -251,16 +249,13 @@ fn tool_value(tool: &Json) -> Value {
 /// A property schema as Ollama's `api.ToolProperty`: keys it does not know are dropped.
 fn property_value(property: &Json) -> Value {
     let property_type = match property.get("type") {
-        Some(Json::String(name)) => vec![Value::from(name.as_str())],
-        Some(Json::Array(names)) => names.iter().filter_map(Json::as_str).map(Value::from).collect(),
-        _ => Vec::new(),
+        Some(Json::String(name)) => Value::list_printed(vec![Value::from(name.as_str())], Printing::PropertyType),
+        Some(Json::Array(names)) => Value::list_printed(
+            names.iter().filter_map(Json::as_str).map(Value::from).collect(),
+            Printing::PropertyType,
+        ),
+        _ => Value::nil_list(Printing::PropertyType),
     };
-    let is_nil = property_type.is_empty();
-    let property_type = Value::List(std::sync::Arc::new(crate::value::List {
-        items: property_type,
-        printing: Printing::PropertyType,
-        is_nil,
-    }));
     let any_of = match property.get("anyOf").and_then(Json::as_array) {
         Some(items) => Value::list(items.iter().map(property_value).collect()),
         None => Value::nil_list(Printing::Plain),

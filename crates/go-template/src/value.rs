@@ -124,7 +124,12 @@ impl From<i64> for Value {
 impl Value {
     /// A plain slice.
     pub fn list(items: Vec<Value>) -> Value {
-        Value::List(Arc::new(List { items, printing: Printing::Plain, is_nil: false }))
+        Value::list_printed(items, Printing::Plain)
+    }
+
+    /// A slice of a type that prints as `printing` says.
+    pub fn list_printed(items: Vec<Value>, printing: Printing) -> Value {
+        Value::List(Arc::new(List { items, printing, is_nil: false }))
     }
 
     /// A nil slice of a type that prints as `printing` says.
@@ -134,7 +139,17 @@ impl Value {
 
     /// A plain map.
     pub fn map(entries: BTreeMap<String, Value>) -> Value {
-        Value::Map(Arc::new(Map { entries, printing: Printing::Plain, is_nil: false, key_order: None }))
+        Value::map_printed(entries, Printing::Plain)
+    }
+
+    /// A map of a type that prints as `printing` says.
+    pub fn map_printed(entries: BTreeMap<String, Value>, printing: Printing) -> Value {
+        Value::Map(Arc::new(Map { entries, printing, is_nil: false, key_order: None }))
+    }
+
+    /// A nil map of a type that prints as `printing` says.
+    pub fn nil_map(printing: Printing) -> Value {
+        Value::Map(Arc::new(Map { printing, is_nil: true, ..Map::default() }))
     }
 
     /// A struct.

@@ -156,14 +156,30 @@ pub(crate) async fn render_go_fill_in_the_middle(
     think: &ThinkSettings,
 ) -> Result<String, ServingError> {
     let (think, is_think_set) = (think.template_think(), think.template_think_is_set());
-    tokio::task::spawn_blocking(move || {
+    render_off_the_async_threads(move || {
         let values =
             go_template::ollama::Values { prompt: &prompt, suffix: &suffix, think, is_think_set, ..Default::default() };
-        go_template::ollama::execute(&template, &values, &go_template::Limits::default())
-            .map_err(|error| ServingError::internal(format!("template error: {error}")))
+        execute_go(&template, &values)
     })
     .await
-    .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
+}
+
+/// Runs a render (CPU-bound, bounded) on a blocking thread; a panic there is an internal error.
+async fn render_off_the_async_threads(
+    render: impl FnOnce() -> Result<String, ServingError> + Send + 'static,
+) -> Result<String, ServingError> {
+    tokio::task::spawn_blocking(render)
+        .await
+        .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
+}
+
+/// Executes an Ollama Go template within the default limits.
+fn execute_go(
+    template: &go_template::Template,
+    values: &go_template::ollama::Values<'_>,
+) -> Result<String, ServingError> {
+    go_template::ollama::execute(template, values, &go_template::Limits::default())
+        .map_err(|error| ServingError::internal(format!("template error: {error}")))
 }
 
 /// A message as Ollama's Go templates get it.
@@ -292,9 +308,7 @@ impl PromptRenderer {
     /// error.
     pub(crate) async fn render(self: &Arc<Self>, messages: Vec<TemplateMessage>) -> Result<String, ServingError> {
         let renderer = self.clone();
-        tokio::task::spawn_blocking(move || renderer.render_now(&messages))
-            .await
-            .map_err(|error| ServingError::internal(format!("template error: rendering failed ({error})")))?
+        render_off_the_async_threads(move || renderer.render_now(&messages)).await
     }
 
     pub(crate) fn render_now(&self, messages: &[TemplateMessage]) -> Result<String, ServingError> {
@@ -334,8 +348,7 @@ impl PromptRenderer {
             is_think_set: self.think.template_think_is_set(),
             ..Default::default()
         };
-        go_template::ollama::execute(template, &values, &go_template::Limits::default())
-            .map_err(|error| ServingError::internal(format!("template error: {error}")))
+        execute_go(template, &values)
     }
 
     fn render_with(

@@ -3,13 +3,12 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::StreamExt;
 use model_store::{gguf, media_type, ConfigV2, Digest, Layer, Manifest, ModelName};
 use ollama_api::{CreateRequest, Options, ProgressResponse};
 use serde_json::Value;
 
 use crate::json::{json_response, OllamaJson};
-use futures_util::StreamExt;
-
 use crate::ndjson::{ndjson_response, StreamItem};
 use crate::{ApiError, AppState};
 
