@@ -20,6 +20,7 @@ for crate in candle-core-0.10.2 mistralrs-core-0.8.1; do
     {
         git diff --no-index "$original/src" "$name/src" || true
         if [[ -f $name/build.rs ]]; then git diff --no-index "$original/build.rs" "$name/build.rs" || true; fi
+        git diff --no-index "$original/Cargo.toml" "$name/Cargo.toml" || true
     } | sed -e "s#a$original/#a/$name/#g" -e "s#b$name/#b/$name/#g" > "$name.patch.partial"
     mv "$name.patch.partial" "$name.patch"
     echo "$name.patch: $(grep -c '^@@' "$name.patch") hunks"

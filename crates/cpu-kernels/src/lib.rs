@@ -1,10 +1,12 @@
 //! CPU kernels for the engines' own forward passes: the packed matrix product with run-time
-//! SIMD dispatch, vectorised element-wise functions and row operations, and packed attention.
+//! SIMD dispatch, vectorised element-wise functions and row operations, and packed attention;
+//! and the quantized dot products that the vendored candle's GGUF matrix product calls.
 
 pub mod attention;
 pub mod k_quants;
 pub mod math;
 pub mod matmul;
+pub mod quantized_dot;
 
 /// Runs `work` on a thread of the pool the kernels split their work over. A forward pass run
 /// this way hands halves of each product to the other threads as work they may steal, instead

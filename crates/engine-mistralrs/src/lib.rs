@@ -40,7 +40,7 @@ const SUPPORTED_ARCHITECTURES: &[&str] =
 /// Settings of the engine, read once where the daemon starts and passed in as values.
 #[derive(Debug, Clone)]
 pub struct MistralRsConfig {
-    /// Where copies of weights without SIMD kernels (Q4_1, Q5_0, Q5_1) are kept, requantized;
+    /// Where copies of weights without SIMD kernels (Q5_0, Q5_1) are kept, requantized;
     /// `None` loads every file as it is.
     pub requantized_weights_dir: Option<PathBuf>,
     /// The type those copies take.

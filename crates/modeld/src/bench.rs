@@ -136,6 +136,19 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         modeld: Figure(modeld_speed.last().copied()),
         llama: Figure(llama_speed.as_ref().and_then(|speed| speed.last().copied())),
     });
+    // How close decoding comes to streaming the weights at the machine's memory speed: the
+    // bytes a decoding step reads times tokens/s, as a share of the copy bandwidth.
+    let bandwidth = copy_bandwidth_bytes_per_second();
+    let bytes_per_token = decode_bytes_per_token(&gguf);
+    let share = |speed: Option<f64>| bytes_per_token.zip(speed).map(|(bytes, speed)| 100.0 * bytes * speed / bandwidth);
+    let decode_row = rows.last().map(|row| (row.modeld.0, row.llama.0)).unwrap_or_default();
+    rows.push(Row {
+        name: "decode, share of copy bandwidth".to_owned(),
+        unit: "%",
+        higher_is_better: true,
+        modeld: Figure(share(decode_row.0)),
+        llama: Figure(share(decode_row.1)),
+    });
     let mut serving_row = |name: String, unit, higher_is_better, pick: &dyn Fn(&ServingFigures) -> Option<f64>| {
         let (modeld, llama) = (Figure(pick(&modeld_serving)), Figure(llama_serving.as_ref().and_then(pick)));
         rows.push(Row { name, unit, higher_is_better, modeld, llama });
@@ -163,8 +176,9 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     serving_row("load".into(), "s", false, &|figures| figures.load_seconds);
     serving_row("peak RSS".into(), "MiB", false, &|figures| figures.peak_rss_mib);
 
+    let memory = Memory { copy_bandwidth_bytes_per_second: bandwidth, decode_bytes_per_token: bytes_per_token };
     if args.json {
-        println!("{:#}", report_json(&args, &gguf, &rows));
+        println!("{:#}", report_json(&args, &gguf, &memory, &rows));
         return Ok(());
     }
     println!(
@@ -184,7 +198,56 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let ratio = row.ratio().map_or("-".to_owned(), |ratio| format!("{ratio:.2}"));
         println!("{:<36} {:>12} {:>12}  {:<9} {:>8}", row.name, show(row.modeld), show(row.llama), row.unit, ratio);
     }
+    println!(
+        "memory copy bandwidth {:.1} GB/s; a decoding step reads {} MB of weights",
+        memory.copy_bandwidth_bytes_per_second / 1e9,
+        memory.decode_bytes_per_token.map_or("?".to_owned(), |bytes| format!("{:.1}", bytes / 1e6))
+    );
     Ok(())
+}
+
+/// What the decode figures are measured against.
+struct Memory {
+    copy_bandwidth_bytes_per_second: f64,
+    decode_bytes_per_token: Option<f64>,
+}
+
+/// Bytes of weights one decoding step reads: every tensor, except that a token-embedding table
+/// beside a separate output matrix gives only one row (SmolLM2 ties the two, so its table is
+/// read whole, as the output matrix).
+fn decode_bytes_per_token(gguf: &Path) -> Option<f64> {
+    let header = model_store::gguf::read_header(gguf).ok()?;
+    let has_output = header.tensors.iter().any(|tensor| tensor.name == "output.weight");
+    let bytes = header
+        .tensors
+        .iter()
+        .filter(|tensor| !(has_output && tensor.name == "token_embd.weight"))
+        .map(|tensor| tensor.size_bytes)
+        .sum::<u64>();
+    Some(bytes as f64)
+}
+
+/// Bytes per second that `memcpy` moves between two buffers far larger than the caches, one
+/// part per core in parallel, median of five runs (each byte read once and written once).
+fn copy_bandwidth_bytes_per_second() -> f64 {
+    const BYTES: usize = 256 << 20;
+    let threads = num_cpus();
+    let source = vec![1u8; BYTES];
+    let mut destination = vec![0u8; BYTES];
+    let part = BYTES.div_ceil(threads);
+    let rates = (0..6)
+        .map(|_| {
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for (from, to) in source.chunks(part).zip(destination.chunks_mut(part)) {
+                    scope.spawn(move || to.copy_from_slice(from));
+                }
+            });
+            BYTES as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect::<Vec<_>>();
+    // The first run also faults the destination's pages in.
+    median(rates[1..].to_vec())
 }
 
 impl Row {
@@ -202,7 +265,7 @@ impl Row {
 
 /// The suite's figures as one JSON document: when and where it ran, with what settings, and
 /// each row with its ratio.
-fn report_json(args: &BenchArgs, gguf: &Path, rows: &[Row]) -> Value {
+fn report_json(args: &BenchArgs, gguf: &Path, memory: &Memory, rows: &[Row]) -> Value {
     let rows: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -220,7 +283,14 @@ fn report_json(args: &BenchArgs, gguf: &Path, rows: &[Row]) -> Value {
         "suite": "modeld bench",
         "modeld_version": env!("CARGO_PKG_VERSION"),
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "machine": {"cpu": cpu_model(), "cpus": num_cpus(), "arch": std::env::consts::ARCH, "features": cpu_features()},
+        "machine": {
+            "cpu": cpu_model(),
+            "cpus": num_cpus(),
+            "arch": std::env::consts::ARCH,
+            "features": cpu_features(),
+            "copy_bandwidth_gb_per_second": memory.copy_bandwidth_bytes_per_second / 1e9,
+        },
+        "decode_weight_bytes_per_token": memory.decode_bytes_per_token,
         "model": gguf.file_name().map(|name| name.to_string_lossy().into_owned()),
         "settings": {
             "runs": args.runs,
@@ -581,7 +651,8 @@ mod tests {
             args: BenchArgs,
         }
         let args = <Command as clap::Parser>::try_parse_from(["bench", "--gguf", "m.gguf", "--json"]).unwrap().args;
-        let report = report_json(&args, Path::new("/models/m.gguf"), &rows);
+        let memory = Memory { copy_bandwidth_bytes_per_second: 10e9, decode_bytes_per_token: Some(98e6) };
+        let report = report_json(&args, Path::new("/models/m.gguf"), &memory, &rows);
         assert_eq!(report["model"], "m.gguf");
         assert_eq!(report["settings"]["prompt_tokens"], json!([128, 512, 2048]));
         assert_eq!(report["rows"].as_array().unwrap().len(), 3);
@@ -592,5 +663,7 @@ mod tests {
         );
         assert_eq!(report["rows"][2]["ratio"], Value::Null);
         assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
+        assert_eq!(report["machine"]["copy_bandwidth_gb_per_second"], 10.0);
+        assert_eq!(report["decode_weight_bytes_per_token"], 98e6);
     }
 }

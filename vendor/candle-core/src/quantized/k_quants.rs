@@ -53,9 +53,9 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
     /// Generic implementation of the dot product without simd optimizations.
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32;
 
-    /// The scales of `ys`'s blocks as `f32`, one per block, for kernels that take them in
-    /// [`GgmlType::vec_dot_rows`] rather than converting them for every product; empty for
-    /// the others.
+    /// The scales of `ys`'s blocks as `f32`, the same number per block (one for Q8_0, `d` and
+    /// `s` for Q8_1), for kernels that take them in [`GgmlType::vec_dot_rows`] rather than
+    /// converting them for every product; empty for the others.
     fn vec_dot_row_scales(_ys: &[Self::VecDotType]) -> Vec<f32> {
         Vec::new()
     }
@@ -293,13 +293,63 @@ impl GgmlType for BlockQ4_0 {
     }
 }
 
+// modeld: candle's Q4_1 and Q8_1 blocks as the kernels of `cpu_kernels::quantized_dot` take
+// them: the same fields in the same `repr(C)` layout.
+const _: () = assert!(
+    std::mem::size_of::<BlockQ4_1>() == std::mem::size_of::<cpu_kernels::quantized_dot::BlockQ4_1>()
+        && std::mem::align_of::<BlockQ4_1>() == std::mem::align_of::<cpu_kernels::quantized_dot::BlockQ4_1>()
+        && std::mem::size_of::<BlockQ8_1>() == std::mem::size_of::<cpu_kernels::quantized_dot::BlockQ8_1>()
+        && std::mem::align_of::<BlockQ8_1>() == std::mem::align_of::<cpu_kernels::quantized_dot::BlockQ8_1>()
+);
+
+fn q4_1_as_kernel_blocks(blocks: &[BlockQ4_1]) -> &[cpu_kernels::quantized_dot::BlockQ4_1] {
+    // SAFETY: same layout (asserted above), every bit pattern valid for both.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), blocks.len()) }
+}
+
+fn q8_1_as_kernel_blocks(blocks: &[BlockQ8_1]) -> &[cpu_kernels::quantized_dot::BlockQ8_1] {
+    // SAFETY: as above.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), blocks.len()) }
+}
+
+fn q8_1_as_kernel_blocks_mut(blocks: &mut [BlockQ8_1]) -> &mut [cpu_kernels::quantized_dot::BlockQ8_1] {
+    // SAFETY: as above.
+    unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast(), blocks.len()) }
+}
+
 impl GgmlType for BlockQ4_1 {
     const DTYPE: GgmlDType = GgmlDType::Q4_1;
     const BLCK_SIZE: usize = QK4_1;
     type VecDotType = BlockQ8_1;
 
+    // modeld: SIMD kernels chosen at run time (AVX2, AVX-VNNI, AVX-512 VNNI), from
+    // `cpu_kernels::quantized_dot`; released, Q4_1 had the scalar kernel alone. Every form gives
+    // the same sum for the same two rows, so batched and lone sequences decode alike.
     fn vec_dot(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
-        Self::vec_dot_unopt(n, xs, ys)
+        let blocks = n / QK4_1;
+        cpu_kernels::quantized_dot::dot_q4_1_q8_1(q4_1_as_kernel_blocks(&xs[..blocks]), q8_1_as_kernel_blocks(&ys[..blocks]))
+    }
+
+    fn vec_dot_four(n: usize, xs: [&[Self]; 4], ys: &[Self::VecDotType]) -> [f32; 4] {
+        let blocks = n / QK4_1;
+        cpu_kernels::quantized_dot::dot_q4_1_q8_1_four(
+            xs.map(|x| q4_1_as_kernel_blocks(&x[..blocks])),
+            q8_1_as_kernel_blocks(&ys[..blocks]),
+        )
+    }
+
+    fn vec_dot_row_scales(ys: &[Self::VecDotType]) -> Vec<f32> {
+        cpu_kernels::quantized_dot::activation_scales(q8_1_as_kernel_blocks(ys))
+    }
+
+    fn vec_dot_rows(n: usize, xs: &[Self], ys: &[Self::VecDotType], ys_scales: &[f32], sums: &mut [f32]) {
+        let blocks = n / QK4_1;
+        cpu_kernels::quantized_dot::dot_q4_1_q8_1_rows(
+            q4_1_as_kernel_blocks(&xs[..blocks]),
+            q8_1_as_kernel_blocks(&ys[..blocks * sums.len()]),
+            ys_scales,
+            sums,
+        )
     }
 
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
@@ -747,35 +797,11 @@ impl GgmlType for BlockQ8_1 {
         sumf
     }
 
+    // modeld: llama.cpp's quantizer (`s` from the F32 scale, ties to even, as its SIMD code),
+    // from `cpu_kernels::quantized_dot`. Released, `s` was the F16 sum times the F16 scale, so
+    // sums past 2048 lost their low bits before the product.
     fn from_float(xs: &[f32], ys: &mut [Self]) {
-        // quantize_row_q8_1
-        debug_assert_eq!(
-            ys.len() * Self::BLCK_SIZE,
-            xs.len(),
-            "size mismatch {} {} {}",
-            xs.len(),
-            ys.len(),
-            Self::BLCK_SIZE
-        );
-        for (i, ys) in ys.iter_mut().enumerate() {
-            let mut amax = 0f32;
-            let xs = &xs[i * Self::BLCK_SIZE..(i + 1) * Self::BLCK_SIZE];
-            for &x in xs.iter() {
-                amax = amax.max(x.abs())
-            }
-            let d = amax / ((1 << 7) - 1) as f32;
-            let id = if d != 0f32 { 1. / d } else { 0. };
-            ys.d = f16::from_f32(d);
-            let mut sum = 0i32;
-            for j in 0..Self::BLCK_SIZE / 2 {
-                let v0 = xs[j] * id;
-                let v1 = xs[j + Self::BLCK_SIZE / 2] * id;
-                ys.qs[j] = f32::round(v0) as i8;
-                ys.qs[j + Self::BLCK_SIZE / 2] = f32::round(v1) as i8;
-                sum += ys.qs[j] as i32 + ys.qs[j + Self::BLCK_SIZE / 2] as i32;
-            }
-            ys.s = f16::from_f32(sum as f32) * ys.d;
-        }
+        cpu_kernels::quantized_dot::quantize_q8_1(xs, q8_1_as_kernel_blocks_mut(ys))
     }
 
     fn to_float(_xs: &[Self], _ys: &mut [f32]) {
@@ -2358,6 +2384,7 @@ pub fn matmul<T: GgmlType>(
     }
 
     let lhs_scales = if m == 1 { Vec::new() } else { T::vec_dot_row_scales(&lhs_b) };
+    let scales_per_block = lhs_scales.len().checked_div(lhs_b.len()).unwrap_or(0);
 
     let row_tiles = m.div_ceil(MATMUL_ROW_TILE);
     let col_tiles = n.div_ceil(MATMUL_COL_TILE);
@@ -2399,7 +2426,9 @@ pub fn matmul<T: GgmlType>(
         for col_idx in cols {
             let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
             let sums = &mut sums[..rows.len()];
-            let lhs_row_scales = lhs_scales.get(rows.start * k_in_blocks..rows.end * k_in_blocks).unwrap_or(&[]);
+            let lhs_row_scales = lhs_scales
+                .get(rows.start * k_in_blocks * scales_per_block..rows.end * k_in_blocks * scales_per_block)
+                .unwrap_or(&[]);
             T::vec_dot_rows(k, rhs_col, lhs_rows, lhs_row_scales, sums);
             for (i, sum) in sums.iter().enumerate() {
                 // SAFETY: `dst` holds `m * n` elements (checked above) and every (row, column)
