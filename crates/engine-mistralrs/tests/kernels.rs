@@ -3,8 +3,12 @@
 //! kernels, as `vendor/README.md` claims. The released reference is what the released
 //! `k_quants::matmul` did: quantize each activation row on its own with
 //! `<T::VecDotType as GgmlType>::from_float`, then call `GgmlType::vec_dot` for every
-//! (row, column) pair. The patch leaves `from_float` and `vec_dot` untouched, so calling them here
-//! is calling the released code. Every comparison is on `f32::to_bits`; a failure names the first
+//! (row, column) pair. The patch leaves `from_float` and `vec_dot` untouched except for Q4_1 and
+//! Q8_1, so for the other types calling them here is calling the released code. Q4_1's `vec_dot`
+//! and Q8_1's `from_float` are `cpu_kernels::quantized_dot`'s (SIMD, chosen at run time): here
+//! the cases show that the tiled product and the four-row and many-row forms give the same bits
+//! as that `vec_dot`; `crates/cpu-kernels/tests/quantized_dot.rs` compares it with the released
+//! scalar kernel (equal up to the order of additions). Every comparison is on `f32::to_bits`; a failure names the first
 //! differing index and both values.
 //!
 //! Which vendored change each case covers:
@@ -30,8 +34,8 @@
 //!
 //! The reference is `vec_dot`, not the scalar `vec_dot_unopt`: no claim covers the latter, and
 //! the released SIMD kernels (Q8_0, Q4_0, Q2K to Q8K on AVX2) already differ from it in the last
-//! bits because they sum in another order. Where the released `vec_dot` is `vec_dot_unopt` (Q4_1,
-//! Q5_0, Q5_1, Q8_1 and F32 here; every type on a build without SIMD kernels) the cases compare
+//! bits because they sum in another order. Where the released `vec_dot` is `vec_dot_unopt` (Q5_0,
+//! Q5_1, Q8_1 and F32 here; every type on a build without SIMD kernels) the cases compare
 //! with the scalar kernel. F16 and BF16 weights are not covered: `QMatMul` dequantizes them
 //! instead of calling `matmul`, and naming `half`'s types here would need another dependency.
 
