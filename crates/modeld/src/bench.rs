@@ -212,9 +212,9 @@ struct Memory {
     decode_bytes_per_token: Option<f64>,
 }
 
-/// Bytes of weights one decoding step reads: every tensor, except that a token-embedding table
-/// beside a separate output matrix gives only one row (SmolLM2 ties the two, so its table is
-/// read whole, as the output matrix).
+/// Bytes of weights one decoding step reads: every tensor, except a token-embedding table beside
+/// a separate output matrix, of which a step reads one row, left out (SmolLM2 ties the two, so
+/// its table counts whole, as the output matrix).
 fn decode_bytes_per_token(gguf: &Path) -> Option<f64> {
     let header = model_store::gguf::read_header(gguf).ok()?;
     let has_output = header.tensors.iter().any(|tensor| tensor.name == "output.weight");
