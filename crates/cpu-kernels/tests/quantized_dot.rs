@@ -80,15 +80,16 @@ fn every_kernel_and_form_gives_the_portable_sums_bit_for_bit() {
                     let single = dot_q4_1_q8_1_with(kernel, weight, activation_row(0));
                     assert_eq!(single.to_bits(), expected[index][0], "{kernel:?} one row, {blocks} blocks");
                 }
-                for row in 0..rows {
+                let expected_by_row: Vec<Vec<u32>> =
+                    (0..rows).map(|row| expected.iter().map(|per_weight| per_weight[row]).collect()).collect();
+                for (row, wanted) in expected_by_row.iter().enumerate() {
                     let four = dot_q4_1_q8_1_four_with(
                         kernel,
                         [&weights[0], &weights[1], &weights[2], &weights[3]],
                         activation_row(row),
                     );
                     let bits: Vec<u32> = four.iter().map(|sum| sum.to_bits()).collect();
-                    let wanted: Vec<u32> = (0..4).map(|index| expected[index][row]).collect();
-                    assert_eq!(bits, wanted, "{kernel:?} four, {blocks} blocks");
+                    assert_eq!(&bits, wanted, "{kernel:?} four, {blocks} blocks");
                 }
             }
         }
