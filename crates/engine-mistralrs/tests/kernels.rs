@@ -173,8 +173,8 @@ fn check_rows<T: GgmlType>(ks: &[usize]) {
             let activations = quantize_rows::<T::VecDotType>(&rng.values(rows * k), k);
             let scales = T::vec_dot_row_scales(&activations);
             // One scale per block (Q8_0's `d`) or two (Q8_1's `d` and `s`, for Q4_1), or none.
-            let per_block = [0, activations.len(), 2 * activations.len()];
-            assert!(per_block.contains(&scales.len()), "{name}: {} scales", scales.len());
+            let allowed_scale_counts = [0, activations.len(), 2 * activations.len()];
+            assert!(allowed_scale_counts.contains(&scales.len()), "{name}: {} scales", scales.len());
             let mut sums = vec![UNWRITTEN; rows];
             T::vec_dot_rows(k, &weights, &activations, &scales, &mut sums);
             let blocks = k / T::BLCK_SIZE;
