@@ -409,7 +409,15 @@ def test_clients_hear_that_the_tools_changed_when_models_come_and_go(mcp_daemon)
             if original:
                 await original(message)
         session._message_handler = handler
-        assert mcp_daemon.request("POST", "/api/copy", {"source": MODEL, "destination": "copied:1"})[0] == 200
+        # Server notifications travel on the client's GET stream, which the client opens after
+        # `initialize` returns; the transport drops what is sent before it is open. A real client is
+        # connected long before models change, so let the stream open first, and keep the event loop
+        # free (the copy runs on a thread) so that it can.
+        await session.list_tools()
+        await asyncio.sleep(1)
+        copied = await asyncio.to_thread(
+            mcp_daemon.request, "POST", "/api/copy", {"source": MODEL, "destination": "copied:1"})
+        assert copied[0] == 200
         try:
             await asyncio.wait_for(changed.wait(), 15)
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
