@@ -54,6 +54,7 @@ use crate::{
 mod add_request;
 mod logger;
 mod search_request;
+mod spinning_workers;
 
 pub enum EngineInstruction {
     Terminate,
@@ -359,6 +360,8 @@ impl Engine {
             }
 
             let run_start = Instant::now();
+            // modeld: the pool's other CPU workers stay awake for this iteration's steps.
+            let _spinning_workers = spinning_workers::SpinningWorkers::start();
             let mut scheduler = get_mut_arcmutex!(self.scheduler);
             let scheduled = scheduler.schedule(&self.logger);
 

@@ -26,8 +26,10 @@ impl MemoryUsage {
     pub fn get_memory_available(&self, device: &Device) -> Result<usize> {
         match device {
             Device::Cpu => {
-                let mut sys = System::new_all();
-                sys.refresh_cpu_all();
+                // modeld: read the memory figures alone; `System::new_all` also listed every
+                // process, disk and network interface.
+                let mut sys = System::new();
+                sys.refresh_memory();
                 Ok(usize::try_from(sys.available_memory())?)
             }
             #[cfg(feature = "cuda")]
@@ -74,8 +76,10 @@ impl MemoryUsage {
     pub fn get_total_memory(&self, device: &Device) -> Result<usize> {
         match device {
             Device::Cpu => {
-                let mut sys = System::new_all();
-                sys.refresh_cpu_all();
+                // modeld: read the memory figures alone; `System::new_all` also listed every
+                // process, disk and network interface.
+                let mut sys = System::new();
+                sys.refresh_memory();
                 Ok(usize::try_from(sys.total_memory())?)
             }
             #[cfg(feature = "cuda")]

@@ -14,6 +14,12 @@ pub(crate) fn maybe_synchronize(device: &Device) -> Result<()> {
     const FOUR_GIB: usize = 4 * 1024 * 1024 * 1024;
     #[cfg(not(target_pointer_width = "64"))]
     const FOUR_GIB: usize = usize::MAX;
+    // modeld: the CPU has nothing to synchronize, and asking for the available memory built a
+    // `sysinfo::System` of every process, disk and CPU: a few milliseconds in every layer of
+    // every prompt step.
+    if device.is_cpu() {
+        return Ok(());
+    }
     if MemoryUsage.get_memory_available(device)? < FOUR_GIB {
         device.synchronize()?;
     }
