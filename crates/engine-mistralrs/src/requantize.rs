@@ -113,11 +113,13 @@ fn temporary_path_in(dir: &Path) -> PathBuf {
     dir.join(format!(".partial-{}-{nanos}", std::process::id()))
 }
 
-/// Removes what a crash or a deleted model left in the cache directory: `.partial-*` files of
-/// processes that are gone, and copies of weights files for which `source_exists` is false
-/// (copies are named after the store's blob, `sha256-<hex>.<type>.gguf`). Returns the number
-/// of files removed.
-pub fn remove_stale_copies(cache_dir: &Path, source_exists: impl Fn(&str) -> bool) -> usize {
+/// Removes what a crash, a deleted model or an older modeld left in the cache directory:
+/// `.partial-*` files of processes that are gone, copies of weights files that `source_path`
+/// no longer finds (copies are named after the store's blob, `sha256-<hex>.<type>.gguf`), and
+/// copies of weights files that need none any more (Q4_1 weights were copied to Q8_0 before
+/// they had kernels of their own). A source whose header cannot be read keeps its copy. Returns
+/// the number of files removed.
+pub fn remove_stale_copies(cache_dir: &Path, source_path: impl Fn(&str) -> Option<PathBuf>) -> usize {
     let Ok(entries) = std::fs::read_dir(cache_dir) else { return 0 };
     let mut n_removed = 0;
     for entry in entries.flatten() {
@@ -127,7 +129,10 @@ pub fn remove_stale_copies(cache_dir: &Path, source_exists: impl Fn(&str) -> boo
             pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists()
         } else if name.starts_with("sha256-") && name.ends_with(".gguf") {
             let source = name.split('.').next().unwrap_or_default();
-            !source_exists(source)
+            match source_path(source) {
+                None => true,
+                Some(path) => needs_copy(&path) == Some(false),
+            }
         } else {
             false
         };
@@ -138,6 +143,14 @@ pub fn remove_stale_copies(cache_dir: &Path, source_exists: impl Fn(&str) -> boo
     n_removed
 }
 
+/// Whether the weights file at `path` holds tensors without SIMD kernels; `None` when its
+/// header cannot be read.
+fn needs_copy(path: &Path) -> Option<bool> {
+    let mut reader = BufReader::new(File::open(path).ok()?);
+    let content = gguf_file::Content::read(&mut reader).ok()?;
+    Some(content.tensor_infos.values().any(|info| has_no_simd_kernel(info.ggml_dtype)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,9 +159,17 @@ mod tests {
     #[test]
     fn stale_copies_and_dead_partial_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
+        let sources = tempfile::tempdir().unwrap();
+        // A Q5_0 source still needs its copy; a Q4_1 source (copied by an older modeld) does
+        // not; an unreadable source keeps its copy; a missing source loses it.
+        write_model(&sources.path().join("sha256-aaaa"), GgmlDType::Q5_0);
+        write_model(&sources.path().join("sha256-cccc"), GgmlDType::Q4_1);
+        std::fs::write(sources.path().join("sha256-dddd"), b"not a gguf file").unwrap();
         let names = [
             "sha256-aaaa.q8_0.gguf",
             "sha256-bbbb.q8_0.gguf",
+            "sha256-cccc.q8_0.gguf",
+            "sha256-dddd.q8_0.gguf",
             ".partial-999999999-1",
             &format!(".partial-{}-2", std::process::id()),
             "notes.txt",
@@ -156,14 +177,20 @@ mod tests {
         for name in names {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        let removed = remove_stale_copies(dir.path(), |source| source == "sha256-aaaa");
-        assert_eq!(removed, 2);
+        let removed =
+            remove_stale_copies(dir.path(), |source| Some(sources.path().join(source)).filter(|path| path.is_file()));
+        assert_eq!(removed, 3);
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
         left.sort();
         assert_eq!(
             left,
-            vec![format!(".partial-{}-2", std::process::id()), "notes.txt".into(), "sha256-aaaa.q8_0.gguf".into()]
+            vec![
+                format!(".partial-{}-2", std::process::id()),
+                "notes.txt".into(),
+                "sha256-aaaa.q8_0.gguf".into(),
+                "sha256-dddd.q8_0.gguf".into()
+            ]
         );
     }
 

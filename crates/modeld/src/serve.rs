@@ -177,7 +177,8 @@ fn recover_store(store: &model_store::Store, blob_grace: std::time::Duration) {
     }
     if let Some(cache_dir) = environment::requantized_weights_dir() {
         let n_removed = engine_mistralrs::remove_stale_copies(&cache_dir, |source| {
-            model_store::Digest::parse(source).is_ok_and(|digest| store.has_blob(&digest))
+            let digest = model_store::Digest::parse(source).ok()?;
+            store.has_blob(&digest).then(|| store.blob_path(&digest))
         });
         if n_removed > 0 {
             tracing::info!(n_removed, dir = %cache_dir.display(), "removed stale requantized copies");
