@@ -27,6 +27,10 @@ pub(crate) struct BenchArgs {
     /// Runs per figure; medians are printed.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Rounds of the whole suite, modeld and llama.cpp taking turns; each figure is the median
+    /// over rounds, so that a slow spell of the machine falls on both systems rather than one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Prompt lengths, in tokens, for the prompt-speed figures.
     #[arg(long, value_delimiter = ',', default_value = "128,512,2048")]
     prompt_tokens: Vec<usize>,
@@ -98,27 +102,66 @@ struct ServingFigures {
     peak_rss_mib: Option<f64>,
 }
 
+impl ServingFigures {
+    /// Each figure's median over rounds (a figure missing from a round is left out of its median).
+    fn median_of(rounds: &[ServingFigures]) -> ServingFigures {
+        let median_of = |pick: &dyn Fn(&ServingFigures) -> Option<f64>| {
+            let values: Vec<f64> = rounds.iter().filter_map(pick).collect();
+            (!values.is_empty()).then(|| median(values))
+        };
+        let n_concurrent = rounds.iter().map(|round| round.concurrent.len()).min().unwrap_or(0);
+        ServingFigures {
+            load_seconds: median_of(&|round| round.load_seconds),
+            first_token_ms: std::array::from_fn(|index| median_of(&|round| round.first_token_ms[index])),
+            concurrent: (0..n_concurrent)
+                .map(|index| {
+                    let n_requests = rounds[0].concurrent[index].0;
+                    let at = |pick: fn(&(usize, f64, f64, f64)) -> f64| {
+                        median(rounds.iter().map(|round| pick(&round.concurrent[index])).collect())
+                    };
+                    (n_requests, at(|figures| figures.1), at(|figures| figures.2), at(|figures| figures.3))
+                })
+                .collect(),
+            peak_rss_mib: median_of(&|round| round.peak_rss_mib),
+        }
+    }
+}
+
+/// Each position's median over rounds of speed figures (prompt lengths, then decode).
+fn median_speeds(rounds: &[Vec<f64>]) -> Vec<f64> {
+    let n_figures = rounds.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n_figures).map(|index| median(rounds.iter().map(|round| round[index]).collect())).collect()
+}
+
 pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let gguf = std::fs::canonicalize(&args.gguf).with_context(|| format!("reading {}", args.gguf.display()))?;
     let mut rows = Vec::new();
 
     // Raw speed: modeld's figures come from its own measured durations; llama-bench's are its
-    // averages over the same lengths.
-    let (modeld_speed, modeld_serving) = run_modeld(&args, &gguf).await?;
-    let llama_speed = match &args.llama_bench {
-        Some(binary) => Some(run_llama_bench(binary, &gguf, &args)?),
-        None => None,
-    };
-    let llama_serving = match &args.llama_server {
-        Some(binary) => match run_llama_server(binary, &gguf, &args).await {
-            Ok(figures) => Some(figures),
-            Err(error) => {
-                eprintln!("llama-server: {error:#}");
-                None
+    // averages over the same lengths. Each round measures modeld, then llama.cpp.
+    let mut modeld_rounds = Vec::new();
+    let mut llama_speed_rounds = Vec::new();
+    let mut llama_serving_rounds = Vec::new();
+    for round in 0..args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {} of {}", round + 1, args.rounds);
+        }
+        modeld_rounds.push(run_modeld(&args, &gguf).await?);
+        if let Some(binary) = &args.llama_bench {
+            llama_speed_rounds.push(run_llama_bench(binary, &gguf, &args)?);
+        }
+        if let Some(binary) = &args.llama_server {
+            match run_llama_server(binary, &gguf, &args).await {
+                Ok(figures) => llama_serving_rounds.push(figures),
+                Err(error) => eprintln!("llama-server: {error:#}"),
             }
-        },
-        None => None,
-    };
+        }
+    }
+    let (modeld_speed_rounds, modeld_serving_rounds): (Vec<_>, Vec<_>) = modeld_rounds.into_iter().unzip();
+    let modeld_speed = median_speeds(&modeld_speed_rounds);
+    let modeld_serving = ServingFigures::median_of(&modeld_serving_rounds);
+    let llama_speed = (!llama_speed_rounds.is_empty()).then(|| median_speeds(&llama_speed_rounds));
+    let llama_serving = (!llama_serving_rounds.is_empty()).then(|| ServingFigures::median_of(&llama_serving_rounds));
 
     for (index, n_tokens) in args.prompt_tokens.iter().enumerate() {
         rows.push(Row {
@@ -182,9 +225,10 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} ({} runs per figure, medians; {} CPUs; modeld OLLAMA_NUM_PARALLEL={}, llama-server {} slots)",
+        "{} ({} runs per figure in each of {} rounds, medians; {} CPUs; modeld OLLAMA_NUM_PARALLEL={}, llama-server {} slots)",
         gguf.display(),
         args.runs,
+        args.rounds,
         num_cpus(),
         args.num_parallel(),
         args.max_concurrency()
@@ -294,6 +338,7 @@ fn report_json(args: &BenchArgs, gguf: &Path, memory: &Memory, rows: &[Row]) -> 
         "model": gguf.file_name().map(|name| name.to_string_lossy().into_owned()),
         "settings": {
             "runs": args.runs,
+            "rounds": args.rounds,
             "prompt_tokens": args.prompt_tokens,
             "decode_tokens": args.decode_tokens,
             "concurrency": args.concurrency,
@@ -629,6 +674,27 @@ mod tests {
     }
 
     #[test]
+    fn rounds_merge_figure_by_figure() {
+        let round = |load, first, rate, rss| ServingFigures {
+            load_seconds: load,
+            first_token_ms: [Some(first), Some(first / 10.0), None],
+            concurrent: vec![(1, rate, rate * 2.0, rate * 3.0), (8, rate * 4.0, 1.0, 2.0)],
+            peak_rss_mib: rss,
+        };
+        let rounds = [
+            round(Some(1.0), 300.0, 10.0, Some(900.0)),
+            round(None, 100.0, 30.0, Some(700.0)),
+            round(Some(3.0), 200.0, 20.0, None),
+        ];
+        let merged = ServingFigures::median_of(&rounds);
+        assert_eq!(merged.load_seconds, Some(2.0));
+        assert_eq!(merged.first_token_ms, [Some(200.0), Some(20.0), None]);
+        assert_eq!(merged.concurrent, vec![(1, 20.0, 40.0, 60.0), (8, 80.0, 1.0, 2.0)]);
+        assert_eq!(merged.peak_rss_mib, Some(800.0));
+        assert_eq!(median_speeds(&[vec![1.0, 5.0, 9.0], vec![3.0, 4.0], vec![2.0, 6.0, 7.0]]), vec![2.0, 5.0]);
+    }
+
+    #[test]
     fn ratios_say_modeld_is_ahead_above_one_and_the_json_carries_every_row() {
         let row = |name: &str, unit, higher_is_better, modeld, llama| Row {
             name: name.into(),
@@ -655,6 +721,7 @@ mod tests {
         let report = report_json(&args, Path::new("/models/m.gguf"), &memory, &rows);
         assert_eq!(report["model"], "m.gguf");
         assert_eq!(report["settings"]["prompt_tokens"], json!([128, 512, 2048]));
+        assert_eq!(report["settings"]["rounds"], 1);
         assert_eq!(report["rows"].as_array().unwrap().len(), 3);
         assert_eq!(
             report["rows"][1],
