@@ -577,20 +577,21 @@ pub enum TensorValues {
     F32(Vec<f32>),
     /// Half floats, as their bits (GGML type 1).
     F16(Vec<u16>),
+    /// Blocks of a quantized type, as stored (benchmark models with random weights).
+    Blocks {
+        /// The blocks' type.
+        kind: GgmlType,
+        /// The blocks, row after row.
+        bytes: Vec<u8>,
+    },
 }
 
 impl TensorValues {
-    fn len(&self) -> usize {
-        match self {
-            TensorValues::F32(values) => values.len(),
-            TensorValues::F16(values) => values.len(),
-        }
-    }
-
     fn ggml_type(&self) -> u32 {
         match self {
             TensorValues::F32(_) => 0,
             TensorValues::F16(_) => 1,
+            TensorValues::Blocks { kind, .. } => kind.id,
         }
     }
 
@@ -598,6 +599,18 @@ impl TensorValues {
         match self {
             TensorValues::F32(values) => values.len() as u64 * 4,
             TensorValues::F16(values) => values.len() as u64 * 2,
+            TensorValues::Blocks { bytes, .. } => bytes.len() as u64,
+        }
+    }
+
+    /// Whether these values fill a tensor of `shape` exactly: one value per element, or the
+    /// bytes of the blocks the shape takes.
+    fn fits(&self, shape: &[u64]) -> bool {
+        let elements = || shape.iter().try_fold(1u64, |product, dim| product.checked_mul(*dim));
+        match self {
+            TensorValues::F32(values) => elements() == Some(values.len() as u64),
+            TensorValues::F16(values) => elements() == Some(values.len() as u64),
+            TensorValues::Blocks { kind, bytes } => kind.tensor_bytes(shape) == Some(bytes.len() as u64),
         }
     }
 
@@ -605,6 +618,7 @@ impl TensorValues {
         match self {
             TensorValues::F32(values) => bytes.extend(values.iter().flat_map(|value| value.to_le_bytes())),
             TensorValues::F16(values) => bytes.extend(values.iter().flat_map(|value| value.to_le_bytes())),
+            TensorValues::Blocks { bytes: blocks, .. } => bytes.extend_from_slice(blocks),
         }
     }
 }
@@ -635,11 +649,10 @@ pub fn write_gguf_tensors(
 ) -> io::Result<()> {
     const ALIGNMENT: u64 = DEFAULT_ALIGNMENT;
     for (name, shape, values) in tensors {
-        let elements = shape.iter().try_fold(1u64, |product, dim| product.checked_mul(*dim));
-        if elements != Some(values.len() as u64) {
+        if !values.fits(shape) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("tensor {name} has shape {shape:?} but {} values", values.len()),
+                format!("tensor {name} has shape {shape:?} but {} bytes of values", values.byte_len()),
             ));
         }
     }

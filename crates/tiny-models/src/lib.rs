@@ -19,6 +19,8 @@
 
 use model_store::gguf::{write_gguf, WriteValue};
 
+pub mod random_weights;
+
 /// The recipes [`recipe`] knows.
 pub const RECIPE_NAMES: &[&str] = &["fim", "agent", "mcp-agent"];
 

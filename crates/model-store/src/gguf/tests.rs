@@ -131,6 +131,26 @@ fn writer_refuses_tensors_whose_values_do_not_match_their_shape() {
 }
 
 #[test]
+fn quantized_blocks_are_written_as_given_and_must_fill_their_shape() {
+    let q4_1 = GgmlType::from_id(3).unwrap();
+    // Two rows of 64 elements: two 20-byte blocks per row.
+    let blocks = TensorValues::Blocks { kind: q4_1, bytes: (0..80).collect() };
+    let mut bytes = Vec::new();
+    write_gguf_tensors(&mut bytes, &[], &[("w", vec![64, 2], blocks)]).unwrap();
+    let header = parse(&bytes).unwrap();
+    assert_eq!(header.tensors[0].kind, "Q4_1");
+    assert_eq!(header.tensors[0].size_bytes, 80);
+    let data = header.data_offset as usize;
+    assert_eq!(bytes[data..data + 80], (0..80).collect::<Vec<u8>>()[..]);
+
+    for (shape, n_bytes) in [(vec![64, 2], 79), (vec![48, 2], 60), (vec![64, 2], 100)] {
+        let blocks = TensorValues::Blocks { kind: q4_1, bytes: vec![0; n_bytes] };
+        let error = write_gguf_tensors(&mut Vec::new(), &[], &[("w", shape, blocks)]).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+}
+
+#[test]
 fn human_numbers_match_ollama() {
     assert_eq!(human_number(134_515_008), "134.52M");
     assert_eq!(human_number(7_000_000_000), "7B");
