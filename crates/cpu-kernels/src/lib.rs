@@ -1,8 +1,10 @@
 //! CPU kernels for the engines' own forward passes: the packed matrix product with run-time
 //! SIMD dispatch, vectorised element-wise functions and row operations, and packed attention;
-//! and the quantized dot products that the vendored candle's GGUF matrix product calls.
+//! the quantized dot products that the vendored candle's GGUF matrix product calls; and the
+//! one-query attention over cached keys and values that the vendored mistral.rs decodes with.
 
 pub mod attention;
+pub mod cached_attention;
 pub mod k_quants;
 pub mod math;
 pub mod matmul;

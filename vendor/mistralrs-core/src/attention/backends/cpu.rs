@@ -1,6 +1,6 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
-use candle_core::{Context, Device, Result, Storage, Tensor, WithDType};
+use candle_core::{Context, DType, Device, Result, Storage, Tensor, WithDType};
 
 use half::bf16;
 use half::f16;
@@ -317,6 +317,31 @@ where
     let mask_dims_ref = mask_dims.as_deref();
     let mask_slice = mask_buffer.as_deref();
 
+    // modeld: one F32 query row (every decoding step, and a prompt's last row, which must match
+    // it) goes through `cpu_kernels::cached_attention`: dot products in vector lanes, an exact
+    // softmax and the context summed in registers, one task per (sequence, head). The kernel
+    // below takes one scalar dot product, one `exp` and a pass over the context per key: at a
+    // context of 900 tokens it was half of a decoding step of SmolLM2-135M.
+    if q.shape().dims()[1] == 1
+        && T::DTYPE == DType::F32
+        && sdpa_params.softcap.unwrap_or(0.0) == 0.0
+        && *CPU_ONE_QUERY_ATTENTION_BY_KERNEL
+    {
+        let cast = |data: &[T]| -> &[f32] {
+            // SAFETY: `T` is `f32` (its DType was checked above).
+            unsafe { std::slice::from_raw_parts(data.as_ptr() as *const f32, data.len()) }
+        };
+        if let Some(output) = attend_one_query_f32(
+            (cast(q_data), q.shape().dims(), q_stride),
+            (cast(k_data), k.shape().dims(), k_stride),
+            (cast(v_data), v.shape().dims(), v_stride),
+            mask_slice.zip(mask_dims_ref),
+            sdpa_params.softmax_scale,
+        )? {
+            return Ok(output);
+        }
+    }
+
     if q.shape().dims()[1] == 1 {
         return flash_attn_cpu_single_q(
             q_data,
@@ -550,6 +575,89 @@ where
     }
 
     Tensor::from_vec(out, (b, h, 1, dv), &Device::Cpu)
+}
+
+/// modeld: whether one-query F32 attention runs on `cpu_kernels::cached_attention` (the
+/// default) or on the released kernel below (`MODELD_CPU_DECODE_ATTENTION=flash`, for
+/// comparisons).
+static CPU_ONE_QUERY_ATTENTION_BY_KERNEL: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    std::env::var("MODELD_CPU_DECODE_ATTENTION").map_or(true, |value| value != "flash")
+});
+
+/// modeld: an F32 tensor's data, dims and strides.
+type F32Rows<'a> = (&'a [f32], &'a [usize], &'a [usize]);
+
+/// modeld: one F32 query row per head over `kv_len` keys and values, shaped as
+/// [`flash_attn_cpu_single_q`] takes them (`(b, 1, h, d)` and `(b, kv_len, kv_h, d)`, each with
+/// its strides) and returning what it returns, `(b, h, 1, d)`; `None` for layouts the kernel
+/// does not take (rows that are not contiguous, heads that do not group evenly).
+fn attend_one_query_f32(
+    (q_data, q_dims, q_stride): F32Rows<'_>,
+    (k_data, k_dims, k_stride): F32Rows<'_>,
+    (v_data, v_dims, v_stride): F32Rows<'_>,
+    mask: Option<(&[f32], &[usize])>,
+    scale: f32,
+) -> Result<Option<Tensor>> {
+    use cpu_kernels::cached_attention::{attend_one_query, OneQueryShape, StridedRows};
+    let [b, 1, h, d] = *q_dims else { return Ok(None) };
+    let [_, kv_len, kv_h, _] = *k_dims else { return Ok(None) };
+    if k_dims != [b, kv_len, kv_h, d]
+        || v_dims != k_dims
+        || [q_stride[3], k_stride[3], v_stride[3]] != [1, 1, 1]
+        || kv_len == 0
+        || kv_h == 0
+        || h % kv_h != 0
+    {
+        return Ok(None);
+    }
+    fn rows<'a>(data: &'a [f32], stride: &[usize]) -> StridedRows<'a> {
+        StridedRows {
+            data,
+            sequence_stride: stride[0],
+            position_stride: stride[1],
+            head_stride: stride[2],
+        }
+    }
+    let end = |stride: &[usize], positions: usize, heads: usize| {
+        (b - 1) * stride[0] + (positions - 1) * stride[1] + (heads - 1) * stride[2] + d
+    };
+    if b == 0 || h == 0 || d == 0 {
+        return Ok(Some(Tensor::zeros((b, h, 1, d), DType::F32, &Device::Cpu)?));
+    }
+    if end(q_stride, 1, h) > q_data.len()
+        || end(k_stride, kv_len, kv_h) > k_data.len()
+        || end(v_stride, kv_len, kv_h) > v_data.len()
+    {
+        candle_core::bail!("attention rows reach past their storage");
+    }
+    let mask_terms: Option<Vec<f32>> = mask.map(|(data, dims)| {
+        let info = MaskInfo { data, dims, b, h };
+        let mut terms = Vec::with_capacity(b * h * kv_len);
+        for b_i in 0..b {
+            for h_i in 0..h {
+                terms.extend((0..kv_len).map(|kv_pos| info.value(b_i, h_i, 0, kv_pos)));
+            }
+        }
+        terms
+    });
+    let shape = OneQueryShape {
+        sequences: b,
+        heads: h,
+        kv_heads: kv_h,
+        width: d,
+        positions: kv_len,
+        scale,
+    };
+    let mut output = vec![0f32; b * h * d];
+    attend_one_query(
+        shape,
+        rows(q_data, q_stride),
+        rows(k_data, k_stride),
+        rows(v_data, v_stride),
+        mask_terms.as_deref(),
+        &mut output,
+    );
+    Ok(Some(Tensor::from_vec(output, (b, h, 1, d), &Device::Cpu)?))
 }
 
 /// Main forward flash-attention CPU routine.
