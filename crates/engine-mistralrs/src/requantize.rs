@@ -22,8 +22,7 @@ pub(crate) fn weights_to_load(
     let Some(cache_dir) = cache_dir else { return Ok(path.to_owned()) };
     let mut reader = BufReader::new(File::open(path).map_err(|error| error.to_string())?);
     let content = gguf_file::Content::read(&mut reader).map_err(|error| error.to_string())?;
-    let slow = content.tensor_infos.values().any(|info| has_no_simd_kernel(info.ggml_dtype));
-    if !slow {
+    if !holds_tensors_without_simd_kernels(&content) {
         return Ok(path.to_owned());
     }
     let target_type = requantize_type.ggml_dtype();
@@ -108,6 +107,11 @@ fn has_no_simd_kernel(dtype: GgmlDType) -> bool {
     matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q5_1)
 }
 
+/// Whether a weights file with this header needs a copy: it holds tensors without SIMD kernels.
+fn holds_tensors_without_simd_kernels(content: &gguf_file::Content) -> bool {
+    content.tensor_infos.values().any(|info| has_no_simd_kernel(info.ggml_dtype))
+}
+
 fn temporary_path_in(dir: &Path) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     dir.join(format!(".partial-{}-{nanos}", std::process::id()))
@@ -148,7 +152,7 @@ pub fn remove_stale_copies(cache_dir: &Path, source_path: impl Fn(&str) -> Optio
 fn needs_copy(path: &Path) -> Option<bool> {
     let mut reader = BufReader::new(File::open(path).ok()?);
     let content = gguf_file::Content::read(&mut reader).ok()?;
-    Some(content.tensor_infos.values().any(|info| has_no_simd_kernel(info.ggml_dtype)))
+    Some(holds_tensors_without_simd_kernels(&content))
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@
 //!   four `vec_dot` calls.
 //! - `qmatmul_forward_*`: the same tiled `matmul` reached the way models reach it, through
 //!   `QTensor::quantize` and `QMatMul::forward` on the CPU, with 2-D and 3-D activations.
+//! - `dequantized_rows_*`: `QTensor::dequantize_rows` (the CPU token-embedding lookup that keeps
+//!   the table quantized) against `dequantize` then `index_select`, for repeated, reordered,
+//!   first and last rows, and out-of-range rows refused with an error.
 //! - `avx2_kernels_are_compiled_in`: on x86-64 Q8_0 takes the patched AVX path (the build has
 //!   AVX2, from `.cargo/config.toml`), so the Q8_0 cases above test the AVX kernels and not only
 //!   the trait's defaults.
@@ -43,7 +46,7 @@ use candle_core::quantized::k_quants::{
     self, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K,
     BlockQ8_0, BlockQ8_1, GgmlType,
 };
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 /// Activation rows: one to three (decoding), the row kernel's groups of four and their
@@ -282,6 +285,41 @@ fn qmatmul_forward_q4k() {
 #[test]
 fn qmatmul_forward_q6k() {
     check_qmatmul_forward::<BlockQ6K>(1536);
+}
+
+fn check_dequantized_rows(dtype: GgmlDType, k: usize) {
+    let mut rng = Rng::new(dtype as u64 + 577);
+    let n = 40;
+    let weights = Tensor::from_vec(rng.values(n * k), (n, k), &Device::Cpu).unwrap();
+    let qtensor = QTensor::quantize(&weights, dtype).unwrap();
+    let whole = qtensor.dequantize(&Device::Cpu).unwrap();
+    for ids in [vec![0u32], vec![39], vec![5, 5, 0, 39, 17, 2], vec![]] {
+        let rows = qtensor.dequantize_rows(&ids).unwrap();
+        assert_eq!(rows.dims(), [ids.len(), k]);
+        let expected = whole.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
+        let (rows, expected) = (
+            rows.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_bits_eq(&format!("{dtype:?} dequantize_rows {ids:?}"), &rows, &expected, k);
+    }
+    let error = qtensor.dequantize_rows(&[3, 40]).unwrap_err().to_string();
+    assert!(error.contains("row 40 is out of range"), "{dtype:?}: {error}");
+}
+
+#[test]
+fn dequantized_rows_equal_rows_of_the_dequantized_matrix() {
+    for (dtype, k) in [
+        (GgmlDType::Q8_0, 576),
+        (GgmlDType::Q4_0, 576),
+        (GgmlDType::Q4_1, 896),
+        (GgmlDType::Q4K, 768),
+        (GgmlDType::Q6K, 1536),
+        (GgmlDType::F16, 64),
+        (GgmlDType::F32, 64),
+    ] {
+        check_dequantized_rows(dtype, k);
+    }
 }
 
 /// On x86-64 the build has AVX2 (`.cargo/config.toml`), so Q8_0 takes the patched AVX kernels;

@@ -401,6 +401,9 @@ pub trait QuantizedType: Send + Sync {
     fn matmul_t(&self, mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) -> Result<()>;
     fn matmul_t_f16(&self, mkn: (usize, usize, usize), lhs: &[f16], dst: &mut [f16]) -> Result<()>;
     fn dequantize(&self, elem_count: usize) -> Result<CpuStorage>;
+    /// modeld: dequantizes rows `rows` of a matrix with `row_elems` elements per row into `dst`
+    /// (`rows.len() * row_elems` values), row after row.
+    fn dequantize_rows(&self, row_elems: usize, rows: &[usize], dst: &mut [f32]) -> Result<()>;
     fn storage_size_in_bytes(&self) -> usize;
     fn as_ptr(&self) -> *const u8;
     fn block_size(&self) -> usize;
@@ -443,6 +446,26 @@ impl<T: k_quants::GgmlType + Send + Sync> QuantizedType for Vec<T> {
         let mut ys = vec![0.0f32; elem_count];
         T::to_float(self.as_slice(), &mut ys);
         Ok(CpuStorage::F32(ys))
+    }
+
+    // modeld: each row is dequantized by the same `to_float` as the whole matrix, so its values
+    // are those of `dequantize`.
+    fn dequantize_rows(&self, row_elems: usize, rows: &[usize], dst: &mut [f32]) -> Result<()> {
+        if row_elems == 0 || !row_elems.is_multiple_of(T::BLCK_SIZE) {
+            crate::bail!("rows of {row_elems} elements do not split into blocks of {}", T::BLCK_SIZE)
+        }
+        if dst.len() != rows.len() * row_elems {
+            crate::bail!("{} values cannot hold {} rows of {row_elems}", dst.len(), rows.len())
+        }
+        let blocks_per_row = row_elems / T::BLCK_SIZE;
+        let n_rows = self.len() / blocks_per_row;
+        for (&row, ys) in rows.iter().zip(dst.chunks_exact_mut(row_elems)) {
+            if row >= n_rows {
+                crate::bail!("row {row} is out of range for a matrix of {n_rows} rows")
+            }
+            T::to_float(&self[row * blocks_per_row..(row + 1) * blocks_per_row], ys);
+        }
+        Ok(())
     }
 
     fn storage_size_in_bytes(&self) -> usize {
@@ -627,6 +650,26 @@ impl QTensor {
         let storage = self.storage.dequantize(self.shape.elem_count())?;
         let none = crate::op::BackpropOp::none();
         crate::tensor::from_storage(storage, self.shape.clone(), none, false).to_device(device)
+    }
+
+    /// modeld: rows `ids` of this matrix, dequantized to F32, shaped `(ids.len(), columns)`:
+    /// an embedding lookup that needs no F32 copy of the whole table. On the CPU only the rows
+    /// asked for are dequantized; elsewhere the whole matrix is, then indexed.
+    pub fn dequantize_rows(&self, ids: &[u32]) -> Result<Tensor> {
+        let (_, n_columns) = self.shape.dims2()?;
+        match &self.storage {
+            QStorage::Cpu(storage) => {
+                let rows: Vec<usize> = ids.iter().map(|&id| id as usize).collect();
+                let mut values = vec![0f32; rows.len() * n_columns];
+                storage.dequantize_rows(n_columns, &rows, &mut values)?;
+                Tensor::from_vec(values, (rows.len(), n_columns), &Device::Cpu)
+            }
+            QStorage::Metal(_) | QStorage::Cuda(_) => {
+                let device = self.device();
+                let ids = Tensor::new(ids, &device)?;
+                self.dequantize(&device)?.index_select(&ids, 0)
+            }
+        }
     }
 
     pub fn dequantize_f16(&self, device: &Device) -> Result<Tensor> {
