@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::math::{add_scaled, softmax_in_place};
+use crate::math::{add_scaled, multiply_add, softmax_in_place};
 
 /// Query-key products below which attention runs on the calling thread.
 const SEQUENTIAL_PRODUCTS: usize = 1 << 14;
@@ -14,7 +14,7 @@ const QUERIES_PER_TASK: usize = 64;
 
 /// Scores and context columns are summed this many at a time, in one register: keys are padded
 /// to a multiple of it (zeros), and a head whose width is a multiple of it takes the fast path.
-const BLOCK: usize = 16;
+const BLOCK: usize = crate::math::LANES;
 
 /// Writes each row's attention context (`rows × width`, the heads side by side) from its
 /// queries, keys and values (`rows × 3·width`: the row's query, then its key, then its value).
@@ -147,16 +147,6 @@ impl Shape<'_> {
                 }
             }
         }
-    }
-}
-
-/// `sums += scale · values[..BLOCK]`, on fixed-size arrays so the compiler makes it one vector
-/// operation (on slices it leaves sixteen scalar ones).
-#[inline(always)]
-fn multiply_add(sums: &mut [f32; BLOCK], scale: f32, values: &[f32]) {
-    let values: &[f32; BLOCK] = values[..BLOCK].try_into().expect("a block of values");
-    for index in 0..BLOCK {
-        sums[index] = scale.mul_add(values[index], sums[index]);
     }
 }
 

@@ -8,13 +8,10 @@
 
 use rayon::prelude::*;
 
-use crate::math::exp;
+use crate::math::{exp, multiply_add, LANES};
 
 /// Query-key products below which the heads run on the calling thread.
 const SEQUENTIAL_PRODUCTS: usize = 1 << 14;
-
-/// Lanes of the dot products' partial sums, and columns of the context summed at once.
-const LANES: usize = 16;
 
 /// Rows of a strided array: the row of sequence `s`, position `p` and head `h` starts at
 /// `s · sequence_stride + p · position_stride + h · head_stride`, and its values are contiguous.
@@ -212,16 +209,6 @@ fn dot(left: &[f32], right: &[f32]) -> f32 {
     let four: [f32; 4] = std::array::from_fn(|lane| eight[lane] + eight[lane + 4]);
     let two: [f32; 2] = std::array::from_fn(|lane| four[lane] + four[lane + 2]);
     (two[0] + two[1]) + rest
-}
-
-/// `sums += scale · values[..LANES]`, on fixed-size arrays so the compiler makes it vector
-/// operations.
-#[inline(always)]
-fn multiply_add(sums: &mut [f32; LANES], scale: f32, values: &[f32]) {
-    let values: &[f32; LANES] = values[..LANES].try_into().expect("a block of values");
-    for lane in 0..LANES {
-        sums[lane] = scale.mul_add(values[lane], sums[lane]);
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ const SEQUENTIAL_VALUES: usize = 1 << 15;
 
 /// Lanes of the partial sums in reductions: wide enough for AVX-512, and summing in lanes lets
 /// the compiler vectorise (a single running float sum has to stay in order).
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// `e^x` within 2 ulp for x in [-87, 88]; outside it, the value at the nearer end (so never
 /// infinite, never below the smallest normal float).
@@ -132,6 +132,16 @@ pub fn sum(values: &[f32]) -> f32 {
 pub fn add_scaled(target: &mut [f32], values: &[f32], scale: f32) {
     for (target, value) in target.iter_mut().zip(values) {
         *target = value.mul_add(scale, *target);
+    }
+}
+
+/// `sums += scale · values[..LANES]`, on fixed-size arrays so the compiler makes it vector
+/// operations (on slices it leaves sixteen scalar ones).
+#[inline(always)]
+pub(crate) fn multiply_add(sums: &mut [f32; LANES], scale: f32, values: &[f32]) {
+    let values: &[f32; LANES] = values[..LANES].try_into().expect("a block of values");
+    for lane in 0..LANES {
+        sums[lane] = scale.mul_add(values[lane], sums[lane]);
     }
 }
 
