@@ -220,17 +220,15 @@ def test_the_chat_panel_streams_an_answer_about_the_selection(daemon, vscode):
     browser.press(key="Control+A")
     browser.command(title="modeld: Ask about the selection (chat)")
     browser.answerInput(prompt="Ask modeld about the selection", text="What does this function return?")
-    lengths = []
 
     def finished():
         panel = browser.chatPanel()
-        if panel:
-            lengths.append(len(panel["answer"]))
         return panel if panel and panel["done"] else None
     panel = wait_for(finished, timeout=180, what="the chat answer")
     assert len(panel["answer"].strip()) > 10 and "(modeld:" not in panel["answer"], panel
-    # It grew while the answer streamed, not in one piece at the end.
-    assert len(set(lengths)) > 2, lengths
+    # It grew while the answer streamed, not in one piece at the end: the page counts the
+    # different texts it showed (polling from here can miss a fast answer's pieces).
+    assert panel["shown"] > 2, panel
     # The question went to the panel, not into the file (saved from its editor).
     browser.command(title="View: Focus First Editor Group")
     browser.press(key="Control+S")

@@ -79,12 +79,17 @@ const actions = {
     await page.keyboard.press('Enter');
     return true;
   },
-  /** The chat panel's answer so far, and whether it is finished (null: no panel yet). */
+  /** The chat panel's answer so far, how many different texts it has shown, and whether it
+   * is finished (null: no panel yet). */
   async chatPanel() {
     for (const frame of page.frames()) {
       const answer = frame.locator('#answer');
       if (await answer.count().catch(() => 0)) {
-        return { answer: await answer.textContent(), done: await frame.locator('#pending').isHidden() };
+        return {
+          answer: await answer.textContent(),
+          shown: Number((await answer.getAttribute('data-shown')) ?? 0),
+          done: await frame.locator('#pending').isHidden(),
+        };
       }
     }
     return null;

@@ -1,7 +1,8 @@
 // The chat panel: a webview that streams the answer to a question about the selection (the
 // server's `modeld/chat`, whose partial results arrive as `$/progress`, each posted to the page
-// as a message), and a button that applies the answer's code edit. `renderPage`,
-// `answerMessage` and `chatParams` are pure.
+// as a message), and a button that applies the answer's code edit. The question is sent once
+// the page has loaded, so that the answer is seen growing. `renderPage`, `answerMessage` and
+// `chatParams` are pure.
 
 import * as vscode from 'vscode';
 import { LanguageClient, ProgressType, WorkspaceEdit } from 'vscode-languageclient/node';
@@ -45,8 +46,9 @@ export function answerMessage(text: string, done: boolean, canApply: boolean): A
 
 /**
  * The panel's page, written once: the question, and a nonce'd script that shows each
- * `AnswerMessage` as text (never as markup) and posts `ready` when it loads and `apply` on
- * the button's click. It runs no other script and loads nothing.
+ * `AnswerMessage` as text (never as markup), counts in the answer's `data-shown` how many
+ * different texts it has shown, and posts `ready` when it loads and `apply` on the button's
+ * click. It runs no other script and loads nothing.
  */
 export function renderPage(prompt: string, nonce: string): string {
   return `<!DOCTYPE html>
@@ -63,7 +65,11 @@ const apply = document.getElementById('apply');
 window.addEventListener('message', (event) => {
   const message = event.data;
   if (!message || message.type !== 'answer') return;
-  answer.textContent = String(message.text);
+  const text = String(message.text);
+  if (answer.textContent !== text) {
+    answer.textContent = text;
+    answer.dataset.shown = String(Number(answer.dataset.shown || 0) + 1);
+  }
   pending.hidden = !!message.done;
   apply.hidden = !(message.done && message.canApply);
 });
@@ -71,6 +77,9 @@ apply.addEventListener('click', () => vscode.postMessage({ type: 'apply' }));
 vscode.postMessage({ type: 'ready' });
 </script></body></html>`;
 }
+
+/** How long the question waits for the panel's page to load. */
+const PAGE_LOAD_WAIT_MS = 5000;
 
 /** Asks about the active editor's selection and streams the answer into a panel. */
 export async function openChat(client: LanguageClient): Promise<void> {
@@ -91,6 +100,8 @@ export async function openChat(client: LanguageClient): Promise<void> {
   let done = false;
   let result: ChatResult | undefined;
   const show = () => void panel.webview.postMessage(answerMessage(answer, done, Boolean(result?.edit)));
+  let pageReady: () => void = () => {};
+  const pageLoaded = new Promise<void>((resolve) => (pageReady = resolve));
   panel.webview.html = renderPage(prompt, nonce);
   const progress = client.onProgress(new ProgressType<ChatPiece>(), token, (piece) => {
     answer += piece.content ?? '';
@@ -98,12 +109,16 @@ export async function openChat(client: LanguageClient): Promise<void> {
   });
   panel.webview.onDidReceiveMessage(async (message: { type?: string }) => {
     if (message.type === 'ready') {
+      pageReady();
       show();
     } else if (message.type === 'apply' && result?.edit) {
       const edit = await client.protocol2CodeConverter.asWorkspaceEdit(result.edit as WorkspaceEdit);
       await vscode.workspace.applyEdit(edit);
     }
   });
+  // A page that has not loaded would show the answer only when finished; one that never
+  // loads (it should not happen) delays the question by at most a few seconds.
+  await Promise.race([pageLoaded, new Promise((resolve) => setTimeout(resolve, PAGE_LOAD_WAIT_MS))]);
   try {
     const selection = client.code2ProtocolConverter.asRange(editor.selection);
     result = await client.sendRequest<ChatResult>(
