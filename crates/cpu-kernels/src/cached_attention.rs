@@ -30,8 +30,9 @@ impl StridedRows<'_> {
         &self.data[start..start + width]
     }
 
-    /// One past the last value that rows up to these counts read.
-    fn end(&self, sequences: usize, positions: usize, heads: usize, width: usize) -> usize {
+    /// One past the last value that rows up to these counts read: a caller whose data may be
+    /// shorter checks it against `data.len()` before calling the kernel, which asserts it.
+    pub fn reach(&self, sequences: usize, positions: usize, heads: usize, width: usize) -> usize {
         (sequences - 1) * self.sequence_stride
             + (positions - 1) * self.position_stride
             + (heads - 1) * self.head_stride
@@ -80,9 +81,9 @@ pub fn attend_one_query(
     }
     assert!(kv_heads > 0 && heads.is_multiple_of(kv_heads), "{heads} heads over {kv_heads} key-value heads");
     assert!(positions > 0, "attention over no positions");
-    assert!(queries.end(sequences, 1, heads, width) <= queries.data.len(), "queries reach past their data");
-    assert!(keys.end(sequences, positions, kv_heads, width) <= keys.data.len(), "keys reach past their data");
-    assert!(values.end(sequences, positions, kv_heads, width) <= values.data.len(), "values reach past their data");
+    assert!(queries.reach(sequences, 1, heads, width) <= queries.data.len(), "queries reach past their data");
+    assert!(keys.reach(sequences, positions, kv_heads, width) <= keys.data.len(), "keys reach past their data");
+    assert!(values.reach(sequences, positions, kv_heads, width) <= values.data.len(), "values reach past their data");
     if let Some(mask) = mask {
         assert_eq!(mask.len(), sequences * heads * positions, "mask size");
     }

@@ -618,15 +618,13 @@ fn attend_one_query_f32(
             head_stride: stride[2],
         }
     }
-    let end = |stride: &[usize], positions: usize, heads: usize| {
-        (b - 1) * stride[0] + (positions - 1) * stride[1] + (heads - 1) * stride[2] + d
-    };
     if b == 0 || h == 0 || d == 0 {
         return Ok(Some(Tensor::zeros((b, h, 1, d), DType::F32, &Device::Cpu)?));
     }
-    if end(q_stride, 1, h) > q_data.len()
-        || end(k_stride, kv_len, kv_h) > k_data.len()
-        || end(v_stride, kv_len, kv_h) > v_data.len()
+    let (queries, keys, values) = (rows(q_data, q_stride), rows(k_data, k_stride), rows(v_data, v_stride));
+    if queries.reach(b, 1, h, d) > q_data.len()
+        || keys.reach(b, kv_len, kv_h, d) > k_data.len()
+        || values.reach(b, kv_len, kv_h, d) > v_data.len()
     {
         candle_core::bail!("attention rows reach past their storage");
     }
@@ -651,9 +649,9 @@ fn attend_one_query_f32(
     let mut output = vec![0f32; b * h * d];
     attend_one_query(
         shape,
-        rows(q_data, q_stride),
-        rows(k_data, k_stride),
-        rows(v_data, v_stride),
+        queries,
+        keys,
+        values,
         mask_terms.as_deref(),
         &mut output,
     );
