@@ -41,6 +41,30 @@ def test_repeated_and_extended_prompts_answer_as_if_cold(daemon, uncached_daemon
         assert cached == answer(uncached_daemon, prompt), prompt[-60:]
 
 
+def test_a_continuation_writes_in_place_without_disturbing_what_others_read(daemon, uncached_daemon):
+    """A prompt that holds the whole prompt of a cached answer (a chat's next turn) takes that
+    cache over and writes into it in place; a prompt that only shares its start copies it. The
+    in-place writes must not change the positions a later, shorter prompt reads, and of two
+    continuations sent at once only one may take the cache over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    story = " ".join(f"On day {day} the weaver sold {day * 3} rugs." for day in range(1, 15))
+    first_turn, next_turn = story + " How many on day 2?", story + " How many on day 2? And on day 5?"
+    first = answer(daemon, first_turn)
+    continued = answer(daemon, next_turn)
+    # The next turn wrote past the first turn's prompt in place; the first turn again reads
+    # what its own prompt step computed, and answers as it did.
+    assert answer(daemon, first_turn) == first
+    # Two continuations of the first turn at once: one takes its cache over and answers as the
+    # continuation did, the other is evaluated from its first token and answers as a daemon
+    # without the cache does. Had both written into one cache, neither would.
+    cold = answer(uncached_daemon, next_turn)
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: answer(daemon, next_turn), range(2)))
+    assert all(one in (continued, cold) for one in both), (both, continued, cold)
+    assert continued in both, (both, continued)
+
+
 def test_a_cancelled_generation_still_serves_the_next_prompt(daemon):
     """An editor drops a completion's stream as soon as its answer is settled; what the engine
     computed for it must still serve the next request, which shares almost all of its prompt."""

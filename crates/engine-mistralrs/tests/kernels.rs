@@ -31,6 +31,9 @@
 //! - `dequantized_rows_*`: `QTensor::dequantize_rows` (the CPU token-embedding lookup that keeps
 //!   the table quantized) against `dequantize` then `index_select`, for repeated, reordered,
 //!   first and last rows, and out-of-range rows refused with an error.
+//! - `sole_owner_of_storage_*`: `Tensor::is_sole_owner_of_storage`, which lets a sequence write
+//!   into its KV cache in place: false while another handle, a view or a reshape shares the
+//!   storage, true again once they are dropped.
 //! - `avx2_kernels_are_compiled_in`: on x86-64 Q8_0 takes the patched AVX path (the build has
 //!   AVX2, from `.cargo/config.toml`), so the Q8_0 cases above test the AVX kernels and not only
 //!   the trait's defaults.
@@ -333,4 +336,24 @@ fn avx2_kernels_are_compiled_in() {
         2,
         "Q8_0 does not take the patched AVX kernels: built without AVX2 (see .cargo/config.toml)?"
     );
+}
+
+#[test]
+fn sole_owner_of_storage_is_false_while_anything_shares_it() {
+    let tensor = Tensor::zeros((1, 3, 8, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(tensor.is_sole_owner_of_storage(), "a fresh tensor");
+    let handle = tensor.clone();
+    assert!(!tensor.is_sole_owner_of_storage() && !handle.is_sole_owner_of_storage(), "a second handle");
+    drop(handle);
+    assert!(tensor.is_sole_owner_of_storage(), "the second handle dropped");
+    let view = tensor.narrow(2, 0, 5).unwrap();
+    assert!(!tensor.is_sole_owner_of_storage() && !view.is_sole_owner_of_storage(), "a view");
+    drop(view);
+    let reshaped = tensor.reshape((3, 8, 4)).unwrap();
+    assert!(!tensor.is_sole_owner_of_storage(), "a reshape shares the storage");
+    drop(reshaped);
+    assert!(tensor.is_sole_owner_of_storage(), "everything else dropped");
+    // A copy has storage of its own.
+    let copy = tensor.force_contiguous().unwrap();
+    assert!(tensor.is_sole_owner_of_storage() && copy.is_sole_owner_of_storage(), "a copy");
 }

@@ -2752,6 +2752,13 @@ impl Tensor {
         (storage, &self.layout)
     }
 
+    /// modeld: whether this handle is the only one to this tensor and no other tensor (a view,
+    /// a reshape) shares its storage, so that writing into the storage in place cannot change
+    /// what any other tensor holds.
+    pub fn is_sole_owner_of_storage(&self) -> bool {
+        Arc::strong_count(&self.0) == 1 && Arc::strong_count(&self.storage) == 1
+    }
+
     pub(crate) fn same_storage(&self, rhs: &Self) -> bool {
         let lhs: &RwLock<Storage> = self.storage.as_ref();
         let rhs: &RwLock<Storage> = rhs.storage.as_ref();

@@ -31,6 +31,8 @@ impl From<Vec<u32>> for Tokens {
 #[derive(Clone)]
 struct CacheElement {
     cache: Vec<Option<KvCache>>,
+    /// modeld: how many of the tokens were the sequence's prompt (the rest it generated).
+    prompt_len: usize,
     /// Recurrent state snapshots for hybrid models (one per recurrent layer)
     recurrent_snapshots: Option<Vec<RecurrentStateSnapshot>>,
     audio_hashes: Option<Vec<u64>>,
@@ -147,6 +149,7 @@ impl PrefixCacheManagerV2 {
             // memory; and the new entry goes last, as the most recently used.
             let new_element = CacheElement {
                 cache,
+                prompt_len: seq.prompt_tokens(),
                 recurrent_snapshots,
                 image_hashes: seq.image_hashes().map(|x| x.to_vec()),
                 audio_hashes: seq.audio_hashes().map(|x| x.to_vec()),
@@ -426,6 +429,7 @@ impl PrefixCacheManagerV2 {
             // token, so rewind the cache by one token and evaluate just that one, instead of
             // evaluating the whole prompt again. States that cannot be rewound (recurrent
             // layers, rolled-over sliding windows, media placeholders) keep the old behaviour.
+            let shared_len = match_len;
             let mut match_len = match_len;
             if match_len == toks.0.len() {
                 let rewindable = match_len > 1
@@ -440,11 +444,30 @@ impl PrefixCacheManagerV2 {
                 match_len -= 1;
             }
             let new_toks = toks.0[match_len..].to_vec();
-            if new_toks.is_empty() {
+            if new_toks.is_empty() || !cache_element.can_rewind_to(match_len) {
                 return Ok(None);
             }
 
-            let mut cache = cache_element.clone();
+            // modeld: a prompt that holds the whole prompt of the cached sequence continues it
+            // (the same prompt again, a chat's next turn, an agent's next tool round): the
+            // entry is handed over, not copied, so the new sequence writes into its cache in
+            // place (see `NormalCacheManager::clone_in_cache`), and comes back, longer, when
+            // the sequence ends. Other matches (prompts that share a system prompt, a typing
+            // session's edited prefixes) copy it and leave it for the next. A request that
+            // continues the same sequence while the first continuation still runs misses it.
+            let hand_over = shared_len >= cache_element.prompt_len
+                && cache_element.recurrent_snapshots.is_none()
+                && cache_element.image_hashes.as_ref().is_none_or(|h| h.is_empty())
+                && cache_element.audio_hashes.as_ref().is_none_or(|h| h.is_empty())
+                && cache_element.video_hashes.as_ref().is_none_or(|h| h.is_empty());
+            let mut cache = if hand_over {
+                self.caches
+                    .shift_remove_index(last)
+                    .expect("the matched entry is the last")
+                    .1
+            } else {
+                cache_element.clone()
+            };
             // Count how many input images are not already cached
             let images_to_keep = if let Some(input_hashes) = image_hashes {
                 input_hashes.len().saturating_sub(images_match_until)
@@ -524,6 +547,7 @@ mod tests {
             vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10].into(),
             CacheElement {
                 cache: vec![Some(make_rotating_kv_cache(10, 4)?)],
+                prompt_len: 10,
                 recurrent_snapshots: None,
                 audio_hashes: None,
                 image_hashes: None,
@@ -534,6 +558,7 @@ mod tests {
             vec![1, 2, 3, 4, 5, 9].into(),
             CacheElement {
                 cache: vec![Some(make_normal_kv_cache(6)?)],
+                prompt_len: 6,
                 recurrent_snapshots: None,
                 audio_hashes: None,
                 image_hashes: None,
@@ -567,6 +592,7 @@ mod tests {
             vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10].into(),
             CacheElement {
                 cache: vec![Some(make_rotating_kv_cache(10, 4)?)],
+                prompt_len: 10,
                 recurrent_snapshots: None,
                 audio_hashes: None,
                 image_hashes: None,

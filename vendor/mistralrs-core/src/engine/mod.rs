@@ -494,8 +494,13 @@ impl Engine {
                                 SeqStepType::OneShot => {
                                     seq.set_state(SequenceState::Done(StopReason::GeneratedImage))
                                 }
+                                // modeld: a sequence that ended at its first token (one
+                                // token asked for, an end token, a stop) stays ended; it was
+                                // revived for one more decoding step whose token nobody reads.
                                 SeqStepType::PromptAndDecode => {
-                                    seq.set_state(SequenceState::RunningCompletion)
+                                    if !seq.is_finished_paged_attn() {
+                                        seq.set_state(SequenceState::RunningCompletion)
+                                    }
                                 }
                             }
                             let now = SystemTime::now()

@@ -270,6 +270,25 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
         let mut new_k_cache = Vec::new();
         let mut new_v_cache = Vec::new();
 
+        // modeld: the model's working cache still holds the last step's tensors, which are also
+        // some sequence's own; let go of them first, so that a sequence whose tensors nobody
+        // else holds (see below) is seen to hold them alone.
+        if seqs.len() == 1 && !modify_draft_cache {
+            for layer in pipeline.cache().normal().0.iter_mut() {
+                match layer {
+                    KvCache::Normal { k, v } => {
+                        k.all_data = None;
+                        v.all_data = None;
+                    }
+                    KvCache::Rotating { k, v } => {
+                        k.all_data = None;
+                        v.all_data = None;
+                    }
+                    KvCache::Shared { .. } => {}
+                }
+            }
+        }
+
         for layer in 0..pipeline.get_metadata().num_hidden_layers {
             // Preallocate combined k and v caches across all sequences, avoiding Tensor::cat copies
             let batch_len = seqs.len();
@@ -299,11 +318,32 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     }
                 }
             };
-            // modeld: one sequence needs a private copy of its cache (the prefix cache may share the
-            // original), not a zeroed buffer and then a copy into it.
+            // modeld: one sequence writes into its own cache in place when nothing else holds
+            // its storage (its last step's cache, or a prefix-cache entry handed over whole);
+            // otherwise (the prefix cache or a batch-mate shares it) into a private copy, not a
+            // zeroed buffer and then a copy into it.
             if batch_len == 1 {
-                new_k_cache.push(Some(first_k.force_contiguous().unwrap()));
-                new_v_cache.push(Some(first_v.force_contiguous().unwrap()));
+                drop((first_k, first_v));
+                let src_cache = if modify_draft_cache {
+                    seqs[0].normal_draft_cache()
+                } else {
+                    seqs[0].normal_cache()
+                };
+                let (k, v) = match src_cache[layer].as_ref() {
+                    Some(KvCache::Normal { k, v }) => (&k.all_data, &v.all_data),
+                    Some(KvCache::Rotating { k, v }) => (&k.all_data, &v.all_data),
+                    _ => unreachable!("checked above"),
+                };
+                let own_or_copy = |tensor: &Option<Tensor>| {
+                    let tensor = tensor.as_ref().expect("checked above");
+                    if !modify_draft_cache && tensor.is_contiguous() && tensor.is_sole_owner_of_storage() {
+                        tensor.clone()
+                    } else {
+                        tensor.force_contiguous().unwrap()
+                    }
+                };
+                new_k_cache.push(Some(own_or_copy(k)));
+                new_v_cache.push(Some(own_or_copy(v)));
                 continue;
             }
             // Build dims for batched cache
