@@ -485,11 +485,6 @@ impl PrefixCacheManagerV2 {
                 0
             };
             for layer in cache.cache.iter_mut().flatten() {
-                if layer.try_set_len(match_len).is_err() {
-                    return Ok(None);
-                }
-            }
-            for layer in cache.cache.iter_mut().flatten() {
                 layer.set_len(match_len)?;
             }
             return Ok(Some(MatchingCache::Normal {

@@ -275,17 +275,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
         // else holds (see below) is seen to hold them alone.
         if seqs.len() == 1 && !modify_draft_cache {
             for layer in pipeline.cache().normal().0.iter_mut() {
-                match layer {
-                    KvCache::Normal { k, v } => {
-                        k.all_data = None;
-                        v.all_data = None;
-                    }
-                    KvCache::Rotating { k, v } => {
-                        k.all_data = None;
-                        v.all_data = None;
-                    }
-                    KvCache::Shared { .. } => {}
-                }
+                layer.reset();
             }
         }
 
