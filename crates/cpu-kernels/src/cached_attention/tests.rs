@@ -1,6 +1,7 @@
 //! One-query attention against a reference written out in f64, on strided layouts, grouped
 //! heads and masks; and the same bits for a sequence alone and in a batch, on the pool and off
-//! it, in every vector width.
+//! it, in every vector width. A prompt block's causal rows against one-query steps at their
+//! positions, bit for bit.
 
 use super::*;
 
@@ -175,4 +176,99 @@ fn rows_past_the_data_are_refused() {
     let keys = Cache::new(1, 1, 9, 16, 1);
     let cached_values = Cache::new(1, 1, 10, 16, 2);
     run(shape, &queries, &keys, &cached_values, None);
+}
+
+/// A prompt block's queries laid out as candle's (sequence, position, head, width) tensor
+/// transposed to (sequence, head, position, width) is: positions `heads · width` apart.
+fn prompt_queries(data: &[f32], heads: usize, rows: usize, width: usize) -> StridedRows<'_> {
+    StridedRows { data, sequence_stride: rows * heads * width, position_stride: heads * width, head_stride: width }
+}
+
+fn run_causal_rows(shape: CausalRowsShape, queries: &[f32], keys: &Cache, values: &Cache) -> Vec<f32> {
+    let CausalRowsShape { sequences, heads, width, rows, .. } = shape;
+    let mut output = vec![f32::NAN; sequences * heads * rows * width];
+    attend_causal_rows(shape, prompt_queries(queries, heads, rows, width), keys.rows(), values.rows(), &mut output);
+    output
+}
+
+#[test]
+fn causal_rows_equal_one_query_steps_at_their_positions_bit_for_bit() {
+    // (sequences, heads, kv_heads, width, rows, positions): a prompt extending a cached one, a
+    // whole prompt, a width the lanes do not divide, a batch with enough work for the pool, one
+    // row, and rows that leave a short last block.
+    for (sequences, heads, kv_heads, width, rows, positions) in [
+        (1, 9, 3, 64, 37, 50),
+        (2, 14, 2, 64, 6, 6),
+        (1, 4, 2, 24, 5, 9),
+        (3, 4, 4, 32, 130, 200),
+        (1, 2, 1, 16, 1, 1),
+        (1, 3, 1, 80, 10, 300),
+    ] {
+        let shape =
+            CausalRowsShape { sequences, heads, kv_heads, width, rows, positions, scale: 1.0 / (width as f32).sqrt() };
+        let queries = values(sequences * rows * heads * width, 31);
+        let (keys, cached_values) = (
+            Cache::new(sequences, kv_heads, positions + 3, width, 32),
+            Cache::new(sequences, kv_heads, positions + 3, width, 33),
+        );
+        let got = run_causal_rows(shape, &queries, &keys, &cached_values);
+        let query_rows = prompt_queries(&queries, heads, rows, width);
+        for row in 0..rows {
+            // The step that decodes position `positions - rows + row`: one query per head, no
+            // mask, over the positions up to it.
+            let step = OneQueryShape {
+                sequences,
+                heads,
+                kv_heads,
+                width,
+                positions: positions - rows + row + 1,
+                scale: shape.scale,
+            };
+            let step_queries =
+                StridedRows { data: &queries[row * query_rows.position_stride..], position_stride: 0, ..query_rows };
+            let mut want = vec![f32::NAN; sequences * heads * width];
+            attend_one_query(step, step_queries, keys.rows(), cached_values.rows(), None, &mut want);
+            for sequence in 0..sequences {
+                for head in 0..heads {
+                    let got = &got[((sequence * heads + head) * rows + row) * width..][..width];
+                    let want = &want[(sequence * heads + head) * width..][..width];
+                    assert!(
+                        got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{shape:?}: sequence {sequence}, head {head}, row {row}: {got:?} against {want:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn causal_rows_give_the_same_bits_in_every_vector_width() {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        return;
+    }
+    let (heads, width, rows) = (2, 64, 8);
+    let queries = values(rows * heads * width, 41);
+    let (keys, cached_values) = (Cache::new(1, 1, 40, 64, 42), Cache::new(1, 1, 40, 64, 43));
+    let query_rows = prompt_queries(&queries, heads, rows, width);
+    for head in 0..heads {
+        for first_row in [0, BLOCK_ROWS] {
+            let block =
+                RowBlock { sequence: 0, head, kv_head: 0, width, scale: 0.125, first_length: 30 + first_row + 1 };
+            let (mut portable, mut widest) = (vec![0f32; BLOCK_ROWS * width], vec![0f32; BLOCK_ROWS * width]);
+            block.attend(&query_rows, first_row, &keys.rows(), &cached_values.rows(), &mut portable);
+            block.attend_widest(&query_rows, first_row, &keys.rows(), &cached_values.rows(), &mut widest);
+            assert!(portable.iter().zip(&widest).all(|(a, b)| a.to_bits() == b.to_bits()), "head {head}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "new rows among")]
+fn more_new_rows_than_positions_are_refused() {
+    let shape = CausalRowsShape { sequences: 1, heads: 1, kv_heads: 1, width: 16, rows: 5, positions: 4, scale: 1.0 };
+    let queries = values(5 * 16, 0);
+    let keys = Cache::new(1, 1, 8, 16, 1);
+    run_causal_rows(shape, &queries, &keys, &keys);
 }

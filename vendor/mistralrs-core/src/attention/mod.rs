@@ -109,6 +109,12 @@ fn cpu_prompt_attention(
     if !matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16) {
         return Ok(None);
     }
+    // F32 under the causal mask: every row as a one-token step at its position computes it.
+    if *CPU_PROMPT_ATTENTION_BY_ROWS {
+        if let Some(out) = cpu::attend_causal_rows_f32(q, k, v, mask, sdpa_params)? {
+            return Ok(Some(out));
+        }
+    }
     // The mask of the rows before the last, and whether the last row is masked nowhere.
     let head_mask = match mask {
         None => None,
@@ -157,10 +163,18 @@ fn cpu_prompt_attention(
     Ok(Some(Tensor::cat(&[&head, &last.to_dtype(head.dtype())?], 2)?))
 }
 
-/// modeld: whether CPU prompt attention runs as matrix products (the default) or through the
-/// flash kernel (`MODELD_CPU_PROMPT_ATTENTION=flash`).
+/// modeld: whether CPU prompt attention runs as matrix products (the default where the causal
+/// rows kernel does not apply, and everywhere with `MODELD_CPU_PROMPT_ATTENTION=matmul`) or
+/// through the flash kernel (`MODELD_CPU_PROMPT_ATTENTION=flash`).
 static CPU_PROMPT_ATTENTION_BY_MATMUL: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
     std::env::var("MODELD_CPU_PROMPT_ATTENTION").map_or(true, |value| value != "flash")
+});
+
+/// modeld: whether an F32 prompt under the causal mask runs on the causal rows kernel (the
+/// default), each row computed as a one-token step at its position computes it; off with
+/// `MODELD_CPU_PROMPT_ATTENTION=matmul` or `=flash`, for comparisons.
+static CPU_PROMPT_ATTENTION_BY_ROWS: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    std::env::var("MODELD_CPU_PROMPT_ATTENTION").map_or(true, |value| value != "matmul" && value != "flash")
 });
 
 impl Sdpa {

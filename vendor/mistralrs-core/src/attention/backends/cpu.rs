@@ -1059,3 +1059,104 @@ mod tests {
         Ok(())
     }
 }
+
+/// modeld: a CPU prompt block's attention, `q` of shape `(b, h, seq_len, d)` over `k` and `v` of
+/// shape `(b, kv_h, kv_len, d)` whose last `seq_len` positions are the block's own, through
+/// `cpu_kernels::cached_attention::attend_causal_rows`: each row as a one-token step at its
+/// position computes it, bit for bit. `None` (the caller computes it another way) unless all are
+/// F32 with contiguous rows, nothing is soft-capped, and the mask is exactly the causal one
+/// (`0` up to each row's own position, `-∞` after it; no mask at all is not causal).
+pub(crate) fn attend_causal_rows_f32(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    sdpa_params: &SdpaParams,
+) -> Result<Option<Tensor>> {
+    use cpu_kernels::cached_attention::{attend_causal_rows, CausalRowsShape, StridedRows};
+    if [q.dtype(), k.dtype(), v.dtype()] != [DType::F32; 3]
+        || !q.device().is_cpu()
+        || sdpa_params.softcap.is_some_and(|softcap| softcap != 0.0)
+    {
+        return Ok(None);
+    }
+    let (b, h, seq_len, d) = q.dims4()?;
+    let (_, kv_h, kv_len, _) = k.dims4()?;
+    if k.dims() != [b, kv_h, kv_len, d]
+        || v.dims() != k.dims()
+        || [q.stride()[3], k.stride()[3], v.stride()[3]] != [1, 1, 1]
+        || seq_len == 0
+        || seq_len > kv_len
+        || kv_h == 0
+        || h % kv_h != 0
+        || b == 0
+        || h == 0
+        || d == 0
+    {
+        return Ok(None);
+    }
+    let Some(mask) = mask else { return Ok(None) };
+    if !is_causal_mask(mask, seq_len, kv_len)? {
+        return Ok(None);
+    }
+    fn f32_data<'a>(guard: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+        match guard {
+            Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..]),
+            _ => candle_core::bail!("expected CPU storage"),
+        }
+    }
+    fn rows<'a>(data: &'a [f32], stride: &[usize]) -> StridedRows<'a> {
+        StridedRows {
+            data,
+            sequence_stride: stride[0],
+            head_stride: stride[1],
+            position_stride: stride[2],
+        }
+    }
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (k_guard, k_layout) = k.storage_and_layout();
+    let (v_guard, v_layout) = v.storage_and_layout();
+    let queries = rows(f32_data(&q_guard, q_layout)?, q.stride());
+    let keys = rows(f32_data(&k_guard, k_layout)?, k.stride());
+    let values = rows(f32_data(&v_guard, v_layout)?, v.stride());
+    if queries.reach(b, seq_len, h, d) > queries.data.len()
+        || keys.reach(b, kv_len, kv_h, d) > keys.data.len()
+        || values.reach(b, kv_len, kv_h, d) > values.data.len()
+    {
+        candle_core::bail!("attention rows reach past their storage");
+    }
+    let shape = CausalRowsShape {
+        sequences: b,
+        heads: h,
+        kv_heads: kv_h,
+        width: d,
+        rows: seq_len,
+        positions: kv_len,
+        scale: sdpa_params.softmax_scale,
+    };
+    let mut output = vec![0f32; b * h * seq_len * d];
+    attend_causal_rows(shape, queries, keys, values, &mut output);
+    Ok(Some(Tensor::from_vec(output, (b, h, seq_len, d), &Device::Cpu)?))
+}
+
+/// modeld: whether `mask` is the causal mask of `rows` new positions at the end of `positions`,
+/// one for every sequence and head: `(rows, positions)`, possibly under leading dimensions of 1,
+/// F32 and contiguous, row `r` zero up to position `positions - rows + r` and `-∞` after it.
+fn is_causal_mask(mask: &Tensor, rows: usize, positions: usize) -> Result<bool> {
+    let dims = mask.dims();
+    if mask.dtype() != DType::F32
+        || dims.len() < 2
+        || dims[dims.len() - 2..] != [rows, positions]
+        || dims[..dims.len() - 2].iter().any(|dim| *dim != 1)
+        || !mask.is_contiguous()
+    {
+        return Ok(false);
+    }
+    let (guard, layout) = mask.storage_and_layout();
+    let Storage::Cpu(cpu) = &*guard else { return Ok(false) };
+    let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * positions];
+    Ok(data.chunks_exact(positions).enumerate().all(|(row, terms)| {
+        let (seen, hidden) = terms.split_at(positions - rows + row + 1);
+        seen.iter().all(|term| *term == 0.0) && hidden.iter().all(|term| *term == f32::NEG_INFINITY)
+    }))
+}
