@@ -455,7 +455,10 @@ impl PrefixCacheManagerV2 {
             // the sequence ends. Other matches (prompts that share a system prompt, a typing
             // session's edited prefixes) copy it and leave it for the next. A request that
             // continues the same sequence while the first continuation still runs misses it.
-            let hand_over = shared_len >= cache_element.prompt_len
+            // The cached prompt's last token may differ: text appended to a prompt that ends
+            // in a space or a partial word is tokenized across the joint (" " and "Sentence"
+            // become " Sentence"), and that is still a continuation.
+            let hand_over = shared_len + 1 >= cache_element.prompt_len
                 && cache_element.recurrent_snapshots.is_none()
                 && cache_element.image_hashes.as_ref().is_none_or(|h| h.is_empty())
                 && cache_element.audio_hashes.as_ref().is_none_or(|h| h.is_empty())
