@@ -318,7 +318,13 @@ impl RowBlock {
         values: &StridedRows<'_>,
         output: &mut [f32],
     ) {
-        self.attend(queries, first_row, keys, values, output);
+        let width = self.width;
+        if output.len() == BLOCK_ROWS * width && width.is_multiple_of(LANES) {
+            let query = |row: usize| queries.row(self.sequence, first_row + row, self.head, width);
+            x86::attend_four_rows(self, std::array::from_fn(query), keys, values, output);
+        } else {
+            self.attend(queries, first_row, keys, values, output);
+        }
     }
 
     #[inline(always)]
@@ -378,20 +384,7 @@ impl RowBlock {
                 scores[row * longest + position] = dot(queries[row], key) * self.scale;
             }
         }
-        let mut inverse_totals = [0f32; ROWS];
-        for row in 0..ROWS {
-            let scores = &mut scores[row * longest..][..length(row)];
-            let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if largest == f32::NEG_INFINITY {
-                // As the one-query kernel: a row with nothing to attend to is zeros.
-                scores.fill(0.0);
-                continue;
-            }
-            for score in scores.iter_mut() {
-                *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
-            }
-            inverse_totals[row] = 1.0 / crate::math::sum(scores);
-        }
+        let inverse_totals = self.softmax_rows::<ROWS>(&mut scores, longest);
         let shortest = length(0);
         for block in 0..width / LANES {
             let mut sums = [[0f32; LANES]; ROWS];
@@ -414,6 +407,28 @@ impl RowBlock {
                 }
             }
         }
+    }
+
+    /// Each row's scores (row `r` at `r * longest ..`, `first_length + r` of them) turned into
+    /// the softmax's numerators as the one-query kernel computes them; returns one over each
+    /// row's total.
+    #[inline(always)]
+    fn softmax_rows<const ROWS: usize>(&self, scores: &mut [f32], longest: usize) -> [f32; ROWS] {
+        let mut inverse_totals = [0f32; ROWS];
+        for (row, inverse_total) in inverse_totals.iter_mut().enumerate() {
+            let scores = &mut scores[row * longest..][..self.first_length + row];
+            let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if largest == f32::NEG_INFINITY {
+                // As the one-query kernel: a row with nothing to attend to is zeros.
+                scores.fill(0.0);
+                continue;
+            }
+            for score in scores.iter_mut() {
+                *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
+            }
+            *inverse_total = 1.0 / crate::math::sum(scores);
+        }
+        inverse_totals
     }
 }
 
@@ -447,6 +462,168 @@ fn add_lanes(lanes: [f32; LANES], rest: f32) -> f32 {
     let four: [f32; 4] = std::array::from_fn(|lane| eight[lane] + eight[lane + 4]);
     let two: [f32; 2] = std::array::from_fn(|lane| four[lane] + four[lane + 2]);
     (two[0] + two[1]) + rest
+}
+
+/// The causal rows kernel's four-row blocks in AVX-512 registers: the same operations in the
+/// same order as [`RowBlock::attend`] (each lane's sums, then the lanes added in the tree
+/// [`dot`] uses), for four rows of scores reduced together and four rows' contexts summed from
+/// each value row read once.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{remainder_product, RowBlock, StridedRows, BLOCK_ROWS, LANES};
+
+    /// [`RowBlock::attend_rows`] for four rows of a width the lanes divide.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn attend_four_rows(
+        block: &RowBlock,
+        queries: [&[f32]; BLOCK_ROWS],
+        keys: &StridedRows<'_>,
+        values: &StridedRows<'_>,
+        output: &mut [f32],
+    ) {
+        let width = block.width;
+        assert!(width.is_multiple_of(LANES) && output.len() == BLOCK_ROWS * width);
+        assert!(queries.iter().all(|query| query.len() == width));
+        let longest = block.first_length + BLOCK_ROWS - 1;
+        let key_row = |position: usize| keys.row(block.sequence, position, block.kv_head, width);
+        let value_row = |position: usize| values.row(block.sequence, position, block.kv_head, width);
+        // What `dot` adds after the lanes: the product of the values past the last whole
+        // block, of which there are none.
+        let rest = remainder_product(&[], &[]);
+        let mut scores = vec![0f32; BLOCK_ROWS * longest];
+        for position in 0..longest {
+            #[allow(unsafe_code)]
+            // SAFETY: the key row and every query row hold `width` values (`row` slices them,
+            // the queries were checked above), a multiple of the lanes; AVX-512F and FMA are
+            // enabled on this function.
+            let four = unsafe { four_scores(&queries, key_row(position), rest, block.scale) };
+            for (row, score) in four.into_iter().enumerate() {
+                scores[row * longest + position] = score;
+            }
+        }
+        let inverse_totals = block.softmax_rows::<BLOCK_ROWS>(&mut scores, longest);
+        let blocks = width / LANES;
+        let mut first_block = 0;
+        while first_block < blocks {
+            let group = if blocks - first_block >= 4 { 4 } else { 1 };
+            let context = Context { scores: &scores, longest, shortest: block.first_length, inverse_totals };
+            #[allow(unsafe_code)]
+            // SAFETY: every value row holds `width` values, so blocks `first_block ..
+            // first_block + group` exist in each; the output holds four rows of `width`.
+            unsafe {
+                if group == 4 {
+                    context.sum::<4>(&value_row, first_block, width, output);
+                } else {
+                    context.sum::<1>(&value_row, first_block, width, output);
+                }
+            }
+            first_block += group;
+        }
+    }
+
+    /// Four rows' scores against `key`: each row's dot product summed in sixteen lanes, the
+    /// lanes added as [`super::add_lanes`] adds them (halves, then quarters, then pairs, then
+    /// the last two), then `rest`, times `scale`.
+    ///
+    /// # Safety
+    /// `key` and each query hold the same number of values, a multiple of sixteen; the CPU has
+    /// AVX-512F and FMA.
+    #[inline]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn four_scores(queries: &[&[f32]; BLOCK_ROWS], key: &[f32], rest: f32, scale: f32) -> [f32; BLOCK_ROWS] {
+        let mut sums = [_mm512_setzero_ps(); BLOCK_ROWS];
+        for block in 0..key.len() / LANES {
+            let key = _mm512_loadu_ps(key.as_ptr().add(block * LANES));
+            for (sum, query) in sums.iter_mut().zip(queries) {
+                *sum = _mm512_fmadd_ps(_mm512_loadu_ps(query.as_ptr().add(block * LANES)), key, *sum);
+            }
+        }
+        // Lanes l and l + 8 of rows 0 and 1 side by side, and of rows 2 and 3.
+        let eight_01 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(sums[0], sums[1]),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(sums[0], sums[1]),
+        );
+        let eight_23 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(sums[2], sums[3]),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(sums[2], sums[3]),
+        );
+        // Lanes l and l + 4 of those: row r's four sums in the r-th quarter.
+        let four = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(eight_01, eight_23),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(eight_01, eight_23),
+        );
+        // Lanes l and l + 2 of each quarter, then lanes 0 and 1.
+        let two = _mm512_add_ps(four, _mm512_permute_ps::<0b01_00_11_10>(four));
+        let one = _mm512_add_ps(two, _mm512_permute_ps::<0b10_11_00_01>(two));
+        let scaled = _mm512_mul_ps(_mm512_add_ps(one, _mm512_set1_ps(rest)), _mm512_set1_ps(scale));
+        let mut lanes = [0f32; LANES];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), scaled);
+        [lanes[0], lanes[4], lanes[8], lanes[12]]
+    }
+
+    /// The softmax's numerators of four rows, for summing their contexts.
+    struct Context<'a> {
+        scores: &'a [f32],
+        longest: usize,
+        /// Positions the first row attends to; row r attends to `shortest + r`.
+        shortest: usize,
+        inverse_totals: [f32; BLOCK_ROWS],
+    }
+
+    impl Context<'_> {
+        /// Writes columns `first_block · 16 ..` of `GROUP` blocks of each of the four output
+        /// rows: the weighted values summed position by position from zero, as
+        /// [`super::multiply_add`] sums them, times the row's inverse total.
+        ///
+        /// # Safety
+        /// Every value row and each output row of `width` hold those blocks; the CPU has
+        /// AVX-512F and FMA.
+        #[inline]
+        #[allow(unsafe_code)]
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn sum<'v, const GROUP: usize>(
+            &self,
+            value_row: &impl Fn(usize) -> &'v [f32],
+            first_block: usize,
+            width: usize,
+            output: &mut [f32],
+        ) {
+            let (scores, longest, shortest) = (self.scores, self.longest, self.shortest);
+            let mut sums = [[_mm512_setzero_ps(); GROUP]; BLOCK_ROWS];
+            let load = |position: usize| -> [__m512; GROUP] {
+                let row = value_row(position).as_ptr().add(first_block * LANES);
+                std::array::from_fn(|block| _mm512_loadu_ps(row.add(block * LANES)))
+            };
+            for position in 0..shortest {
+                let values = load(position);
+                for (row, sums) in sums.iter_mut().enumerate() {
+                    let weight = _mm512_set1_ps(*scores.get_unchecked(row * longest + position));
+                    for (sum, value) in sums.iter_mut().zip(values) {
+                        *sum = _mm512_fmadd_ps(weight, value, *sum);
+                    }
+                }
+            }
+            for position in shortest..longest {
+                let values = load(position);
+                for (row, sums) in sums.iter_mut().enumerate().skip(position + 1 - shortest) {
+                    let weight = _mm512_set1_ps(scores[row * longest + position]);
+                    for (sum, value) in sums.iter_mut().zip(values) {
+                        *sum = _mm512_fmadd_ps(weight, value, *sum);
+                    }
+                }
+            }
+            for (row, sums) in sums.iter().enumerate() {
+                let inverse_total = _mm512_set1_ps(self.inverse_totals[row]);
+                let output = output[row * width + first_block * LANES..][..GROUP * LANES].as_mut_ptr();
+                for (block, sum) in sums.iter().enumerate() {
+                    _mm512_storeu_ps(output.add(block * LANES), _mm512_mul_ps(*sum, inverse_total));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
