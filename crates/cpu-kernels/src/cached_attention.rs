@@ -145,7 +145,12 @@ impl HeadTask<'_> {
         values: &StridedRows<'_>,
         output: &mut [f32],
     ) {
-        self.attend(queries, keys, values, output);
+        let width = self.shape.width;
+        if width.is_multiple_of(LANES) {
+            x86::attend_one_query(self, queries.row(self.sequence, 0, self.head, width), keys, values, output);
+        } else {
+            self.attend(queries, keys, values, output);
+        }
     }
 
     #[inline(always)]
@@ -163,22 +168,11 @@ impl HeadTask<'_> {
         for (position, score) in scores.iter_mut().enumerate() {
             *score = dot(query, keys.row(self.sequence, position, self.kv_head, width)) * scale;
         }
-        if let Some(mask) = self.mask {
-            for (score, term) in scores.iter_mut().zip(mask) {
-                *score += term;
-            }
-        }
-        let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if largest == f32::NEG_INFINITY {
+        let Some(inverse_total) = self.softmax(&mut scores) else {
             // Every position masked: nothing to attend to.
             output.fill(0.0);
             return;
-        }
-        for score in scores.iter_mut() {
-            // `exp` never returns zero; a masked position must weigh nothing.
-            *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
-        }
-        let inverse_total = 1.0 / crate::math::sum(&scores);
+        };
         let value_row = |position: usize| values.row(self.sequence, position, self.kv_head, width);
         if width.is_multiple_of(LANES) {
             for (block, output) in output.chunks_exact_mut(LANES).enumerate() {
@@ -199,6 +193,27 @@ impl HeadTask<'_> {
                 *output *= inverse_total;
             }
         }
+    }
+
+    /// Adds the mask's terms to the scores and turns them into the softmax's numerators (largest
+    /// first, then one pass of exponentials); returns one over their total, or `None` when every
+    /// position is masked.
+    #[inline(always)]
+    fn softmax(&self, scores: &mut [f32]) -> Option<f32> {
+        if let Some(mask) = self.mask {
+            for (score, term) in scores.iter_mut().zip(mask) {
+                *score += term;
+            }
+        }
+        let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if largest == f32::NEG_INFINITY {
+            return None;
+        }
+        for score in scores.iter_mut() {
+            // `exp` never returns zero; a masked position must weigh nothing.
+            *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
+        }
+        Some(1.0 / crate::math::sum(scores))
     }
 }
 
@@ -472,7 +487,7 @@ fn add_lanes(lanes: [f32; LANES], rest: f32) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{remainder_product, RowBlock, StridedRows, BLOCK_ROWS, LANES};
+    use super::{dot, remainder_product, HeadTask, OneQueryShape, RowBlock, StridedRows, BLOCK_ROWS, LANES};
 
     /// [`RowBlock::attend_rows`] for four rows of a width the lanes divide.
     #[target_feature(enable = "avx512f,fma")]
@@ -494,11 +509,12 @@ mod x86 {
         let rest = remainder_product(&[], &[]);
         let mut scores = vec![0f32; BLOCK_ROWS * longest];
         for position in 0..longest {
+            let key = key_row(position);
             #[allow(unsafe_code)]
             // SAFETY: the key row and every query row hold `width` values (`row` slices them,
             // the queries were checked above), a multiple of the lanes; AVX-512F and FMA are
             // enabled on this function.
-            let four = unsafe { four_scores(&queries, key_row(position), rest, block.scale) };
+            let four = unsafe { four_scores(&queries, &[key; BLOCK_ROWS], rest, block.scale) };
             for (row, score) in four.into_iter().enumerate() {
                 scores[row * longest + position] = score;
             }
@@ -523,22 +539,105 @@ mod x86 {
         }
     }
 
-    /// Four rows' scores against `key`: each row's dot product summed in sixteen lanes, the
-    /// lanes added as [`super::add_lanes`] adds them (halves, then quarters, then pairs, then
-    /// the last two), then `rest`, times `scale`.
+    /// [`HeadTask::attend_query`] for a width the lanes divide: scores four positions at a
+    /// time, reduced together, and the context summed from four blocks of each value row at once.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn attend_one_query(
+        task: &HeadTask,
+        query: &[f32],
+        keys: &StridedRows<'_>,
+        values: &StridedRows<'_>,
+        output: &mut [f32],
+    ) {
+        let OneQueryShape { width, positions, scale, .. } = task.shape;
+        assert!(width.is_multiple_of(LANES) && query.len() == width && output.len() == width);
+        let key_row = |position: usize| keys.row(task.sequence, position, task.kv_head, width);
+        let value_row = |position: usize| values.row(task.sequence, position, task.kv_head, width);
+        let rest = remainder_product(&[], &[]);
+        let mut scores = vec![0f32; positions];
+        let whole = positions - positions % 4;
+        for (first, scores) in scores[..whole].chunks_exact_mut(4).enumerate() {
+            let keys: [&[f32]; 4] = std::array::from_fn(|offset| key_row(first * 4 + offset));
+            #[allow(unsafe_code)]
+            // SAFETY: the query and each key row hold `width` values, a multiple of the lanes;
+            // AVX-512F and FMA are enabled on this function.
+            let four = unsafe { four_scores(&[query; 4], &keys, rest, scale) };
+            scores.copy_from_slice(&four);
+        }
+        for (position, score) in scores.iter_mut().enumerate().skip(whole) {
+            *score = dot(query, key_row(position)) * scale;
+        }
+        let Some(inverse_total) = task.softmax(&mut scores) else {
+            output.fill(0.0);
+            return;
+        };
+        let blocks = width / LANES;
+        let mut first_block = 0;
+        while first_block < blocks {
+            let group = if blocks - first_block >= 4 { 4 } else { 1 };
+            #[allow(unsafe_code)]
+            // SAFETY: every value row holds `width` values, so blocks `first_block ..
+            // first_block + group` exist in each, as in the output.
+            unsafe {
+                if group == 4 {
+                    sum_one::<4>(&scores, &value_row, first_block, inverse_total, output);
+                } else {
+                    sum_one::<1>(&scores, &value_row, first_block, inverse_total, output);
+                }
+            }
+            first_block += group;
+        }
+    }
+
+    /// Columns `first_block · 16 ..` of `GROUP` blocks of one query's context: the weighted
+    /// values summed position by position from zero, as [`super::multiply_add`] sums them,
+    /// times `inverse_total`.
     ///
     /// # Safety
-    /// `key` and each query hold the same number of values, a multiple of sixteen; the CPU has
-    /// AVX-512F and FMA.
+    /// Every value row and the output hold those blocks; the CPU has AVX-512F and FMA.
     #[inline]
     #[allow(unsafe_code)]
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn four_scores(queries: &[&[f32]; BLOCK_ROWS], key: &[f32], rest: f32, scale: f32) -> [f32; BLOCK_ROWS] {
-        let mut sums = [_mm512_setzero_ps(); BLOCK_ROWS];
-        for block in 0..key.len() / LANES {
-            let key = _mm512_loadu_ps(key.as_ptr().add(block * LANES));
-            for (sum, query) in sums.iter_mut().zip(queries) {
-                *sum = _mm512_fmadd_ps(_mm512_loadu_ps(query.as_ptr().add(block * LANES)), key, *sum);
+    unsafe fn sum_one<'v, const GROUP: usize>(
+        scores: &[f32],
+        value_row: &impl Fn(usize) -> &'v [f32],
+        first_block: usize,
+        inverse_total: f32,
+        output: &mut [f32],
+    ) {
+        let mut sums = [_mm512_setzero_ps(); GROUP];
+        for (position, weight) in scores.iter().enumerate() {
+            let row = value_row(position).as_ptr().add(first_block * LANES);
+            let weight = _mm512_set1_ps(*weight);
+            for (block, sum) in sums.iter_mut().enumerate() {
+                *sum = _mm512_fmadd_ps(weight, _mm512_loadu_ps(row.add(block * LANES)), *sum);
+            }
+        }
+        let output = output[first_block * LANES..][..GROUP * LANES].as_mut_ptr();
+        for (block, sum) in sums.iter().enumerate() {
+            _mm512_storeu_ps(output.add(block * LANES), _mm512_mul_ps(*sum, _mm512_set1_ps(inverse_total)));
+        }
+    }
+
+    /// Four dot products, `lefts[i] · rights[i]`, each summed in sixteen lanes, the lanes added
+    /// as [`super::add_lanes`] adds them (halves, then quarters, then pairs, then the last two),
+    /// then `rest`, times `scale`: [`dot`]'s operations, four at a time.
+    ///
+    /// # Safety
+    /// Every row holds the same number of values, a multiple of sixteen; the CPU has AVX-512F
+    /// and FMA.
+    #[inline]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn four_scores(lefts: &[&[f32]; 4], rights: &[&[f32]; 4], rest: f32, scale: f32) -> [f32; 4] {
+        let mut sums = [_mm512_setzero_ps(); 4];
+        for block in 0..rights[0].len() / LANES {
+            for ((sum, left), right) in sums.iter_mut().zip(lefts).zip(rights) {
+                let (left, right) = (
+                    _mm512_loadu_ps(left.as_ptr().add(block * LANES)),
+                    _mm512_loadu_ps(right.as_ptr().add(block * LANES)),
+                );
+                *sum = _mm512_fmadd_ps(left, right, *sum);
             }
         }
         // Lanes l and l + 8 of rows 0 and 1 side by side, and of rows 2 and 3.
