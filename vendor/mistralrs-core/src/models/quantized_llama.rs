@@ -454,6 +454,11 @@ impl ModelConfig::FromGGUF for ModelWeights {
         let mut ropes = HashMap::new();
         for layer_idx in 0..block_count {
             let device = mapper.device_for(layer_idx, false).unwrap_or(device);
+            // modeld: one table per device. Released, every layer built the whole context's
+            // table (sines and cosines of every position) and replaced the one before.
+            if ropes.contains_key(&device.location()) {
+                continue;
+            }
             ropes.insert(
                 device.location(),
                 Arc::new(RotaryEmbedding::new(
