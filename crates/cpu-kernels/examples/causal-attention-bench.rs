@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use cpu_kernels::cached_attention::{attend_causal_rows, CausalRowsShape, StridedRows};
+use cpu_kernels::cached_attention::{attend_causal_rows, OneQueryShape, StridedRows};
 
 fn main() {
     let (heads, kv_heads, width) = (9, 3, 64);
@@ -31,12 +31,12 @@ fn main() {
             position_stride: heads * width,
             head_stride: width,
         };
-        let shape = CausalRowsShape { sequences: 1, heads, kv_heads, width, rows, positions, scale: 0.125 };
+        let shape = OneQueryShape { sequences: 1, heads, kv_heads, width, positions, scale: 0.125 };
         let mut output = vec![0f32; heads * rows * width];
         let mut times: Vec<f64> = (0..7)
             .map(|_| {
                 let start = Instant::now();
-                attend_causal_rows(shape, query_rows, cache(&keys), cache(&values), &mut output);
+                attend_causal_rows(shape, rows, query_rows, cache(&keys), cache(&values), &mut output);
                 start.elapsed().as_secs_f64()
             })
             .collect();

@@ -84,11 +84,9 @@ pub fn attend_one_query(
     if output.is_empty() {
         return;
     }
-    assert!(kv_heads > 0 && heads.is_multiple_of(kv_heads), "{heads} heads over {kv_heads} key-value heads");
     assert!(positions > 0, "attention over no positions");
-    assert!(queries.reach(sequences, 1, heads, width) <= queries.data.len(), "queries reach past their data");
-    assert!(keys.reach(sequences, positions, kv_heads, width) <= keys.data.len(), "keys reach past their data");
-    assert!(values.reach(sequences, positions, kv_heads, width) <= values.data.len(), "values reach past their data");
+    let sizes = Sizes { sequences, heads, kv_heads, width, positions };
+    sizes.assert_within_data(1, &queries, &keys, &values);
     if let Some(mask) = mask {
         assert_eq!(mask.len(), sequences * heads * positions, "mask size");
     }
@@ -102,6 +100,39 @@ pub fn attend_one_query(
         output.chunks_exact_mut(width).enumerate().for_each(task);
     } else {
         output.par_chunks_exact_mut(width).enumerate().for_each(task);
+    }
+}
+
+/// The sizes both kernels check their arguments against.
+struct Sizes {
+    sequences: usize,
+    heads: usize,
+    kv_heads: usize,
+    width: usize,
+    positions: usize,
+}
+
+impl Sizes {
+    /// Panics unless the heads group evenly over the key-value heads and `query_rows` rows of
+    /// queries and `positions` rows of keys and values lie within their data.
+    fn assert_within_data(
+        &self,
+        query_rows: usize,
+        queries: &StridedRows<'_>,
+        keys: &StridedRows<'_>,
+        values: &StridedRows<'_>,
+    ) {
+        let Sizes { sequences, heads, kv_heads, width, positions } = *self;
+        assert!(kv_heads > 0 && heads.is_multiple_of(kv_heads), "{heads} heads over {kv_heads} key-value heads");
+        assert!(
+            queries.reach(sequences, query_rows, heads, width) <= queries.data.len(),
+            "queries reach past their data"
+        );
+        assert!(keys.reach(sequences, positions, kv_heads, width) <= keys.data.len(), "keys reach past their data");
+        assert!(
+            values.reach(sequences, positions, kv_heads, width) <= values.data.len(),
+            "values reach past their data"
+        );
     }
 }
 
@@ -220,27 +251,11 @@ impl HeadTask<'_> {
 /// Query rows of a prompt block computed together, sharing each key and value row they read.
 const BLOCK_ROWS: usize = 4;
 
-/// The sizes of one [`attend_causal_rows`] call.
-#[derive(Debug, Clone, Copy)]
-pub struct CausalRowsShape {
-    pub sequences: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key and value heads, grouped as in [`OneQueryShape`].
-    pub kv_heads: usize,
-    /// Values per head.
-    pub width: usize,
-    /// New query rows per sequence and head: the last `rows` of the `positions`.
-    pub rows: usize,
-    /// Cached positions, the new rows' own included.
-    pub positions: usize,
-    /// Factor of the query-key products.
-    pub scale: f32,
-}
-
 /// Writes `output[((s · heads + h) · rows + r) · width ..][..width]`: query row `r` of head `h`
 /// of sequence `s` sits at position `positions - rows + r` and attends to the positions up to
 /// and including its own (a causal mask). `queries` hold the rows at positions `0..rows`.
+/// `shape` is the last row's one-query step: its `positions` count every cached position, the
+/// new rows' own included.
 ///
 /// Each row is computed exactly as [`attend_one_query`] computes one query over that many
 /// positions without a mask, bit for bit: a prompt's rows equal the decoding steps at their
@@ -249,22 +264,21 @@ pub struct CausalRowsShape {
 /// # Panics
 /// When the sizes disagree, as [`attend_one_query`] does, or `rows` exceeds `positions`.
 pub fn attend_causal_rows(
-    shape: CausalRowsShape,
+    shape: OneQueryShape,
+    rows: usize,
     queries: StridedRows<'_>,
     keys: StridedRows<'_>,
     values: StridedRows<'_>,
     output: &mut [f32],
 ) {
-    let CausalRowsShape { sequences, heads, kv_heads, width, rows, positions, scale } = shape;
+    let OneQueryShape { sequences, heads, kv_heads, width, positions, scale } = shape;
     assert_eq!(output.len(), sequences * heads * rows * width, "output size");
     if output.is_empty() {
         return;
     }
-    assert!(kv_heads > 0 && heads.is_multiple_of(kv_heads), "{heads} heads over {kv_heads} key-value heads");
     assert!(rows <= positions, "{rows} new rows among {positions} positions");
-    assert!(queries.reach(sequences, rows, heads, width) <= queries.data.len(), "queries reach past their data");
-    assert!(keys.reach(sequences, positions, kv_heads, width) <= keys.data.len(), "keys reach past their data");
-    assert!(values.reach(sequences, positions, kv_heads, width) <= values.data.len(), "values reach past their data");
+    let sizes = Sizes { sequences, heads, kv_heads, width, positions };
+    sizes.assert_within_data(rows, &queries, &keys, &values);
     let first_position = positions - rows;
     let task = |(index, output): (usize, &mut [f32])| {
         let per_head = rows.div_ceil(BLOCK_ROWS);

@@ -184,10 +184,17 @@ fn prompt_queries(data: &[f32], heads: usize, rows: usize, width: usize) -> Stri
     StridedRows { data, sequence_stride: rows * heads * width, position_stride: heads * width, head_stride: width }
 }
 
-fn run_causal_rows(shape: CausalRowsShape, queries: &[f32], keys: &Cache, values: &Cache) -> Vec<f32> {
-    let CausalRowsShape { sequences, heads, width, rows, .. } = shape;
+fn run_causal_rows(shape: OneQueryShape, rows: usize, queries: &[f32], keys: &Cache, values: &Cache) -> Vec<f32> {
+    let OneQueryShape { sequences, heads, width, .. } = shape;
     let mut output = vec![f32::NAN; sequences * heads * rows * width];
-    attend_causal_rows(shape, prompt_queries(queries, heads, rows, width), keys.rows(), values.rows(), &mut output);
+    attend_causal_rows(
+        shape,
+        rows,
+        prompt_queries(queries, heads, rows, width),
+        keys.rows(),
+        values.rows(),
+        &mut output,
+    );
     output
 }
 
@@ -204,14 +211,13 @@ fn causal_rows_equal_one_query_steps_at_their_positions_bit_for_bit() {
         (1, 2, 1, 16, 1, 1),
         (1, 3, 1, 80, 10, 300),
     ] {
-        let shape =
-            CausalRowsShape { sequences, heads, kv_heads, width, rows, positions, scale: 1.0 / (width as f32).sqrt() };
+        let shape = OneQueryShape { sequences, heads, kv_heads, width, positions, scale: 1.0 / (width as f32).sqrt() };
         let queries = values(sequences * rows * heads * width, 31);
         let (keys, cached_values) = (
             Cache::new(sequences, kv_heads, positions + 3, width, 32),
             Cache::new(sequences, kv_heads, positions + 3, width, 33),
         );
-        let got = run_causal_rows(shape, &queries, &keys, &cached_values);
+        let got = run_causal_rows(shape, rows, &queries, &keys, &cached_values);
         let query_rows = prompt_queries(&queries, heads, rows, width);
         for row in 0..rows {
             // The step that decodes position `positions - rows + row`: one query per head, no
@@ -267,8 +273,8 @@ fn causal_rows_give_the_same_bits_in_every_vector_width() {
 #[test]
 #[should_panic(expected = "new rows among")]
 fn more_new_rows_than_positions_are_refused() {
-    let shape = CausalRowsShape { sequences: 1, heads: 1, kv_heads: 1, width: 16, rows: 5, positions: 4, scale: 1.0 };
+    let shape = OneQueryShape { sequences: 1, heads: 1, kv_heads: 1, width: 16, positions: 4, scale: 1.0 };
     let queries = values(5 * 16, 0);
     let keys = Cache::new(1, 1, 8, 16, 1);
-    run_causal_rows(shape, &queries, &keys, &keys);
+    run_causal_rows(shape, 5, &queries, &keys, &keys);
 }

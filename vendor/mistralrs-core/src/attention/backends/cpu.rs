@@ -1073,7 +1073,7 @@ pub(crate) fn attend_causal_rows_f32(
     mask: Option<&Tensor>,
     sdpa_params: &SdpaParams,
 ) -> Result<Option<Tensor>> {
-    use cpu_kernels::cached_attention::{attend_causal_rows, CausalRowsShape, StridedRows};
+    use cpu_kernels::cached_attention::{attend_causal_rows, OneQueryShape, StridedRows};
     if [q.dtype(), k.dtype(), v.dtype()] != [DType::F32; 3]
         || !q.device().is_cpu()
         || sdpa_params.softcap.is_some_and(|softcap| softcap != 0.0)
@@ -1125,17 +1125,17 @@ pub(crate) fn attend_causal_rows_f32(
     {
         candle_core::bail!("attention rows reach past their storage");
     }
-    let shape = CausalRowsShape {
+    // The last row's one-query step, over every position.
+    let last_step = OneQueryShape {
         sequences: b,
         heads: h,
         kv_heads: kv_h,
         width: d,
-        rows: seq_len,
         positions: kv_len,
         scale: sdpa_params.softmax_scale,
     };
     let mut output = vec![0f32; b * h * seq_len * d];
-    attend_causal_rows(shape, queries, keys, values, &mut output);
+    attend_causal_rows(last_step, seq_len, queries, keys, values, &mut output);
     Ok(Some(Tensor::from_vec(output, (b, h, seq_len, d), &Device::Cpu)?))
 }
 
