@@ -156,7 +156,7 @@ impl HeadTask<'_> {
         output: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        if has_avx512_fma() {
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX-512F and FMA, checked just above.
             unsafe {
@@ -236,16 +236,24 @@ impl HeadTask<'_> {
                 *score += term;
             }
         }
-        let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if largest == f32::NEG_INFINITY {
-            return None;
-        }
-        for score in scores.iter_mut() {
-            // `exp` never returns zero; a masked position must weigh nothing.
-            *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
-        }
-        Some(1.0 / crate::math::sum(scores))
+        exact_softmax(scores)
     }
+}
+
+/// Turns scores into the softmax's numerators (largest first, then one pass of exponentials)
+/// and returns one over their total, or `None`, leaving the scores as they were, when every
+/// score is `-∞`. Both kernels compute every row's softmax here, so their bits agree.
+#[inline(always)]
+fn exact_softmax(scores: &mut [f32]) -> Option<f32> {
+    let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if largest == f32::NEG_INFINITY {
+        return None;
+    }
+    for score in scores.iter_mut() {
+        // `exp` never returns zero; a masked position must weigh nothing.
+        *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
+    }
+    Some(1.0 / crate::math::sum(scores))
 }
 
 /// Query rows of a prompt block computed together, sharing each key and value row they read.
@@ -326,7 +334,7 @@ impl RowBlock {
         output: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        if has_avx512_fma() {
             #[allow(unsafe_code)]
             // SAFETY: the CPU has AVX-512F and FMA, checked just above.
             unsafe {
@@ -446,19 +454,20 @@ impl RowBlock {
         let mut inverse_totals = [0f32; ROWS];
         for (row, inverse_total) in inverse_totals.iter_mut().enumerate() {
             let scores = &mut scores[row * longest..][..self.first_length + row];
-            let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if largest == f32::NEG_INFINITY {
+            match exact_softmax(scores) {
+                Some(inverse) => *inverse_total = inverse,
                 // As the one-query kernel: a row with nothing to attend to is zeros.
-                scores.fill(0.0);
-                continue;
+                None => scores.fill(0.0),
             }
-            for score in scores.iter_mut() {
-                *score = if *score == f32::NEG_INFINITY { 0.0 } else { exp(*score - largest) };
-            }
-            *inverse_total = 1.0 / crate::math::sum(scores);
         }
         inverse_totals
     }
+}
+
+/// Whether the CPU runs the kernels' AVX-512 forms (AVX-512F and FMA).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// The dot product of two rows, summed in lanes, then the lanes in a fixed order.
