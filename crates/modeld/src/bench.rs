@@ -4,8 +4,9 @@
 //!
 //! Serving figures go through each server's streaming HTTP API the same way: time to first
 //! token cold, for the same prompt again and for a prompt extending the previous one (the
-//! completion-as-you-type pattern), throughput and latency under concurrent requests, load time
-//! and peak memory.
+//! completion-as-you-type pattern), throughput and latency under concurrent requests, the gaps
+//! between tokens while new requests keep arriving, the latency of each keystroke's completion in
+//! a typing session, load time and peak memory.
 
 // A command-line face: it prints its answers on stdout.
 #![allow(clippy::print_stdout)]
@@ -40,6 +41,9 @@ pub(crate) struct BenchArgs {
     /// Concurrent request counts for the serving figures.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     concurrency: Vec<usize>,
+    /// Milliseconds between the starts of the steady-arrivals figures' requests.
+    #[arg(long, default_value_t = 400)]
+    arrival_ms: u64,
     /// `OLLAMA_NUM_PARALLEL` for the measured daemon; by default the largest concurrency, the
     /// number of slots llama-server gets, so both serve the same number of requests at once.
     #[arg(long)]
@@ -77,6 +81,13 @@ const CONCURRENT_DECODE_TOKENS: usize = 64;
 const PREFIX_PROMPT_TOKENS: usize = 512;
 const PREFIX_EXTENSION_TOKENS: usize = 20;
 const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the quiet river bank. ";
+/// Requests of one steady-arrivals run, started `--arrival-ms` apart, each generating
+/// [`CONCURRENT_DECODE_TOKENS`].
+const ARRIVING_REQUESTS: usize = 12;
+/// Characters typed, one completion request each, in one typing session.
+const TYPED_CHARACTERS: usize = 40;
+/// Tokens of each keystroke's suggestion (a short line).
+const TYPING_SUGGESTION_TOKENS: usize = 8;
 
 /// A figure of one system.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,6 +110,10 @@ struct ServingFigures {
     first_token_ms: [Option<f64>; 3],
     /// Per concurrency: total tokens/s, p50 and p95 latency (ms).
     concurrent: Vec<(usize, f64, f64, f64)>,
+    /// Under steady arrivals: the p95 and the longest gap between two tokens of one answer (ms).
+    arrival_gap_ms: [Option<f64>; 2],
+    /// In a typing session: the median and p95 time to a keystroke's whole suggestion (ms).
+    typing_ms: [Option<f64>; 2],
     peak_rss_mib: Option<f64>,
 }
 
@@ -122,6 +137,8 @@ impl ServingFigures {
                     (n_requests, at(|figures| figures.1), at(|figures| figures.2), at(|figures| figures.3))
                 })
                 .collect(),
+            arrival_gap_ms: std::array::from_fn(|index| median_of(&|round| round.arrival_gap_ms[index])),
+            typing_ms: std::array::from_fn(|index| median_of(&|round| round.typing_ms[index])),
             peak_rss_mib: median_of(&|round| round.peak_rss_mib),
         }
     }
@@ -215,6 +232,14 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         serving_row(format!("{n_requests} concurrent: p95 latency"), "ms", false, &|figures| {
             at(figures).map(|(_, _, _, p95)| p95)
         });
+    }
+    let labels = ["steady arrivals: p95 gap between tokens", "steady arrivals: longest gap"];
+    for (index, name) in labels.into_iter().enumerate() {
+        serving_row(name.to_owned(), "ms", false, &|figures| figures.arrival_gap_ms[index]);
+    }
+    let labels = ["typing session: median suggestion", "typing session: p95 suggestion"];
+    for (index, name) in labels.into_iter().enumerate() {
+        serving_row(name.to_owned(), "ms", false, &|figures| figures.typing_ms[index]);
     }
     serving_row("load".into(), "s", false, &|figures| figures.load_seconds);
     serving_row("peak RSS".into(), "MiB", false, &|figures| figures.peak_rss_mib);
@@ -342,6 +367,7 @@ fn report_json(args: &BenchArgs, gguf: &Path, memory: &Memory, rows: &[Row]) -> 
             "prompt_tokens": args.prompt_tokens,
             "decode_tokens": args.decode_tokens,
             "concurrency": args.concurrency,
+            "arrival_ms": args.arrival_ms,
             "num_parallel": args.num_parallel(),
             "llama_cpp_threads": args.threads,
             "llama_bench": args.llama_bench.is_some(),
@@ -394,6 +420,8 @@ enum Server {
 /// One streamed completion.
 struct Completion {
     first_token: Duration,
+    /// When each streamed piece of the answer arrived, from the request's start.
+    token_times: Vec<Duration>,
     total: Duration,
     n_generated: usize,
     /// The final object.
@@ -418,12 +446,16 @@ impl Server {
         };
         let started = Instant::now();
         let mut first_token = None;
+        let mut token_times = Vec::new();
         let mut done = Value::Null;
         client
             .stream(path, &body, |object| {
-                first_token.get_or_insert_with(|| started.elapsed());
+                let now = started.elapsed();
+                first_token.get_or_insert(now);
                 if object["done"] == true || object["stop"] == true {
                     done = object.clone();
+                } else {
+                    token_times.push(now);
                 }
                 Ok(())
             })
@@ -434,7 +466,7 @@ impl Server {
             .or_else(|| done["timings"]["predicted_n"].as_u64())
             .unwrap_or(0) as usize;
         let total = started.elapsed();
-        Ok(Completion { first_token: first_token.unwrap_or(total), total, n_generated, done })
+        Ok(Completion { first_token: first_token.unwrap_or(total), token_times, total, n_generated, done })
     }
 }
 
@@ -482,8 +514,66 @@ async fn measure_serving(
         }
         figures.concurrent.push((n_requests, median(rates), percentile(&latencies, 0.5), percentile(&latencies, 0.95)));
     }
+    let gaps = steady_arrival_gaps_ms(server, args).await?;
+    figures.arrival_gap_ms = [Some(percentile(&gaps, 0.95)), gaps.iter().copied().reduce(f64::max)];
+    let latencies = typing_session_latencies_ms(server, args).await?;
+    figures.typing_ms = [Some(percentile(&latencies, 0.5)), Some(percentile(&latencies, 0.95))];
     figures.peak_rss_mib = peak_rss_bytes(pid).map(|bytes| bytes as f64 / (1024.0 * 1024.0));
     Ok(figures)
+}
+
+/// The gaps between successive tokens of every answer while requests keep arriving: in each
+/// run, [`ARRIVING_REQUESTS`] requests of a few sentences start `--arrival-ms` apart, so each
+/// new prompt comes while earlier answers are decoding (a server that pauses running answers
+/// for newcomers shows it here).
+async fn steady_arrival_gaps_ms(server: &Server, args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
+    let mut gaps = Vec::new();
+    for run in 0..args.runs {
+        let started = tokio::time::Instant::now();
+        let requests: Vec<_> = (0..ARRIVING_REQUESTS)
+            .map(|request| {
+                let server = server.clone();
+                let prompt = format!(
+                    "Arrival {run}-{request}. {}Count from 1 to 1000: 1, 2, 3,",
+                    SENTENCE.repeat(1 + request % 4)
+                );
+                let start_at = started + Duration::from_millis(args.arrival_ms * request as u64);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(start_at).await;
+                    server.complete(&prompt, CONCURRENT_DECODE_TOKENS).await
+                })
+            })
+            .collect();
+        for request in requests {
+            let completion = request.await??;
+            let times = &completion.token_times;
+            gaps.extend(times.windows(2).map(|pair| (pair[1] - pair[0]).as_secs_f64() * 1e3));
+        }
+    }
+    Ok(gaps)
+}
+
+/// The time to each keystroke's whole suggestion while typing: a source file of about 500
+/// tokens, then [`TYPED_CHARACTERS`] characters typed one at a time, each asking for a
+/// suggestion of [`TYPING_SUGGESTION_TOKENS`] tokens continuing the text up to the cursor, one
+/// after the other, as an editor's completion client asks (the language server's own cache and
+/// debouncing left out: this measures the server).
+async fn typing_session_latencies_ms(server: &Server, args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for run in 0..args.runs {
+        let mut text = format!("# Typing session {run}.\n");
+        for index in 0..12 {
+            text.push_str(&format!("def weighted_sum_{index}(values):\n    total = 0\n"));
+            text.push_str(&format!("    for value in values:\n        total += value * {index}\n    return total\n\n"));
+        }
+        let typed = "def running_mean(values, window):\n    result = []\n    for index in range(len(values)):\n";
+        for character in typed.chars().take(TYPED_CHARACTERS) {
+            text.push(character);
+            let completion = server.complete(&text, TYPING_SUGGESTION_TOKENS).await?;
+            latencies.push(completion.total.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(latencies)
 }
 
 /// Starts a daemon, imports the weights, and measures prompt and decode speed (by the
@@ -679,6 +769,8 @@ mod tests {
             load_seconds: load,
             first_token_ms: [Some(first), Some(first / 10.0), None],
             concurrent: vec![(1, rate, rate * 2.0, rate * 3.0), (8, rate * 4.0, 1.0, 2.0)],
+            arrival_gap_ms: [Some(rate), None],
+            typing_ms: [Some(first), Some(rate)],
             peak_rss_mib: rss,
         };
         let rounds = [
@@ -690,6 +782,8 @@ mod tests {
         assert_eq!(merged.load_seconds, Some(2.0));
         assert_eq!(merged.first_token_ms, [Some(200.0), Some(20.0), None]);
         assert_eq!(merged.concurrent, vec![(1, 20.0, 40.0, 60.0), (8, 80.0, 1.0, 2.0)]);
+        assert_eq!(merged.arrival_gap_ms, [Some(20.0), None]);
+        assert_eq!(merged.typing_ms, [Some(200.0), Some(20.0)]);
         assert_eq!(merged.peak_rss_mib, Some(800.0));
         assert_eq!(median_speeds(&[vec![1.0, 5.0, 9.0], vec![3.0, 4.0], vec![2.0, 6.0, 7.0]]), vec![2.0, 5.0]);
     }
