@@ -96,23 +96,28 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
     ),
     ("ollama-api", &["engine", "serving", "http-server", "engine-mistralrs", "engine-bert", "modeld"]),
     // The kernels are arithmetic on slices: they know no model, engine or protocol.
-    (
-        "cpu-kernels",
-        &[
-            "engine",
-            "engine-bert",
-            "engine-mistralrs",
-            "serving",
-            "http-server",
-            "ollama-api",
-            "model-formats",
-            "model-store",
-            "registry",
-            "lsp",
-            "mcp",
-            "modeld",
-        ],
-    ),
+    ("cpu-kernels", EVERY_LAYER),
+    // The batching rule the vendored scheduler asks is data in, data out.
+    ("batch-scheduling", EVERY_LAYER),
+];
+
+/// The workspace crates that the crates the vendored upstream copies call (`cpu-kernels`,
+/// `batch-scheduling`) must not depend on: all of them.
+const EVERY_LAYER: &[&str] = &[
+    "engine",
+    "engine-bert",
+    "engine-mistralrs",
+    "serving",
+    "http-server",
+    "ollama-api",
+    "model-formats",
+    "model-store",
+    "registry",
+    "lsp",
+    "mcp",
+    "modeld",
+    "cpu-kernels",
+    "batch-scheduling",
 ];
 
 /// Direct dependencies (every kind: a test that links mistral.rs crosses the boundary as much as

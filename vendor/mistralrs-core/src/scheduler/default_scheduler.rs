@@ -72,10 +72,6 @@ pub trait BucketingManager<Backer: FcfsBacker>: Send + Sync {
 // Bucket by that metric for images because if we are not a prompt, then this doesn't apply
 type BucketKey = (usize, bool, usize);
 
-/// modeld: the widest gap, in tokens, that a shorter bucket closes by running alone before the
-/// longer ones resume (they wait at most this many steps, then decode in the same batch).
-const MAX_CATCH_UP_TOKENS: usize = 128;
-
 struct FixedBucketingManager;
 
 impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
@@ -90,7 +86,6 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
     ) -> BucketedSeqs<Backer> {
         // Now, get the sequences with the smallest sequence lengths, and allow them to catch up.
         let mut seq_buckets: HashMap<BucketKey, Vec<Sequence>> = HashMap::new();
-        let mut seq_priorities: HashMap<BucketKey, f64> = HashMap::new();
         for seq in running {
             // modeld: the prefix-cache offset only shapes a prompt step (all prompts of a step
             // must share it); once decoding, sequences whose caches have the same length batch
@@ -101,9 +96,6 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
                 seq.images().is_some() && seq.is_prompt(),
                 if seq.is_prompt() { seq.token_offset() } else { 0 },
             );
-            if !discrete {
-                *seq_priorities.entry(key).or_insert(0.0) += seq.compute_priority();
-            }
             seq_buckets.entry(key).or_default().push(seq);
         }
         let running = if seq_buckets.len() <= 1 {
@@ -114,36 +106,30 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
                 .map(|s| s.reset_urgency())
                 .collect::<Vec<_>>()
         } else {
-            // Set the min seqs to be the running ones, and the rest to be waiting (but their states are not changed!)
-            // Allow the min seqs to catch up.
-            let min = *seq_buckets
-                .keys()
-                .min_by_key(|(x, _, _)| *x)
-                .expect("No sequence buckets.");
-            // modeld: sequences batch only when their lengths are equal, so a bucket a few
-            // tokens behind another runs alone until it catches up, and the two then decode as
-            // one batch. Choosing by priority instead alternates the buckets step by step, which
-            // keeps the gap forever: concurrent requests that arrived a step apart never batch.
-            let catches_up_soon = seq_buckets.keys().any(|(other_len, _, _)| {
-                *other_len > min.0 && *other_len - min.0 <= MAX_CATCH_UP_TOKENS
-            });
-            // modeld: but a bucket that has waited MAX_CATCH_UP_TOKENS passes is starving:
-            // requests that keep arriving are always the shortest, and under steady load they
-            // held longer answers back for a minute and more. Then priority (which grows with
-            // the wait) decides, as released.
-            let starving = seq_buckets.iter().any(|(key, seqs)| {
-                *key != min && seqs.iter().any(|seq| seq.scheduling_urgency() > MAX_CATCH_UP_TOKENS)
-            });
-            let len = if !discrete && (starving || !catches_up_soon) {
-                seq_priorities
-                    .iter()
-                    .max_by(|(_, a), (_, b)| a.partial_cmp(b).unwrap())
-                    .map(|(a, b)| (a, *b))
-                    .unwrap_or_else(|| (&min, seq_priorities[&min]))
-                    .0
-            } else {
-                &min
-            };
+            // modeld: the bucket to run is `batch_scheduling::bucket_to_run`'s choice (tested
+            // in modeld's workspace): a bucket that has waited a few passes runs; otherwise the
+            // shortest catches up with a bucket close ahead, so that they then decode as one
+            // batch; otherwise the released choice by priority. Choosing by priority alone
+            // alternated buckets a step apart forever; catching up without a bound on the wait
+            // stalled running answers for seconds while new requests kept arriving.
+            let keys: Vec<BucketKey> = seq_buckets.keys().copied().collect();
+            let buckets: Vec<batch_scheduling::Bucket> = keys
+                .iter()
+                .map(|key| {
+                    let seqs = &seq_buckets[key];
+                    batch_scheduling::Bucket {
+                        length: key.0,
+                        waited_passes: seqs
+                            .iter()
+                            .map(|seq| seq.scheduling_urgency())
+                            .max()
+                            .unwrap_or(0),
+                        priority: seqs.iter().map(|seq| seq.compute_priority()).sum(),
+                    }
+                })
+                .collect();
+            let len = &keys[batch_scheduling::bucket_to_run(&buckets, discrete)
+                .expect("No sequence buckets.")];
             let highest_priority_seqs = seq_buckets
                 .remove(len)
                 .unwrap()
