@@ -59,6 +59,10 @@ pub fn bucket_to_run(buckets: &[Bucket], discrete: bool) -> Option<usize> {
 mod tests {
     use super::*;
 
+    // The bound is far below the gaps the simulations close (70 tokens, arrivals 25 passes
+    // apart), so waiting within it is not waiting out a whole catch-up.
+    const _: () = assert!(MAX_WAIT_PASSES < 70 / 4 && MAX_WAIT_PASSES < 25);
+
     fn bucket(length: usize, waited_passes: usize, priority: f64) -> Bucket {
         Bucket { length, waited_passes, priority }
     }
@@ -161,7 +165,7 @@ mod tests {
         let running = Simulated { length: 100, remaining: 300, waited: 0 };
         let (longest_wait, steps, passes) = simulate(vec![running; 3], &[(1, 30)], 300);
         // The answers ahead wait at most the bound, not the 70 passes of a catch-up in one go.
-        assert!(longest_wait <= MAX_WAIT_PASSES && longest_wait < 70 / 4, "waited {longest_wait} passes");
+        assert!(longest_wait <= MAX_WAIT_PASSES, "waited {longest_wait} passes");
         assert_eq!(steps, 4 * 300);
         // 70 tokens to close: in each MAX_WAIT_PASSES + 1 passes the newcomer steps
         // MAX_WAIT_PASSES times and the answers ahead once; then they share every step.
@@ -176,7 +180,7 @@ mod tests {
         let (longest_wait, steps, passes) = simulate(Vec::new(), &arrivals, 64);
         assert_eq!(steps, 40 * 64);
         // Buckets waiting at once take turns, the longest wait first.
-        assert!(longest_wait <= MAX_WAIT_PASSES && longest_wait < 25, "waited {longest_wait} passes");
+        assert!(longest_wait <= MAX_WAIT_PASSES, "waited {longest_wait} passes");
         // Batching keeps up with the arrivals (the last arrives at pass 975 and answers in 64
         // steps): far fewer passes than one per token.
         assert!(passes < 40 * 25 + 100, "{passes} passes for {steps} steps");
