@@ -41,8 +41,9 @@ pub(crate) struct BenchArgs {
     /// Concurrent request counts for the serving figures.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     concurrency: Vec<usize>,
-    /// Milliseconds between the starts of the steady-arrivals figures' requests.
-    #[arg(long, default_value_t = 400)]
+    /// Milliseconds between the starts of the steady-arrivals figures' requests (at most a
+    /// minute).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(..=60_000))]
     arrival_ms: u64,
     /// `OLLAMA_NUM_PARALLEL` for the measured daemon; by default the largest concurrency, the
     /// number of slots llama-server gets, so both serve the same number of requests at once.
@@ -810,7 +811,14 @@ mod tests {
             #[command(flatten)]
             args: BenchArgs,
         }
-        let args = <Command as clap::Parser>::try_parse_from(["bench", "--gguf", "m.gguf", "--json"]).unwrap().args;
+        let parse = |extra: &[&str]| {
+            let command = ["bench", "--gguf", "m.gguf", "--json"].iter().chain(extra);
+            <Command as clap::Parser>::try_parse_from(command).map(|command| command.args)
+        };
+        // A spacing that would overflow the arrival times is refused, not a panic mid-run.
+        assert!(parse(&["--arrival-ms", "18446744073709551615"]).is_err());
+        assert_eq!(parse(&["--arrival-ms", "60000"]).unwrap().arrival_ms, 60_000);
+        let args = parse(&[]).unwrap();
         let memory = Memory { copy_bandwidth_bytes_per_second: 10e9, decode_bytes_per_token: Some(98e6) };
         let report = report_json(&args, Path::new("/models/m.gguf"), &memory, &rows);
         assert_eq!(report["model"], "m.gguf");
