@@ -71,6 +71,13 @@ impl From<serving::ServingError> for ApiError {
             ServingError::NotImplemented(message) => ApiError::not_implemented(message),
             ServingError::Store(store_error) => store_error.into(),
             ServingError::Internal(message) => ApiError::internal(message),
+            ServingError::Remote { status, message } => ApiError {
+                status: StatusCode::from_u16(status)
+                    .ok()
+                    .filter(|status| status.is_client_error() || status.is_server_error())
+                    .unwrap_or(StatusCode::BAD_GATEWAY),
+                message,
+            },
         }
     }
 }

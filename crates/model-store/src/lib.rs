@@ -26,6 +26,7 @@ pub mod gguf;
 mod manifest;
 mod name;
 mod options;
+mod remote;
 pub mod safetensors;
 mod store;
 
@@ -33,6 +34,7 @@ pub use digest::{Digest, DigestError};
 pub use manifest::{media_type, ConfigV2, Layer, Manifest};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
 pub use options::{Options, OptionsError};
+pub use remote::{RemoteApi, RemoteEndpoint, RemoteEndpointError};
 pub use store::{
     BlobDownload, BlobWrite, DownloadPart, Error, GcPolicy, GcReport, ModelEntry, PartWriter, Result, Store,
     StoreWriteGuard, TemporaryBlobFile, LOCK_FILE_NAME, MAX_DOWNLOAD_PARTS,

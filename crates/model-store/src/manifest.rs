@@ -97,6 +97,16 @@ pub struct ConfigV2 {
     /// Embedding length from the weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_length: Option<u64>,
+    /// A remote model: the server it lives on, as Ollama names it (`host:port` of the first
+    /// endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
+    /// A remote model: its name on the remote side (a Modelfile's `FROM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_model: Option<String>,
+    /// A remote model: its replicas (a Modelfile's `ENDPOINT` lines), modeld's own field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_endpoints: Option<Vec<crate::RemoteEndpoint>>,
     /// Platform fields Ollama writes.
     #[serde(default)]
     pub architecture: String,

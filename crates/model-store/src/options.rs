@@ -144,6 +144,33 @@ impl Options {
         )
     }
 
+    /// The options that are set, as a request's `options` object sends them.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        macro_rules! put {
+            ($($field:ident),*) => { $(if let Some(value) = &self.$field { map.insert(stringify!($field).into(), Value::from(value.clone())); })* };
+        }
+        put!(
+            num_ctx,
+            num_batch,
+            num_thread,
+            num_keep,
+            seed,
+            num_predict,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            repeat_last_n,
+            temperature,
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            stop
+        );
+        map
+    }
+
     /// Whether `key` is a run-time option name (for Modelfile `PARAMETER` checks).
     pub fn is_known_key(key: &str) -> bool {
         const KNOWN: &[&str] = &[

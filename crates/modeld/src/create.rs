@@ -24,7 +24,12 @@ pub(crate) async fn create(model: &str, modelfile_path: &Path, quantize: Option<
     let base_dir = modelfile_path.parent().unwrap_or(Path::new("."));
     let mut request = Map::new();
     request.insert("model".into(), Value::from(model));
-    match local_path(base_dir, &modelfile.from) {
+    // A remote model: `FROM` names it on the remote side, the endpoints say where.
+    let local = if modelfile.endpoints.is_empty() { local_path(base_dir, &modelfile.from) } else { None };
+    if !modelfile.endpoints.is_empty() {
+        request.insert("endpoints".into(), serde_json::to_value(&modelfile.endpoints)?);
+    }
+    match local {
         // A folder of safetensors weights with its JSON configs (or its .safetensors file,
         // which stands for the folder): every such file is uploaded and the daemon converts.
         Some(path) if path.is_dir() || path.extension().is_some_and(|extension| extension == "safetensors") => {

@@ -31,10 +31,13 @@ pub struct Modelfile {
     pub renderer: Option<String>,
     /// `PARSER`: a built-in output parser's name.
     pub parser: Option<String>,
+    /// `ENDPOINT`s (modeld's): the replicas of a remote model, whose name on the remote side
+    /// `FROM` gives.
+    pub endpoints: Vec<model_store::RemoteEndpoint>,
 }
 
-const COMMANDS: &str = "command must be one of \"from\", \"license\", \"template\", \"system\", \"adapter\", \"draft\", \"renderer\", \"parser\", \"parameter\", \"message\", or \"requires\"";
-const KNOWN_COMMANDS: [&str; 11] = [
+const COMMANDS: &str = "command must be one of \"from\", \"license\", \"template\", \"system\", \"adapter\", \"draft\", \"renderer\", \"parser\", \"parameter\", \"message\", \"requires\", or \"endpoint\"";
+const KNOWN_COMMANDS: [&str; 12] = [
     "from",
     "license",
     "template",
@@ -46,6 +49,7 @@ const KNOWN_COMMANDS: [&str; 11] = [
     "parameter",
     "message",
     "requires",
+    "endpoint",
 ];
 /// What `REQUIRES` must look like; Ollama's text.
 pub const REQUIRES_ERROR: &str = "requires must be a valid semver (e.g. 0.14.0)";
@@ -99,6 +103,9 @@ pub enum ModelfileErrorKind {
     /// `REQUIRES` that is not a semantic version.
     #[error("{}", REQUIRES_ERROR)]
     InvalidRequires(String),
+    /// `ENDPOINT` that is not `URL API [key-env=NAME]`.
+    #[error("{0}")]
+    InvalidEndpoint(model_store::RemoteEndpointError),
 }
 
 /// Parses Modelfile text: instructions one after another, names in any case, `#` comments,
@@ -159,6 +166,11 @@ pub fn parse(text: &str) -> Result<Modelfile, ModelfileError> {
                             return Err(at(ModelfileErrorKind::InvalidRequires(value)));
                         }
                         modelfile.requires = Some(value);
+                    }
+                    "endpoint" => {
+                        let endpoint = model_store::RemoteEndpoint::parse_line(&value)
+                            .map_err(|error| at(ModelfileErrorKind::InvalidEndpoint(error)))?;
+                        modelfile.endpoints.push(endpoint);
                     }
                     _ => unreachable!("every known command is handled"),
                 }
@@ -393,6 +405,23 @@ mod tests {
         assert_eq!(modelfile.renderer.as_deref(), Some("qwen3-coder"));
         assert_eq!(modelfile.parser.as_deref(), Some("qwen3-coder"));
         assert_eq!(modelfile.draft.as_deref(), Some("./draft.gguf"));
+    }
+
+    #[test]
+    fn endpoints_make_a_remote_model() {
+        let text = "FROM llama3.3:70b\nENDPOINT http://10.0.0.5:8000 openai key-env=VLLM_API_KEY\nendpoint http://10.0.0.6:11434 ollama\n";
+        let modelfile = parse(text).unwrap();
+        assert_eq!(modelfile.from, "llama3.3:70b");
+        let lines: Vec<String> = modelfile.endpoints.iter().map(model_store::RemoteEndpoint::to_line).collect();
+        assert_eq!(lines, ["http://10.0.0.5:8000 openai key-env=VLLM_API_KEY", "http://10.0.0.6:11434 ollama"]);
+        assert_eq!(
+            parse("FROM m\nENDPOINT http://h:1 openai key=sk-secret").unwrap_err().to_string(),
+            "(line 2): unknown endpoint option \"key=sk-secret\" (expected key-env=NAME)"
+        );
+        assert_eq!(
+            parse("FROM m\n\nENDPOINT http://h:1").unwrap_err().to_string(),
+            "(line 3): ENDPOINT needs a URL and an API: ENDPOINT http://host:port openai|ollama [key-env=NAME]"
+        );
     }
 
     #[test]

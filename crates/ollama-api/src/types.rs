@@ -198,6 +198,9 @@ pub struct GenerateResponse {
     /// Tokens of prompt and answer, for the next request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Vec<u32>>,
+    /// For a remote model, the server that answered (on the final chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
     /// Figures on the final chunk.
     #[serde(flatten)]
     pub metrics: Metrics,
@@ -217,6 +220,9 @@ pub struct ChatResponse {
     /// `stop`, `length`, `load` or `unload`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
+    /// For a remote model, the server that answered (on the final chunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
     /// Figures on the final chunk.
     #[serde(flatten)]
     pub metrics: Metrics,
@@ -313,6 +319,15 @@ pub struct CreateRequest {
     /// Deprecated alias of `quantize`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<String>,
+    /// A remote model on an Ollama server (Ollama's field): `http://host:port`; `from` names
+    /// the model there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
+    /// A remote model's replicas (modeld's field, a Modelfile's `ENDPOINT` lines):
+    /// `[{"url": "http://10.0.0.5:8000", "api": "openai" | "ollama", "key_env": "VLLM_API_KEY"}]`;
+    /// `from` names the model on the remote side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<Value>>,
     /// Stream progress (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
@@ -378,6 +393,12 @@ pub struct ShowResponse {
     /// Few-shot messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<Message>>,
+    /// A remote model's name on the remote side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_model: Option<String>,
+    /// A remote model's server (its first endpoint's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
     /// GGUF metadata; always present.
     pub model_info: Map<String, Value>,
     /// `completion`, `tools`, `insert`, `vision`, `embedding`, `thinking`.
@@ -394,6 +415,12 @@ pub struct ListModel {
     pub name: String,
     /// Display name.
     pub model: String,
+    /// A remote model's name on the remote side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_model: Option<String>,
+    /// A remote model's server (its first endpoint's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
     /// Manifest modification time.
     pub modified_at: String,
     /// Bytes of all layers.

@@ -53,6 +53,12 @@ pub struct Embeddings {
 pub(crate) async fn embed(core: &Core, input: EmbedInput) -> Result<Embeddings, ServingError> {
     let started = Instant::now();
     let model = core.resolve_spelled(&input.model).await?;
+    if model.remote_model().is_some() {
+        if input.inputs.is_empty() {
+            return Ok(Embeddings::default());
+        }
+        return crate::remote::embed(core, &model, input).await;
+    }
     if !model.can(Capability::Embedding) {
         return Err(ServingError::invalid(format!("\"{}\" does not support embeddings", input.model)));
     }

@@ -22,6 +22,14 @@ pub enum ServingError {
     /// The model store failed (its own error says how; the front end maps it).
     #[error(transparent)]
     Store(#[from] model_store::Error),
+    /// A remote model's server refused or failed the request: its status and its text.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status to answer with (the remote's, or 502 when it could not be reached).
+        status: u16,
+        /// What went wrong, in the remote's words where it said.
+        message: String,
+    },
     /// Anything else: template errors, engine failures, a model that does not fit in memory.
     #[error("{0}")]
     Internal(String),

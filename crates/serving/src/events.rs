@@ -46,6 +46,8 @@ pub struct Finished {
     pub prompt_tokens: Vec<u32>,
     /// The generated tokens, for `context`.
     pub generated_tokens: Vec<u32>,
+    /// For a remote model, the replica that answered (its URL).
+    pub remote_host: Option<String>,
 }
 
 /// Ollama's timing figures, measured.
@@ -209,6 +211,7 @@ pub(crate) async fn run(
                         },
                         prompt_tokens: std::mem::take(&mut run_state.prompt_tokens),
                         generated_tokens: summary.generated_tokens,
+                        remote_host: None,
                     };
                     run_state.pending.push_back(Event::Done(Box::new(finished)));
                 }
@@ -263,7 +266,8 @@ impl RunState {
 }
 
 /// `call_` and 8 random lowercase letters and digits, as Ollama names tool calls.
-pub(crate) fn new_tool_call_id() -> String {
+/// A new `call_xxxxxxxx` id for a tool call the model made.
+pub fn new_tool_call_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher

@@ -15,6 +15,7 @@ mod events;
 mod model;
 mod pipeline;
 mod prompt;
+mod remote;
 mod request;
 mod tool_loop;
 mod tools;
@@ -29,9 +30,10 @@ pub use model_store::Options;
 pub use embed::{EmbedInput, EmbedText, Embeddings};
 pub use engine::{DoneReason, KeepAlive, LoadedModelStatus, Priority};
 pub use error::ServingError;
-pub use events::{collect, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
+pub use events::{collect, new_tool_call_id, Event, EventStream, Exchange, Finished, Metrics, Reply, Started};
 pub use model::{Capability, PromptTemplate, ResolvedModel};
 pub use prompt::output_schema;
+pub use remote::{RemoteFuture, RemoteModel, RemoteModels};
 pub use request::{ChatInput, ChatMessage, GenerateInput, Think, ToolCall};
 pub use tool_loop::{parse_tool_servers, DEFAULT_MAX_TOOL_ROUNDS};
 pub use tools::{
@@ -79,6 +81,8 @@ struct Inner {
     headers: model::HeaderCache,
     /// Runs the tools of a chat's tool loop (the MCP client), once the daemon has one.
     tool_provider: std::sync::OnceLock<Arc<dyn ToolProvider>>,
+    /// Runs requests on remote models, once the daemon has one.
+    remote_models: std::sync::OnceLock<Arc<dyn RemoteModels>>,
     /// Writes quantized weights for `create --quantize`, once the daemon has one.
     quantizer: std::sync::OnceLock<Arc<dyn engine::Quantizer>>,
     /// `true` once the daemon is shutting down: streams end with an error and waiting
@@ -98,6 +102,7 @@ impl Core {
                 headers: Default::default(),
                 tool_provider: std::sync::OnceLock::new(),
                 quantizer: std::sync::OnceLock::new(),
+                remote_models: std::sync::OnceLock::new(),
                 shutting_down,
             }),
         }
@@ -131,6 +136,16 @@ impl Core {
             .scheduler
             .check_architecture(kind, &header.architecture())
             .map_err(|error| ServingError::InvalidRequest(error.to_string()))
+    }
+
+    /// Gives the core what runs remote models; the first one set stays.
+    pub fn set_remote_models(&self, remote_models: Arc<dyn RemoteModels>) {
+        let _ = self.inner.remote_models.set(remote_models);
+    }
+
+    /// What runs remote models, if the daemon has it.
+    pub fn remote_models(&self) -> Option<Arc<dyn RemoteModels>> {
+        self.inner.remote_models.get().cloned()
     }
 
     /// Gives the core the quantizer `create --quantize` uses; the first one set stays.

@@ -30,6 +30,20 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// The capability Ollama names so.
+    pub fn parse(name: &str) -> Option<Capability> {
+        [
+            Capability::Completion,
+            Capability::Embedding,
+            Capability::Tools,
+            Capability::Insert,
+            Capability::Thinking,
+            Capability::Vision,
+        ]
+        .into_iter()
+        .find(|capability| capability.as_str() == name)
+    }
+
     /// Ollama's name for it, as `/api/show` lists it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -135,10 +149,17 @@ impl ResolvedModel {
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
-        let model_layer = manifest
-            .layer(media_type::MODEL)
-            .ok_or_else(|| ServingError::internal(format!("{} has no model layer", entry.name)))?;
-        let (gguf, fim) = headers.header(store, &model_layer.digest)?;
+        // A remote model has no weights here: its facts come from its config.
+        let is_remote = config.remote_endpoints.as_ref().is_some_and(|endpoints| !endpoints.is_empty());
+        let (model_path, gguf, fim) = if is_remote {
+            (PathBuf::new(), Arc::new(GgufHeader::default()), None)
+        } else {
+            let model_layer = manifest
+                .layer(media_type::MODEL)
+                .ok_or_else(|| ServingError::internal(format!("{} has no model layer", entry.name)))?;
+            let (gguf, fim) = headers.header(store, &model_layer.digest)?;
+            (store.blob_path(&model_layer.digest), gguf, fim)
+        };
         let read_text = |layer: Option<&model_store::Layer>| -> Result<Option<String>, ServingError> {
             layer.map(|layer| store.read_blob_string(&layer.digest).map_err(ServingError::from)).transpose()
         };
@@ -166,7 +187,7 @@ impl ResolvedModel {
             .or_else(|| gguf.chat_template().map(PromptTemplate::Jinja));
         let mut model = ResolvedModel {
             name: entry.name.clone(),
-            model_path: store.blob_path(&model_layer.digest),
+            model_path,
             entry,
             config,
             gguf,
@@ -201,6 +222,20 @@ impl ResolvedModel {
     }
 
     fn derive_capabilities(&self) -> Vec<Capability> {
+        if self.config.remote_endpoints.as_ref().is_some_and(|endpoints| !endpoints.is_empty()) {
+            // What the remote said when the model was created; completion when it could not tell.
+            let mut capabilities: Vec<Capability> = self
+                .config
+                .capabilities
+                .iter()
+                .flatten()
+                .filter_map(|name| Capability::parse(name))
+                .collect();
+            if capabilities.is_empty() {
+                capabilities.push(Capability::Completion);
+            }
+            return capabilities;
+        }
         let mut capabilities = vec![match self.kind() {
             ModelKind::Embedding => Capability::Embedding,
             ModelKind::Generation => Capability::Completion,

@@ -38,6 +38,7 @@ pub(crate) async fn generate(core: &Core, input: GenerateInput) -> Result<Starte
     let Admitted { model, think, mut options, num_ctx, lease } = match admit(core, request).await? {
         AdmitOutcome::Ready(admitted) => *admitted,
         AdmitOutcome::Finished(started) => return Ok(started),
+        AdmitOutcome::Remote(model) => return crate::remote::generate(core, &model, input).await,
     };
     let description = lease.model().description();
     let template = match &input.template {
@@ -127,6 +128,7 @@ pub(crate) async fn chat(core: &Core, input: ChatInput) -> Result<Started, Servi
     let Admitted { model, think, options, num_ctx, lease } = match admit(core, request).await? {
         AdmitOutcome::Ready(admitted) => *admitted,
         AdmitOutcome::Finished(started) => return Ok(started),
+        AdmitOutcome::Remote(model) => return crate::remote::chat(core, &model, input).await,
     };
     let description = lease.model().description();
 
@@ -235,6 +237,8 @@ struct Admitted {
 enum AdmitOutcome {
     /// A load or unload, done.
     Finished(Started),
+    /// A remote model: the remote checks and runs the request.
+    Remote(Arc<ResolvedModel>),
     /// Ready to render and run.
     Ready(Box<Admitted>),
 }
@@ -243,6 +247,14 @@ enum AdmitOutcome {
 /// clients see), then loads or unloads it, or takes a turn on it.
 async fn admit(core: &Core, request: Admission<'_>) -> Result<AdmitOutcome, ServingError> {
     let model = core.resolve_spelled(request.spelled).await?;
+    if model.remote_model().is_some() {
+        // Nothing to load for a remote model: an empty request is answered as a load is.
+        if request.is_empty {
+            let done = if request.keep_alive.is_some_and(KeepAlive::is_zero) { Started::Unloaded } else { Started::Loaded };
+            return Ok(AdmitOutcome::Finished(done));
+        }
+        return Ok(AdmitOutcome::Remote(model));
+    }
     if !model.can(Capability::Completion) {
         return Err(ServingError::invalid(format!("\"{}\" does not support {}", request.spelled, request.verb)));
     }

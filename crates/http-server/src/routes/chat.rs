@@ -63,6 +63,7 @@ pub(crate) async fn chat(
         message,
         done: finished.is_some(),
         done_reason: finished.as_ref().map(|finished| finished.done_reason.as_str().to_owned()),
+        remote_host: finished.as_ref().and_then(|finished| finished.remote_host.clone()),
         metrics: finished.map(|finished| wire::metrics(&finished.metrics)).unwrap_or_default(),
         messages: None,
     };

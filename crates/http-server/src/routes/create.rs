@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::StreamExt;
-use model_store::{gguf, media_type, ConfigV2, Digest, Layer, Manifest, ModelName};
+use model_store::{gguf, media_type, ConfigV2, Digest, Layer, Manifest, ModelName, RemoteApi, RemoteEndpoint};
 use ollama_api::{CreateRequest, Options, ProgressResponse};
 use serde_json::Value;
 
@@ -18,9 +18,11 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let stream = request.stream.unwrap_or(true);
     crate::layers::record_model(crate::wire::requested_model(&request.model, &request.name));
+    // A remote model's capabilities are asked of the remote before anything is written.
+    let remote = remote_capabilities(&state, &request).await?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let job = tokio::task::spawn_blocking(move || {
-        let result = create_model(&state, &request, &|progress| {
+        let result = create_model(&state, &request, remote, &|progress| {
             let _ = sender.send(StreamItem::Chunk(progress));
         });
         if let Err(error) = &result {
@@ -58,7 +60,67 @@ fn status(text: impl Into<String>) -> ProgressResponse {
     ProgressResponse { status: text.into(), ..Default::default() }
 }
 
-fn create_model(state: &AppState, request: &CreateRequest, report: &dyn Fn(ProgressResponse)) -> Result<(), ApiError> {
+/// The most endpoints one remote model may have.
+const MAX_ENDPOINTS: usize = 64;
+
+/// The replicas a create names: Ollama's `remote_host` (an Ollama server) and modeld's
+/// `endpoints`; `None` for a local model.
+fn remote_endpoints(request: &CreateRequest) -> Result<Option<Vec<RemoteEndpoint>>, ApiError> {
+    let mut endpoints = Vec::new();
+    if let Some(host) = request.remote_host.as_deref().filter(|host| !host.is_empty()) {
+        let url = if host.contains("://") { host.to_owned() } else { format!("http://{host}") };
+        endpoints.push(
+            RemoteEndpoint::new(&url, RemoteApi::Ollama, None)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?,
+        );
+    }
+    for value in request.endpoints.iter().flatten() {
+        let endpoint: RemoteEndpoint = serde_json::from_value(value.clone())
+            .map_err(|error| ApiError::bad_request(format!("invalid endpoint: {error}")))?;
+        endpoints.push(endpoint);
+    }
+    if endpoints.len() > MAX_ENDPOINTS {
+        return Err(ApiError::bad_request(format!("a remote model has at most {MAX_ENDPOINTS} endpoints")));
+    }
+    Ok((!endpoints.is_empty()).then_some(endpoints))
+}
+
+/// What a remote model can do, asked of its replicas (the first that answers): `None` for
+/// a local model; an empty list, with the reason, when no replica could tell now.
+async fn remote_capabilities(state: &AppState, request: &CreateRequest) -> Result<Option<RemoteFacts>, ApiError> {
+    let Some(endpoints) = remote_endpoints(request)? else { return Ok(None) };
+    let from = request.from.clone().unwrap_or_default();
+    if from.is_empty() {
+        return Err(ApiError::bad_request("a remote model needs 'from': the model's name on the remote side"));
+    }
+    let Some(remote_models) = state.core().remote_models() else {
+        return Err(ApiError::not_implemented("remote models are not enabled in this modeld"));
+    };
+    let model = serving::RemoteModel { local_name: String::new(), remote_name: from, endpoints };
+    match remote_models.capabilities(model).await {
+        Ok(capabilities) => Ok(Some(RemoteFacts {
+            capabilities: capabilities.iter().map(|capability| capability.as_str().to_owned()).collect(),
+            unreachable: None,
+        })),
+        // The remote answered that it has no such model: nothing is created.
+        Err(serving::ServingError::Remote { status: 404, message }) => Err(ApiError::not_found(message)),
+        Err(error) => Ok(Some(RemoteFacts { capabilities: Vec::new(), unreachable: Some(error.to_string()) })),
+    }
+}
+
+/// What `create` learned of a remote model.
+struct RemoteFacts {
+    capabilities: Vec<String>,
+    /// Why no replica could tell, when none could.
+    unreachable: Option<String>,
+}
+
+fn create_model(
+    state: &AppState,
+    request: &CreateRequest,
+    remote: Option<RemoteFacts>,
+    report: &dyn Fn(ProgressResponse),
+) -> Result<(), ApiError> {
     let store = state.store();
     let requested = crate::wire::requested_model(&request.model, &request.name);
     if requested.is_empty() {
@@ -87,7 +149,30 @@ fn create_model(state: &AppState, request: &CreateRequest, report: &dyn Fn(Progr
         serving::PromptTemplate::check(template)
             .map_err(|error| ApiError::bad_request(format!("template error: {error}")))?;
     }
+    let endpoints = remote_endpoints(request)?;
     let (mut config, mut layers) = match (&request.from, &request.files) {
+        _ if endpoints.is_some() => {
+            if request.files.as_ref().is_some_and(|files| !files.is_empty()) || quantizer.is_some() {
+                return Err(ApiError::bad_request("a remote model has no weights here: no files, no quantize"));
+            }
+            if request.template.is_some() {
+                return Err(ApiError::bad_request("a remote model is prompted by its server: no template"));
+            }
+            let facts = remote.unwrap_or(RemoteFacts { capabilities: Vec::new(), unreachable: None });
+            if let Some(reason) = &facts.unreachable {
+                report(status(format!("no endpoint could tell the model's capabilities now ({reason})")));
+            }
+            let endpoints = endpoints.unwrap_or_default();
+            let config = ConfigV2 {
+                model_format: "remote".into(),
+                remote_model: request.from.clone(),
+                remote_host: endpoints.first().map(|endpoint| endpoint.url.clone()),
+                remote_endpoints: Some(endpoints),
+                capabilities: (!facts.capabilities.is_empty()).then_some(facts.capabilities),
+                ..Default::default()
+            };
+            (config, Vec::new())
+        }
         (_, Some(files)) if !files.is_empty() => layers_from_files(state, files, report)?,
         (Some(from), _) if !from.is_empty() => {
             let base = ModelName::parse(from).map_err(|_| ApiError::bad_request("invalid model name"))?;
@@ -174,7 +259,9 @@ fn create_model(state: &AppState, request: &CreateRequest, report: &dyn Fn(Progr
     if let Some(parser) = request.parser.as_ref().filter(|parser| !parser.is_empty()) {
         config.parser = Some(parser.clone());
     }
-    config.model_format = "gguf".into();
+    if config.remote_endpoints.is_none() {
+        config.model_format = "gguf".into();
+    }
     if config.architecture.is_empty() {
         config.architecture = "amd64".into();
         config.os = "linux".into();

@@ -74,7 +74,7 @@ pub(crate) async fn generate(
             ..Default::default()
         },
         Some(finished) => {
-            let Finished { done_reason, metrics, prompt_tokens, generated_tokens } = *finished;
+            let Finished { done_reason, metrics, prompt_tokens, generated_tokens, remote_host } = *finished;
             let mut context = prompt_tokens;
             context.extend(generated_tokens);
             GenerateResponse {
@@ -84,7 +84,9 @@ pub(crate) async fn generate(
                 thinking,
                 done: true,
                 done_reason: Some(done_reason.as_str().to_owned()),
-                context: return_context.then_some(context),
+                // A remote model gives no tokens: no context, as from Ollama's cloud models.
+                context: (return_context && remote_host.is_none()).then_some(context),
+                remote_host,
                 metrics: wire::metrics(&metrics),
             }
         }
