@@ -1,0 +1,257 @@
+"""Remote models: a front daemon serves models that two more modeld daemons (Ollama-compatible
+replicas, and one OpenAI-compatible face of them) run, through every face, with routing by
+prompt prefix, failover before the first token and an error line when a replica dies
+mid-stream. The replicas run SmolLM2 and the programmed tiny models on the real engine, so the
+front's answers are compared with the replicas' own, exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import ollama
+import openai
+import pytest
+
+from conftest import MODEL, Daemon
+
+GREEDY = {"temperature": 0, "seed": 7}
+SECRET = "sk-modeld-test-secret-0123456789"
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather of a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}]
+EMBEDDER = "minilm"
+
+
+def replica(binary, home, maker):
+    """A modeld with SmolLM2, the tiny agent and FIM models, and MiniLM."""
+    running = Daemon(binary, home)
+    running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
+    for name, recipe in (("tiny-agent", "agent"), ("tiny-fim", "fim")):
+        gguf = os.path.join(home, f"{recipe}.gguf")
+        subprocess.run([maker, recipe, gguf], check=True)
+        running.import_gguf(name, gguf)
+    modelfile = os.path.join(home, "Modelfile.minilm")
+    with open(modelfile, "w") as file:
+        file.write(f"FROM {os.environ['MINILM_DIR']}\n")
+    created = running.cli("create", EMBEDDER, "-f", modelfile)
+    assert "success" in created.stderr, created.stderr
+    return running
+
+
+def create_remote(front, name, lines):
+    modelfile = os.path.join(os.path.dirname(front.env["OLLAMA_MODELS"]), f"Modelfile.{name.replace(':', '_')}")
+    with open(modelfile, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    created = front.cli("create", name, "-f", modelfile, check=False)
+    assert created.returncode == 0 and "success" in created.stderr, created.stderr
+    return created
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    binary = os.environ["MODELD_BIN"]
+    maker = os.path.join(os.path.dirname(binary), "make-tiny-model")
+    with tempfile.TemporaryDirectory() as home_a, tempfile.TemporaryDirectory() as home_b, \
+            tempfile.TemporaryDirectory() as home_front:
+        started = []
+        try:
+            a = replica(binary, home_a, maker)
+            started.append(a)
+            b = replica(binary, home_b, maker)
+            started.append(b)
+            front = Daemon(binary, home_front, MODELD_TEST_KEY=SECRET)
+            started.append(front)
+            both = [f"ENDPOINT {a.url} ollama key-env=MODELD_TEST_KEY", f"ENDPOINT {b.url} ollama"]
+            create_remote(front, "team-chat", [f"FROM {MODEL}", *both])
+            create_remote(front, "team-agent", ["FROM tiny-agent", *both])
+            create_remote(front, "team-fim", ["FROM tiny-fim", *both])
+            create_remote(front, "team-embed", [f"FROM {EMBEDDER}", *both])
+            create_remote(front, "openai-chat", [f"FROM {MODEL}", f"ENDPOINT {a.url} openai key-env=MODELD_TEST_KEY"])
+            create_remote(front, "openai-agent", ["FROM tiny-agent", f"ENDPOINT {b.url} openai"])
+            yield {"a": a, "b": b, "front": front}
+        finally:
+            for running in started:
+                running.stop()
+
+
+def test_remote_models_are_listed_shown_and_given_back(cluster):
+    front, a = cluster["front"], cluster["a"]
+    status, listing = front.request("GET", "/api/tags")
+    assert status == 200
+    names = {model["name"]: model for model in listing["models"]}
+    assert names["team-chat:latest"]["remote_model"] == MODEL
+    assert names["team-chat:latest"]["remote_host"] == a.url
+    shown = front.post("/api/show", {"model": "team-agent"})
+    # Capabilities as the replica reports them for its model.
+    assert shown["capabilities"] == a.post("/api/show", {"model": "tiny-agent"})["capabilities"]
+    assert shown["remote_model"] == "tiny-agent"
+    assert f"ENDPOINT {a.url} ollama key-env=MODELD_TEST_KEY" in shown["modelfile"]
+    assert "FROM tiny-agent\n" in shown["modelfile"]
+    listed = {model.id for model in openai.OpenAI(base_url=front.url + "/v1/", api_key="x").models.list()}
+    assert {"team-chat:latest", "openai-chat:latest"} <= listed
+    # The key's variable is stored, never the key.
+    models_dir = front.env["OLLAMA_MODELS"]
+    for folder, _, files in os.walk(models_dir):
+        for file_name in files:
+            with open(os.path.join(folder, file_name), "rb") as file:
+                assert SECRET.encode() not in file.read(), file_name
+
+
+def test_chat_through_the_front_equals_the_replica(cluster):
+    front, a = cluster["front"], cluster["a"]
+    messages = [{"role": "user", "content": "Name three colours."}]
+    direct = ollama.Client(host=a.url).chat(MODEL, messages=messages, options={**GREEDY, "num_predict": 24})
+    remote = ollama.Client(host=front.url).chat("team-chat", messages=messages, options={**GREEDY, "num_predict": 24})
+    assert remote.message.content == direct.message.content
+    assert remote.eval_count == direct.eval_count and remote.prompt_eval_count == direct.prompt_eval_count
+    chunks = list(ollama.Client(host=front.url).chat("team-chat", messages=messages, stream=True,
+                                                       options={**GREEDY, "num_predict": 24}))
+    assert "".join(chunk.message.content for chunk in chunks) == direct.message.content
+    assert chunks[-1].done and chunks[-1].done_reason == direct.done_reason
+    assert len(chunks) > 3, "the stream is passed on as it arrives, not whole"
+
+
+def test_a_conversation_stays_on_its_replica(cluster):
+    front = cluster["front"]
+    replicas = {cluster["a"].url, cluster["b"].url}
+    for topic in ("the sea", "mountains", "rivers", "deserts"):
+        system = f"You are a poet who writes only about {topic}. " * 40
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": "Write one line."}]
+        served = []
+        for _ in range(3):
+            reply = front.post("/api/chat", {"model": "team-chat", "messages": messages, "stream": False,
+                                             "options": {**GREEDY, "num_predict": 8}})
+            served.append(reply["remote_host"])
+            messages += [reply["message"], {"role": "user", "content": "Another line."}]
+        assert served[0] in replicas
+        assert served == [served[0]] * 3, served
+    # Different conversations spread over both replicas (even load, rotated).
+    first_turns = set()
+    for topic in ("snow", "rain", "wind", "fog"):
+        reply = front.post("/api/chat", {"model": "team-chat", "stream": False, "options": {**GREEDY, "num_predict": 4},
+                                         "messages": [{"role": "user", "content": f"One word about {topic}."}]})
+        first_turns.add(reply["remote_host"])
+    assert first_turns == replicas
+
+
+def test_tools_structured_output_and_fill_in_the_middle(cluster):
+    front, a = ollama.Client(host=cluster["front"].url), ollama.Client(host=cluster["a"].url)
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    direct = a.chat("tiny-agent", messages=messages, tools=TOOLS, options=GREEDY)
+    remote = front.chat("team-agent", messages=messages, tools=TOOLS, options=GREEDY)
+    assert [(call.function.name, call.function.arguments) for call in remote.message.tool_calls] == \
+        [(call.function.name, call.function.arguments) for call in direct.message.tool_calls]
+    assert remote.message.thinking == direct.message.thinking
+
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    answer = front.chat("team-chat", messages=[{"role": "user", "content": "Your favourite colour?"}],
+                        format=schema, options={**GREEDY, "num_predict": 40})
+    assert isinstance(json.loads(answer.message.content)["colour"], str)
+
+    prefix, suffix = "def add(left, right):\n    ", "\n\nprint(add(1, 2))\n"
+    direct = a.generate("tiny-fim", prompt=prefix, suffix=suffix, options=GREEDY)
+    remote = front.generate("team-fim", prompt=prefix, suffix=suffix, options=GREEDY)
+    assert remote.response == direct.response and remote.response
+
+
+def test_embeddings_through_the_front(cluster):
+    sentences = ["The cat sat on the mat.", "A feline rested on the rug."]
+    direct = ollama.Client(host=cluster["a"].url).embed(EMBEDDER, input=sentences)
+    remote = ollama.Client(host=cluster["front"].url).embed("team-embed", input=sentences)
+    for left, right in zip(direct.embeddings, remote.embeddings):
+        assert max(abs(x - y) for x, y in zip(left, right)) < 1e-6
+    cut = ollama.Client(host=cluster["front"].url).embed("team-embed", input=sentences[0], dimensions=8)
+    assert len(cut.embeddings[0]) == 8
+
+
+def test_openai_compatible_remotes(cluster):
+    front, a, b = cluster["front"], cluster["a"], cluster["b"]
+    messages = [{"role": "user", "content": "Name three colours."}]
+    direct = ollama.Client(host=a.url).chat(MODEL, messages=messages, options={**GREEDY, "num_predict": 24})
+    # The front speaks OpenAI to replica A, and the official openai client speaks it to the front.
+    client = openai.OpenAI(base_url=front.url + "/v1/", api_key="x", max_retries=0)
+    remote = client.chat.completions.create(model="openai-chat", messages=messages, temperature=0, seed=7,
+                                            max_tokens=24)
+    assert remote.choices[0].message.content == direct.message.content
+    assert remote.usage.completion_tokens == direct.eval_count
+    streamed = client.chat.completions.create(model="openai-chat", messages=messages, temperature=0, seed=7,
+                                              max_tokens=24, stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == \
+        direct.message.content
+    # Tool calls come back through OpenAI's stream as whole calls.
+    call = ollama.Client(host=front.url).chat("openai-agent", tools=TOOLS, options=GREEDY,
+                                              messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    direct_call = ollama.Client(host=b.url).chat("tiny-agent", tools=TOOLS, options=GREEDY,
+                                                 messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    assert [c.function.name for c in call.message.tool_calls] == [c.function.name for c in direct_call.message.tool_calls]
+    assert call.message.tool_calls[0].function.arguments == direct_call.message.tool_calls[0].function.arguments
+
+
+def test_remote_errors_pass_through(cluster):
+    front = cluster["front"]
+    status, body = front.request("POST", "/api/create", {"model": "ghost", "from": "no-such-model",
+                                                          "endpoints": [{"url": cluster["a"].url, "api": "ollama"}]})
+    assert status == 404 and "not found" in body["error"], body
+    status, body = front.request("POST", "/api/create", {"model": "bad", "from": "m",
+                                                          "endpoints": [{"url": "file:///etc/passwd", "api": "ollama"}]})
+    assert status == 400 and "http://" in body["error"], body
+    status, body = front.request("POST", "/api/create", {"model": "bad", "from": "m",
+                                                          "endpoints": [{"url": "http://u:p@h:1", "api": "openai"}]})
+    assert status == 400 and "credentials" in body["error"], body
+    # The replica's own refusal, with its status and words: SmolLM2 cannot fill in the middle.
+    status, body = front.request("POST", "/api/generate", {"model": "team-chat", "prompt": "a", "suffix": "b",
+                                                           "stream": False})
+    assert status == 400 and "does not support insert" in body["error"], body
+
+
+def test_failover_and_a_replica_dying_mid_stream():
+    """A third replica that is killed: mid-stream, then before requests."""
+    binary = os.environ["MODELD_BIN"]
+    with tempfile.TemporaryDirectory() as home_c, tempfile.TemporaryDirectory() as home_d, \
+            tempfile.TemporaryDirectory() as home_front:
+        c = Daemon(binary, home_c)
+        d = Daemon(binary, home_d)
+        front = Daemon(binary, home_front)
+        try:
+            for running in (c, d):
+                running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
+            create_remote(front, "solo", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama"])
+            create_remote(front, "pair", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama", f"ENDPOINT {d.url} ollama"])
+            lines = front.stream("/api/generate", {"model": "solo", "prompt": "Tell me a long story.",
+                                                   "options": {"num_predict": 2000}})
+            first = next(lines)
+            assert "response" in first and not first["done"]
+            c.process.send_signal(signal.SIGKILL)
+            rest = list(lines)
+            assert "error" in rest[-1] and not any(line.get("done") for line in rest), rest[-3:]
+            # C is dead: every request goes to D, the ones routed to C first after a retry.
+            for attempt in range(4):
+                reply = front.post("/api/chat", {"model": "pair", "stream": False, "options": {"num_predict": 4},
+                                                 "messages": [{"role": "user", "content": f"Hello {attempt}"}]})
+                assert reply["remote_host"] == d.url and reply["done"]
+            # No replica at all: a 502 that says why.
+            d.process.send_signal(signal.SIGKILL)
+            status, body = front.request("POST", "/api/chat", {"model": "pair", "stream": False,
+                                                               "messages": [{"role": "user", "content": "Hi"}]})
+            assert status == 502 and "no replica" in body["error"], body
+        finally:
+            for running in (c, d, front):
+                running.stop()
+
+
+def test_cancellation_reaches_the_replica(cluster):
+    front, b = cluster["front"], cluster["b"]
+    # Only B serves this model, so B's CPU time shows the generation.
+    create_remote(front, "only-b", [f"FROM {MODEL}", f"ENDPOINT {b.url} ollama"])
+    lines = front.stream("/api/generate", {"model": "only-b", "prompt": "Tell me a long story.",
+                                           "options": {"num_predict": 4000}})
+    next(lines)
+    lines.close()
+    time.sleep(1)
+    before = b.cpu_seconds()
+    time.sleep(3)
+    # Idle: well under one core-second in three seconds (a running generation takes ~2).
+    assert b.cpu_seconds() - before < 1.0
