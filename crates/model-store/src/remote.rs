@@ -64,7 +64,9 @@ pub enum RemoteEndpointError {
     CredentialsInUrl,
     #[error("endpoint API must be \"openai\" or \"ollama\" (got \"{0}\")")]
     UnknownApi(String),
-    #[error("key-env must name an environment variable (letters, digits and _, not starting with a digit; got \"{0}\")")]
+    #[error(
+        "key-env must name an environment variable (letters, digits and _, not starting with a digit; got \"{0}\")"
+    )]
     InvalidKeyEnv(String),
     #[error("unknown endpoint option \"{0}\" (expected key-env=NAME)")]
     UnknownOption(String),
@@ -221,7 +223,10 @@ mod tests {
         let good: RemoteEndpoint =
             serde_json::from_str(r#"{"url":"http://127.0.0.1:8080","api":"openai","key_env":"K"}"#).unwrap();
         assert_eq!(good.key_env.as_deref(), Some("K"));
-        assert_eq!(serde_json::to_string(&good).unwrap(), r#"{"url":"http://127.0.0.1:8080","api":"openai","key_env":"K"}"#);
+        assert_eq!(
+            serde_json::to_string(&good).unwrap(),
+            r#"{"url":"http://127.0.0.1:8080","api":"openai","key_env":"K"}"#
+        );
         assert!(serde_json::from_str::<RemoteEndpoint>(r#"{"url":"file:///etc/passwd","api":"openai"}"#).is_err());
         assert!(serde_json::from_str::<RemoteEndpoint>(r#"{"url":"http://h","api":"grpc"}"#).is_err());
     }

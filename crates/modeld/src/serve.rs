@@ -63,7 +63,9 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     core.set_quantizer(Arc::new(engine_mistralrs::GgufQuantizer));
     // Remote models' API keys are read from the environment when each request is sent (the
     // Modelfile names the variable), so a rotated key needs no re-create.
-    core.set_remote_models(Arc::new(remote::RemoteClient::new(Arc::new(|variable: &str| std::env::var(variable).ok()))));
+    core.set_remote_models(Arc::new(remote::RemoteClient::new(Arc::new(|variable: &str| {
+        std::env::var(variable).ok()
+    }))));
     // The MCP client: the configured servers start now; their tools serve chat requests with
     // `mcp_servers`. A config that cannot be read is logged and the daemon serves without it.
     let mcp_clients = match mcp_config() {

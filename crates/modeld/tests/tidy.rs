@@ -60,7 +60,7 @@ const OWNERS: &[(&str, &[&str], &[&str])] = &[
 /// Workspace crates that a layer must not depend on: the faces, the wire formats and the
 /// binary sit above it.
 const LAYERS_ABOVE: &[(&str, &[&str])] = &[
-    ("serving", &["http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "mcp", "modeld"]),
+    ("serving", &["http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "mcp", "remote", "modeld"]),
     // The language server is a client of the daemon's HTTP API: it links no engine, no core,
     // no server.
     ("lsp", &["serving", "engine", "engine-mistralrs", "engine-bert", "http-server", "model-store", "modeld"]),
@@ -95,6 +95,9 @@ const LAYERS_ABOVE: &[(&str, &[&str])] = &[
         &["engine", "serving", "http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "mcp", "modeld"],
     ),
     ("ollama-api", &["engine", "serving", "http-server", "engine-mistralrs", "engine-bert", "modeld"]),
+    // Remote models are an engine kind reached over HTTP: the core's types in, the remote's
+    // API out; no face, no local engine, no wire format of the daemon's own.
+    ("remote", &["http-server", "ollama-api", "engine-mistralrs", "engine-bert", "lsp", "mcp", "registry", "modeld"]),
     // The kernels are arithmetic on slices: they know no model, engine or protocol.
     ("cpu-kernels", EVERY_LAYER),
     // The batching rule the vendored scheduler asks is data in, data out.

@@ -154,6 +154,8 @@ impl RemoteClient {
     pub fn new(keys: KeyLookup) -> RemoteClient {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            // A key goes to the endpoint that names it and nowhere else: no redirects.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         RemoteClient { http, keys, models: Arc::default(), rotation: Arc::default() }
@@ -175,10 +177,18 @@ impl RemoteClient {
     /// Requests each replica of `model` was sent, in endpoint order.
     pub fn requests_sent(&self, local_name: &str) -> Vec<u64> {
         let models = self.models.lock().unwrap();
-        models.get(local_name).map(|set| set.states.lock().unwrap().iter().map(|state| state.sent).collect()).unwrap_or_default()
+        models
+            .get(local_name)
+            .map(|set| set.states.lock().unwrap().iter().map(|state| state.sent).collect())
+            .unwrap_or_default()
     }
 
-    fn request(&self, endpoint: &RemoteEndpoint, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ServingError> {
+    fn request(
+        &self,
+        endpoint: &RemoteEndpoint,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ServingError> {
         let mut builder = self.http.request(method, format!("{}{path}", endpoint.url));
         if let Some(variable) = &endpoint.key_env {
             let key = (self.keys)(variable).ok_or_else(|| {
@@ -223,7 +233,10 @@ impl RemoteClient {
                 }
             }
         }
-        Err(ServingError::Remote { status: 502, message: format!("no replica of {} answered ({last_failure})", model.local_name) })
+        Err(ServingError::Remote {
+            status: 502,
+            message: format!("no replica of {} answered ({last_failure})", model.local_name),
+        })
     }
 
     /// One try on one replica: the events up to and including the first, and the rest.
@@ -297,7 +310,10 @@ impl RemoteClient {
                 }
             }
         }
-        Err(ServingError::Remote { status: 502, message: format!("no replica of {} answered ({last_failure})", model.local_name) })
+        Err(ServingError::Remote {
+            status: 502,
+            message: format!("no replica of {} answered ({last_failure})", model.local_name),
+        })
     }
 }
 
@@ -451,7 +467,8 @@ async fn read_json(mut response: reqwest::Response, path: &str) -> Result<Value,
             return Err(AttemptError::ReplicaFailed(format!("the remote's answer is over {MAX_BODY_BYTES} bytes")));
         }
     }
-    serde_json::from_slice(&bytes).map_err(|error| AttemptError::ReplicaFailed(format!("the remote's answer is not JSON: {error}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|error| AttemptError::ReplicaFailed(format!("the remote's answer is not JSON: {error}")))
 }
 
 /// The text a chat's prompt starts with, for routing: tools, then each message.
@@ -531,7 +548,9 @@ impl serving::RemoteModels for RemoteClient {
                     body: Some(openai::embed_body(&remote_name, &input.inputs)),
                 }),
                 RemoteApi::Ollama => {
-                    let texts = texts.as_deref().ok_or_else(|| ServingError::invalid("an Ollama remote embeds text, not token ids"))?;
+                    let texts = texts
+                        .as_deref()
+                        .ok_or_else(|| ServingError::invalid("an Ollama remote embeds text, not token ids"))?;
                     Ok(JsonCall {
                         method: reqwest::Method::POST,
                         path: "/api/embed",
@@ -575,10 +594,9 @@ impl serving::RemoteModels for RemoteClient {
                 // An OpenAI-compatible server lists its models but not what they do: chat and
                 // tools are what they serve (the remote refuses what its launch did not enable).
                 RemoteApi::OpenAi => {
-                    let listed = body
-                        .get("data")
-                        .and_then(Value::as_array)
-                        .is_some_and(|models| models.iter().any(|item| item.get("id").and_then(Value::as_str) == Some(remote_name.as_str())));
+                    let listed = body.get("data").and_then(Value::as_array).is_some_and(|models| {
+                        models.iter().any(|item| item.get("id").and_then(Value::as_str) == Some(remote_name.as_str()))
+                    });
                     if !listed {
                         tracing::info!(model = %remote_name, endpoint = %endpoint.url, "the remote does not list the model by this name; it may serve it under another");
                     }

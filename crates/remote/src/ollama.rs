@@ -33,7 +33,8 @@ fn message(message: &ChatMessage) -> Value {
             .tool_calls
             .iter()
             .map(|call| {
-                let mut call_object = json!({"function": {"index": call.index, "name": call.name, "arguments": call.arguments}});
+                let mut call_object =
+                    json!({"function": {"index": call.index, "name": call.name, "arguments": call.arguments}});
                 if let Some(id) = &call.id {
                     call_object["id"] = Value::from(id.clone());
                 }
@@ -247,7 +248,10 @@ mod tests {
         assert_eq!(events[0], Event::Thinking("hmm".into()));
         assert_eq!(events[1], Event::Content("Hi".into()));
         let Event::ToolCalls(calls) = &events[2] else { panic!("{:?}", events[2]) };
-        assert_eq!((calls[0].name.as_str(), calls[0].index, &calls[0].arguments["city"]), ("get_weather", 0, &json!("Paris")));
+        assert_eq!(
+            (calls[0].name.as_str(), calls[0].index, &calls[0].arguments["city"]),
+            ("get_weather", 0, &json!("Paris"))
+        );
         let Event::Done(finished) = &events[3] else { panic!("{:?}", events[3]) };
         assert_eq!(finished.done_reason, DoneReason::Length);
         assert_eq!((finished.metrics.prompt_eval_count, finished.metrics.eval_count), (12, 4));
@@ -305,6 +309,9 @@ mod tests {
             ..Default::default()
         };
         let body = generate_body("coder", &generate);
-        assert_eq!((body["prompt"].as_str(), body["suffix"].as_str(), body["raw"].as_bool()), (Some("def f("), Some(")"), Some(true)));
+        assert_eq!(
+            (body["prompt"].as_str(), body["suffix"].as_str(), body["raw"].as_bool()),
+            (Some("def f("), Some(")"), Some(true))
+        );
     }
 }

@@ -198,7 +198,8 @@ impl OpenAiDecoder {
                 Some(made_call) => made.push(made_call),
                 None => {
                     tracing::warn!(index, name = %call.name, "a remote's tool call had arguments that are not a JSON object");
-                    events.push(Event::Content(format!("{{\"name\":{:?},\"arguments\":{}}}", call.name, call.arguments)));
+                    events
+                        .push(Event::Content(format!("{{\"name\":{:?},\"arguments\":{}}}", call.name, call.arguments)));
                 }
             }
         }
@@ -222,7 +223,10 @@ impl OpenAiDecoder {
         // llama-server's own figures.
         if let Some(timings) = chunk.get("timings").filter(|timings| timings.is_object()) {
             let millis = |key: &str| {
-                timings.get(key).and_then(Value::as_f64).map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+                timings
+                    .get(key)
+                    .and_then(Value::as_f64)
+                    .map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0))
             };
             self.counts.prompt_duration = millis("prompt_ms");
             self.counts.generation_duration = millis("predicted_ms");
@@ -252,8 +256,8 @@ impl StreamDecoder for OpenAiDecoder {
             self.saw_done = true;
             return Ok(self.finish());
         }
-        let chunk: Value =
-            serde_json::from_str(data).map_err(|error| format!("the remote sent an event that is not JSON: {error}"))?;
+        let chunk: Value = serde_json::from_str(data)
+            .map_err(|error| format!("the remote sent an event that is not JSON: {error}"))?;
         if chunk.get("error").is_some() {
             return Err(error_text(&chunk));
         }
@@ -331,10 +335,7 @@ impl StreamDecoder for OpenAiDecoder {
 pub fn error_text(body: &Value) -> String {
     match body.get("error") {
         Some(Value::String(text)) => text.clone(),
-        Some(error) => error
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| error.to_string(), str::to_owned),
+        Some(error) => error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned),
         None => body.get("message").and_then(Value::as_str).map_or_else(|| body.to_string(), str::to_owned),
     }
 }
@@ -367,7 +368,8 @@ pub fn embeddings(body: &Value, n_inputs: usize) -> Result<(Vec<Vec<f32>>, usize
             .ok_or("the remote sent an embedding that is not a list of numbers")?;
         *vectors.get_mut(index).ok_or("the remote sent more embeddings than inputs")? = Some(vector);
     }
-    let vectors = vectors.into_iter().collect::<Option<Vec<_>>>().ok_or("the remote sent fewer embeddings than inputs")?;
+    let vectors =
+        vectors.into_iter().collect::<Option<Vec<_>>>().ok_or("the remote sent fewer embeddings than inputs")?;
     Ok((vectors, body.get("usage").map_or(0, |usage| count(usage, "prompt_tokens"))))
 }
 
@@ -454,10 +456,12 @@ mod tests {
         assert_eq!((body["input_suffix"].as_str(), body["n_predict"].as_i64()), (Some("\n"), Some(16)));
         let raw = GenerateInput { prompt: "x".into(), raw: true, ..Default::default() };
         assert!(matches!(completion("m", &raw), CompletionRoute::Raw(body) if body["prompt"] == "x"));
-        let templated =
-            GenerateInput { prompt: "Why?".into(), system: Some("Be brief.".into()), ..Default::default() };
+        let templated = GenerateInput { prompt: "Why?".into(), system: Some("Be brief.".into()), ..Default::default() };
         let CompletionRoute::Chat(body) = completion("m", &templated) else { panic!() };
-        assert_eq!(body["messages"], json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}]));
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why?"}])
+        );
     }
 
     #[test]

@@ -224,13 +224,8 @@ impl ResolvedModel {
     fn derive_capabilities(&self) -> Vec<Capability> {
         if self.config.remote_endpoints.as_ref().is_some_and(|endpoints| !endpoints.is_empty()) {
             // What the remote said when the model was created; completion when it could not tell.
-            let mut capabilities: Vec<Capability> = self
-                .config
-                .capabilities
-                .iter()
-                .flatten()
-                .filter_map(|name| Capability::parse(name))
-                .collect();
+            let mut capabilities: Vec<Capability> =
+                self.config.capabilities.iter().flatten().filter_map(|name| Capability::parse(name)).collect();
             if capabilities.is_empty() {
                 capabilities.push(Capability::Completion);
             }

@@ -250,7 +250,8 @@ async fn admit(core: &Core, request: Admission<'_>) -> Result<AdmitOutcome, Serv
     if model.remote_model().is_some() {
         // Nothing to load for a remote model: an empty request is answered as a load is.
         if request.is_empty {
-            let done = if request.keep_alive.is_some_and(KeepAlive::is_zero) { Started::Unloaded } else { Started::Loaded };
+            let done =
+                if request.keep_alive.is_some_and(KeepAlive::is_zero) { Started::Unloaded } else { Started::Loaded };
             return Ok(AdmitOutcome::Finished(done));
         }
         return Ok(AdmitOutcome::Remote(model));

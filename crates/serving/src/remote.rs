@@ -56,7 +56,8 @@ impl ResolvedModel {
 }
 
 fn remote_models(core: &Core) -> Result<Arc<dyn RemoteModels>, ServingError> {
-    core.remote_models().ok_or_else(|| ServingError::NotImplemented("remote models are not enabled in this modeld".into()))
+    core.remote_models()
+        .ok_or_else(|| ServingError::NotImplemented("remote models are not enabled in this modeld".into()))
 }
 
 /// The model's messages layer and system prompt before the conversation, as for local models.
@@ -92,7 +93,9 @@ pub(crate) async fn generate(
         return Err(ServingError::NotImplemented("images are not passed to remote models yet".into()));
     }
     if input.context.as_ref().is_some_and(|context| !context.is_empty()) {
-        return Err(ServingError::invalid("context is not supported by remote models: send the conversation to /api/chat"));
+        return Err(ServingError::invalid(
+            "context is not supported by remote models: send the conversation to /api/chat",
+        ));
     }
     if input.system.is_none() && !input.raw {
         input.system = model.system.clone();
@@ -101,7 +104,11 @@ pub(crate) async fn generate(
     Ok(Started::Running(with_shutdown(core, remote_models(core)?.generate(remote, input).await?)))
 }
 
-pub(crate) async fn embed(core: &Core, model: &ResolvedModel, mut input: EmbedInput) -> Result<Embeddings, ServingError> {
+pub(crate) async fn embed(
+    core: &Core,
+    model: &ResolvedModel,
+    mut input: EmbedInput,
+) -> Result<Embeddings, ServingError> {
     let remote = model.remote_model().expect("called for remote models");
     input.options = model.options.merged_with(&input.options);
     let (dimensions, normalize) = (input.dimensions, input.normalize);
@@ -118,8 +125,8 @@ pub(crate) async fn embed(core: &Core, model: &ResolvedModel, mut input: EmbedIn
 fn with_shutdown(core: &Core, events: EventStream) -> EventStream {
     use futures_util::StreamExt;
     let shutdown = core.shutdown_started();
-    let ended = futures_util::stream::once(shutdown)
-        .map(|()| crate::Event::Failed(ServingError::ShuttingDown.to_string()));
+    let ended =
+        futures_util::stream::once(shutdown).map(|()| crate::Event::Failed(ServingError::ShuttingDown.to_string()));
     // Whichever comes first: the remote's events run to their end, or the shutdown line ends
     // the stream (and drops the remote request).
     Box::pin(futures_util::stream::unfold(
