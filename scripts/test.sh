@@ -26,7 +26,7 @@ cargo test --locked --workspace
 (cd "$MODELD_ROOT/editors/vscode" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck && npm run --silent lint \
     && npm test --silent && npm run --silent package)
 
-export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM MODELD_VSCODE_TOOLS MODELD_CHROMIUM MODELD_REGISTRY MODELD_VSIX MINILM_DIR
+export MODELD_BIN MODELD_MCP_TOOLS MODELD_NVIM MODELD_VSCODE_TOOLS MODELD_CHROMIUM MODELD_REGISTRY MODELD_VSIX MINILM_DIR LLAMA_SERVER
 python -m pytest -q tests/python
 
 # A short run of every fuzz target (scripts/fuzz.sh SECONDS for longer ones).

@@ -334,6 +334,42 @@ def test_smollm2_answers_tools_in_text_or_a_valid_call_on_api_chat(mcp_daemon):
         assert response.message.content and not response.message.content.lstrip().startswith("{")
 
 
+def test_the_tool_loop_runs_here_for_a_remote_model(mcp_daemon):
+    """A remote model decides, the daemon runs the tools: the replica is a plain modeld with
+    the programmed agent and no MCP servers of its own."""
+    binary = os.environ["MODELD_BIN"]
+    maker = os.path.join(os.path.dirname(binary), "make-tiny-model")
+    with tempfile.TemporaryDirectory() as home:
+        replica = Daemon(binary, home)
+        try:
+            agent_gguf = os.path.join(home, "mcp-agent.gguf")
+            subprocess.run([maker, "mcp-agent", agent_gguf], check=True)
+            replica.import_gguf(AGENT, agent_gguf)
+            modelfile = os.path.join(home, "Modelfile.remote")
+            with open(modelfile, "w") as file:
+                file.write(f"FROM {AGENT}\nENDPOINT {replica.url} ollama\n")
+            created = mcp_daemon.cli("create", "remote-agent", "-f", modelfile)
+            assert "success" in created.stderr, created.stderr
+            response = mcp_daemon.post("/api/chat", {
+                "model": "remote-agent", "messages": [{"role": "user", "content": "Go"}], "stream": False,
+                "mcp_servers": ["everything"], "options": {"temperature": 0}})
+            assert response["message"]["content"] == AGENT_ANSWER
+            assert response["remote_host"] == replica.url
+            exchange = response["messages"]
+            assert [message["role"] for message in exchange] == ["assistant", "tool", "tool", "assistant"]
+            assert exchange[1]["content"] == "Echo: hello from tiny"
+
+            async def body(session):
+                answer = await session.call_tool("chat", {"model": "remote-agent", "prompt": "Go", "max_tokens": 24,
+                                                          "temperature": 0})
+                assert not answer.is_error, answer
+                return answer.structured_content["model"]
+            assert run(with_http_session(mcp_daemon, body)) == "remote-agent"
+        finally:
+            mcp_daemon.request("DELETE", "/api/delete", {"model": "remote-agent"})
+            replica.stop()
+
+
 # The daemon as an MCP server.
 
 def run(coroutine):

@@ -4,18 +4,20 @@ prompt prefix, failover before the first token and an error line when a replica 
 mid-stream. The replicas run SmolLM2 and the programmed tiny models on the real engine, so the
 front's answers are compared with the replicas' own, exactly."""
 
+import concurrent.futures
 import json
 import os
 import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import ollama
 import openai
 import pytest
 
-from conftest import MODEL, Daemon
+from conftest import MODEL, Daemon, free_port, wait_for
 
 GREEDY = {"temperature": 0, "seed": 7}
 SECRET = "sk-modeld-test-secret-0123456789"
@@ -207,21 +209,40 @@ def test_remote_errors_pass_through(cluster):
     assert status == 400 and "does not support insert" in body["error"], body
 
 
-def test_failover_and_a_replica_dying_mid_stream():
-    """A third replica that is killed: mid-stream, then before requests."""
+def test_limits_failover_and_a_replica_dying_mid_stream():
+    """Replicas of their own: one with a limit of one request at a time, and one killed
+    mid-stream, then before requests, then brought back."""
     binary = os.environ["MODELD_BIN"]
     with tempfile.TemporaryDirectory() as home_c, tempfile.TemporaryDirectory() as home_d, \
             tempfile.TemporaryDirectory() as home_front:
         c = Daemon(binary, home_c)
         d = Daemon(binary, home_d)
-        front = Daemon(binary, home_front)
+        front = Daemon(binary, home_front, OLLAMA_MAX_QUEUE="1")
+        restarted = None
         try:
             for running in (c, d):
                 running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
             create_remote(front, "solo", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama"])
             create_remote(front, "pair", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama", f"ENDPOINT {d.url} ollama"])
-            lines = front.stream("/api/generate", {"model": "solo", "prompt": "Tell me a long story.",
-                                                   "options": {"num_predict": 2000}})
+            create_remote(front, "one-at-a-time", [f"FROM {MODEL}", f"ENDPOINT {d.url} ollama parallel=1"])
+            assert "parallel=1" in front.post("/api/show", {"model": "one-at-a-time"})["modelfile"]
+
+            # One runs, one waits (the queue holds one), the next is refused as Ollama refuses.
+            story = {"model": "one-at-a-time", "prompt": "Tell me a long story.", "options": {"num_predict": 2000}}
+            running_story = front.stream("/api/generate", story)
+            next(running_story)
+            short = {"model": "one-at-a-time", "prompt": "Hi", "stream": False, "options": {"num_predict": 4}}
+            waiting = concurrent.futures.ThreadPoolExecutor(1).submit(front.request, "POST", "/api/generate", short)
+            time.sleep(1)
+            status, body = front.request("POST", "/api/generate", short)
+            assert status == 503, body
+            assert body["error"] == "server busy, please try again.  maximum pending requests exceeded"
+            assert not waiting.done()
+            running_story.close()
+            status, body = waiting.result(timeout=120)
+            assert status == 200 and body["done"], body
+
+            lines = front.stream("/api/generate", {**story, "model": "solo"})
             first = next(lines)
             assert "response" in first and not first["done"]
             c.process.send_signal(signal.SIGKILL)
@@ -232,12 +253,24 @@ def test_failover_and_a_replica_dying_mid_stream():
                 reply = front.post("/api/chat", {"model": "pair", "stream": False, "options": {"num_predict": 4},
                                                  "messages": [{"role": "user", "content": f"Hello {attempt}"}]})
                 assert reply["remote_host"] == d.url and reply["done"]
+            # C comes back on its address: a health probe finds it and it serves again.
+            c.process.wait()
+            restarted = subprocess.Popen([binary, "serve"], env=c.env, stdout=c.log, stderr=subprocess.STDOUT)
+
+            def served_by_c():
+                reply = front.post("/api/chat", {"model": "pair", "stream": False, "options": {"num_predict": 2},
+                                                 "messages": [{"role": "user", "content": "Back?"}]})
+                return reply["remote_host"] == c.url or None
+            wait_for(served_by_c, timeout=90, what="the restarted replica to serve again")
             # No replica at all: a 502 that says why.
+            restarted.send_signal(signal.SIGKILL)
             d.process.send_signal(signal.SIGKILL)
             status, body = front.request("POST", "/api/chat", {"model": "pair", "stream": False,
                                                                "messages": [{"role": "user", "content": "Hi"}]})
             assert status == 502 and "no replica" in body["error"], body
         finally:
+            if restarted is not None:
+                restarted.kill()
             for running in (c, d, front):
                 running.stop()
 
@@ -255,3 +288,121 @@ def test_cancellation_reaches_the_replica(cluster):
     time.sleep(3)
     # Idle: well under one core-second in three seconds (a running generation takes ~2).
     assert b.cpu_seconds() - before < 1.0
+
+
+def blob_of(daemon, model):
+    """The GGUF file a daemon's model is (its Modelfile's FROM line)."""
+    modelfile = daemon.post("/api/show", {"model": model})["modelfile"]
+    return next(line[len("FROM "):] for line in modelfile.splitlines() if line.startswith("FROM /"))
+
+
+def start_llama_server(gguf, log_dir, *flags):
+    binary = os.environ.get("LLAMA_SERVER")
+    assert binary and os.path.exists(binary), "set LLAMA_SERVER to a built llama-server (scripts/test.sh does)"
+    port = free_port()
+    log = open(os.path.join(log_dir, f"llama-server-{port}.log"), "wb")
+    process = subprocess.Popen([binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-c", "4096",
+                                "-np", "2", "--no-webui", *flags], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return process.poll() is not None and AssertionError(f"llama-server exited, see {log.name}")
+    outcome = wait_for(healthy, timeout=120, what="llama-server to load its model")
+    assert outcome is True, outcome
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def llama_servers(cluster):
+    """llama.cpp's llama-server on SmolLM2 (chat, tools), on the MiniLM GGUF that replica A
+    converted (embeddings) and on the tiny FIM model (`/infill`)."""
+    a = cluster["a"]
+    started = []
+    with tempfile.TemporaryDirectory() as logs:
+        try:
+            chat = start_llama_server(os.environ["SMOLLM2_GGUF"], logs, "--jinja")
+            started.append(chat[0])
+            embed = start_llama_server(blob_of(a, EMBEDDER), logs, "--embeddings")
+            started.append(embed[0])
+            fim = start_llama_server(blob_of(a, "tiny-fim"), logs)
+            started.append(fim[0])
+            yield {"chat": chat[1], "embed": embed[1], "fim": fim[1]}
+        finally:
+            for process in started:
+                process.terminate()
+                process.wait(timeout=15)
+
+
+def test_llama_server_behind_the_front(cluster, llama_servers):
+    front = cluster["front"]
+    create_remote(front, "llama-chat", [f"FROM {MODEL}", f"ENDPOINT {llama_servers['chat']} openai"])
+    create_remote(front, "llama-embed", [f"FROM {EMBEDDER}", f"ENDPOINT {llama_servers['embed']} openai"])
+    create_remote(front, "llama-fim", ["FROM tiny-fim", f"ENDPOINT {llama_servers['fim']} openai"])
+    client = ollama.Client(host=front.url)
+    direct = openai.OpenAI(base_url=llama_servers["chat"] + "/v1/", api_key="x", max_retries=0)
+
+    messages = [{"role": "user", "content": "Name three colours."}]
+    expected = direct.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24)
+    answer = client.chat("llama-chat", messages=messages, options={"temperature": 0, "num_predict": 24})
+    assert answer.message.content == expected.choices[0].message.content
+    assert answer.prompt_eval_count == expected.usage.prompt_tokens
+    assert answer.eval_count == expected.usage.completion_tokens
+    streamed = list(client.chat("llama-chat", messages=messages, stream=True,
+                                options={"temperature": 0, "num_predict": 24}))
+    assert "".join(chunk.message.content for chunk in streamed) == expected.choices[0].message.content
+    assert len(streamed) > 3
+
+    # Tools: whatever llama-server makes of them (SmolLM2's template has no tool format, so
+    # llama-server's generic one), the front gives the same.
+    asked = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
+    expected = direct.chat.completions.create(model=MODEL, messages=asked, tools=TOOLS, temperature=0, max_tokens=64)
+    answer = client.chat("llama-chat", messages=asked, tools=TOOLS, options={"temperature": 0, "num_predict": 64})
+    expected_calls = [(call.function.name, json.loads(call.function.arguments))
+                      for call in expected.choices[0].message.tool_calls or []]
+    assert [(call.function.name, dict(call.function.arguments)) for call in answer.message.tool_calls or []] == \
+        expected_calls
+    if not expected_calls:
+        assert answer.message.content == expected.choices[0].message.content
+
+    # Structured output becomes response_format, which llama-server enforces.
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "maxLength": 12}}, "required": ["colour"]}
+    answer = client.chat("llama-chat", messages=[{"role": "user", "content": "Your favourite colour?"}],
+                         format=schema, options={"temperature": 0, "num_predict": 80})
+    assert answer.done_reason == "stop"
+    assert 0 < len(json.loads(answer.message.content)["colour"]) <= 12
+
+    # Embeddings: llama.cpp's BERT on the GGUF modeld converted, against modeld's own.
+    sentences = ["The cat sat on the mat.", "Stock markets fell sharply today."]
+    ours = ollama.Client(host=cluster["a"].url).embed(EMBEDDER, input=sentences).embeddings
+    theirs = client.embed("llama-embed", input=sentences).embeddings
+    for left, right in zip(ours, theirs):
+        assert sum(x * y for x, y in zip(left, right)) > 0.999
+
+    # Fill-in-the-middle through llama-server's /infill.
+    prefix, suffix = "def add(left, right):\n    ", "\n\nprint(add(1, 2))\n"
+    request = urllib.request.Request(llama_servers["fim"] + "/infill", method="POST", data=json.dumps(
+        {"input_prefix": prefix, "input_suffix": suffix, "temperature": 0, "n_predict": 16}).encode())
+    with urllib.request.urlopen(request, timeout=120) as response:
+        expected = json.loads(response.read())["content"]
+    answer = client.generate("llama-fim", prompt=prefix, suffix=suffix, options={"temperature": 0, "num_predict": 16})
+    assert answer.response == expected
+
+
+def test_the_language_server_completes_with_a_remote_model(cluster):
+    """`modeld lsp` against the front: fill-in-the-middle by a model the replicas serve."""
+    from lsp_client import LanguageServer
+    front = cluster["front"]
+    with tempfile.TemporaryDirectory() as home:
+        server = LanguageServer(front.binary, dict(front.env, XDG_CACHE_HOME=os.path.join(home, "cache")))
+        try:
+            server.initialize(initialization_options={"modeld": {"model": "team-fim", "debounceMs": 0}})
+            uri = "file:///tmp/remote_add.py"
+            server.open(uri, "def add(left, right):\n    \n", "python")
+            result = server.inline_completion(uri, 1, 4)
+            assert [item["insertText"] for item in result["items"]] == ["return left + right"]
+        finally:
+            server.close()

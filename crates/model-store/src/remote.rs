@@ -53,7 +53,14 @@ pub struct RemoteEndpoint {
     /// The environment variable whose value is sent as a Bearer token, read per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
+    /// Requests the replica serves at once at most (`parallel=N`); more wait, as for a
+    /// local model's `OLLAMA_NUM_PARALLEL`. `None`: as many as are sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
 }
+
+/// The most requests at once an endpoint may be given.
+const MAX_ENDPOINT_PARALLEL: u32 = 4096;
 
 /// What is wrong with an endpoint; the texts are what `create` answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,9 +75,11 @@ pub enum RemoteEndpointError {
         "key-env must name an environment variable (letters, digits and _, not starting with a digit; got \"{0}\")"
     )]
     InvalidKeyEnv(String),
-    #[error("unknown endpoint option \"{0}\" (expected key-env=NAME)")]
+    #[error("unknown endpoint option \"{0}\" (expected key-env=NAME or parallel=N)")]
     UnknownOption(String),
-    #[error("ENDPOINT needs a URL and an API: ENDPOINT http://host:port openai|ollama [key-env=NAME]")]
+    #[error("parallel must be a whole number from 1 to 4096 (got \"{0}\")")]
+    InvalidParallel(String),
+    #[error("ENDPOINT needs a URL and an API: ENDPOINT http://host:port openai|ollama [key-env=NAME] [parallel=N]")]
     MissingFields,
 }
 
@@ -79,32 +88,49 @@ impl RemoteEndpoint {
     pub fn new(url: &str, api: RemoteApi, key_env: Option<&str>) -> Result<RemoteEndpoint, RemoteEndpointError> {
         let url = check_url(url)?;
         let key_env = key_env.map(check_key_env).transpose()?;
-        Ok(RemoteEndpoint { url, api, key_env })
+        Ok(RemoteEndpoint { url, api, key_env, parallel: None })
     }
 
-    /// Parses what follows `ENDPOINT` in a Modelfile: `URL API [key-env=NAME]`.
+    /// The endpoint serving at most `parallel` requests at once.
+    pub fn with_parallel(mut self, parallel: Option<u32>) -> Result<RemoteEndpoint, RemoteEndpointError> {
+        if let Some(n) = parallel.filter(|n| !(1..=MAX_ENDPOINT_PARALLEL).contains(n)) {
+            return Err(RemoteEndpointError::InvalidParallel(n.to_string()));
+        }
+        self.parallel = parallel;
+        Ok(self)
+    }
+
+    /// Parses what follows `ENDPOINT` in a Modelfile: `URL API [key-env=NAME] [parallel=N]`.
     pub fn parse_line(line: &str) -> Result<RemoteEndpoint, RemoteEndpointError> {
         let mut words = line.split_whitespace();
         let (Some(url), Some(api)) = (words.next(), words.next()) else {
             return Err(RemoteEndpointError::MissingFields);
         };
         let api = RemoteApi::parse(api)?;
-        let mut key_env = None;
+        let (mut key_env, mut parallel) = (None, None);
         for option in words {
             match option.split_once('=') {
                 Some((key, value)) if key.eq_ignore_ascii_case("key-env") => key_env = Some(value),
+                Some((key, value)) if key.eq_ignore_ascii_case("parallel") => {
+                    let invalid = || RemoteEndpointError::InvalidParallel(value.chars().take(64).collect());
+                    parallel = Some(value.parse::<u32>().map_err(|_| invalid())?);
+                }
                 _ => return Err(RemoteEndpointError::UnknownOption(option.chars().take(64).collect())),
             }
         }
-        RemoteEndpoint::new(url, api, key_env)
+        RemoteEndpoint::new(url, api, key_env)?.with_parallel(parallel)
     }
 
     /// The Modelfile line that gives this endpoint back (without `ENDPOINT`).
     pub fn to_line(&self) -> String {
-        match &self.key_env {
-            Some(key_env) => format!("{} {} key-env={key_env}", self.url, self.api.as_str()),
-            None => format!("{} {}", self.url, self.api.as_str()),
+        let mut line = format!("{} {}", self.url, self.api.as_str());
+        if let Some(key_env) = &self.key_env {
+            line.push_str(&format!(" key-env={key_env}"));
         }
+        if let Some(parallel) = self.parallel {
+            line.push_str(&format!(" parallel={parallel}"));
+        }
+        line
     }
 
     /// `host:port` of the URL, as Ollama's `remote_host` names a server.
@@ -122,12 +148,16 @@ struct StoredEndpoint {
     api: RemoteApi,
     #[serde(default)]
     key_env: Option<String>,
+    #[serde(default)]
+    parallel: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for RemoteEndpoint {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RemoteEndpoint, D::Error> {
         let stored = StoredEndpoint::deserialize(deserializer)?;
-        RemoteEndpoint::new(&stored.url, stored.api, stored.key_env.as_deref()).map_err(serde::de::Error::custom)
+        RemoteEndpoint::new(&stored.url, stored.api, stored.key_env.as_deref())
+            .and_then(|endpoint| endpoint.with_parallel(stored.parallel))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -197,6 +227,10 @@ mod tests {
         assert_eq!(endpoint.to_line(), "https://gpu.example/vllm ollama");
         assert_eq!(endpoint.authority(), "gpu.example");
         assert_eq!(RemoteEndpoint::parse_line("http://[::1]:11434 ollama").unwrap().authority(), "[::1]:11434");
+        let limited = RemoteEndpoint::parse_line("http://h:1 openai parallel=4 key-env=K").unwrap();
+        assert_eq!(limited.parallel, Some(4));
+        assert_eq!(limited.to_line(), "http://h:1 openai key-env=K parallel=4");
+        assert_eq!(RemoteEndpoint::parse_line(&limited.to_line()).unwrap(), limited);
     }
 
     #[test]
@@ -212,6 +246,9 @@ mod tests {
             ("http://host openai key-env=1KEY", RemoteEndpointError::InvalidKeyEnv("1KEY".into())),
             ("http://host openai key-env=A-B", RemoteEndpointError::InvalidKeyEnv("A-B".into())),
             ("http://host openai key=sk-123", RemoteEndpointError::UnknownOption("key=sk-123".into())),
+            ("http://host openai parallel=0", RemoteEndpointError::InvalidParallel("0".into())),
+            ("http://host openai parallel=many", RemoteEndpointError::InvalidParallel("many".into())),
+            ("http://host openai parallel=5000", RemoteEndpointError::InvalidParallel("5000".into())),
         ];
         for (line, expected) in cases {
             assert_eq!(RemoteEndpoint::parse_line(line), Err(expected), "{line}");
@@ -229,5 +266,6 @@ mod tests {
         );
         assert!(serde_json::from_str::<RemoteEndpoint>(r#"{"url":"file:///etc/passwd","api":"openai"}"#).is_err());
         assert!(serde_json::from_str::<RemoteEndpoint>(r#"{"url":"http://h","api":"grpc"}"#).is_err());
+        assert!(serde_json::from_str::<RemoteEndpoint>(r#"{"url":"http://h","api":"openai","parallel":0}"#).is_err());
     }
 }

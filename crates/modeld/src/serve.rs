@@ -50,6 +50,7 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     let engines = Engines::new()
         .register(ModelKind::Generation, generation_engine)
         .register(ModelKind::Embedding, Arc::new(engine_bert::BertEngine::new()));
+    let max_queue = scheduler_config.max_queue;
     let scheduler = Scheduler::new(engines, scheduler_config);
     let core = Core::new(
         store,
@@ -63,9 +64,13 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
     core.set_quantizer(Arc::new(engine_mistralrs::GgufQuantizer));
     // Remote models' API keys are read from the environment when each request is sent (the
     // Modelfile names the variable), so a rotated key needs no re-create.
-    core.set_remote_models(Arc::new(remote::RemoteClient::new(Arc::new(|variable: &str| {
-        std::env::var(variable).ok()
-    }))));
+    core.set_remote_models(Arc::new(remote::RemoteClient::new(remote::RemoteSettings {
+        keys: Arc::new(|variable: &str| std::env::var(variable).ok()),
+        max_queue,
+        // Routing by cached prefix is on unless `MODELD_REMOTE_AFFINITY` says false.
+        prefix_affinity: environment::variable("MODELD_REMOTE_AFFINITY")
+            .is_none_or(|_| environment::flag("MODELD_REMOTE_AFFINITY")),
+    })));
     // The MCP client: the configured servers start now; their tools serve chat requests with
     // `mcp_servers`. A config that cannot be read is logged and the daemon serves without it.
     let mcp_clients = match mcp_config() {

@@ -416,11 +416,11 @@ mod tests {
         assert_eq!(lines, ["http://10.0.0.5:8000 openai key-env=VLLM_API_KEY", "http://10.0.0.6:11434 ollama"]);
         assert_eq!(
             parse("FROM m\nENDPOINT http://h:1 openai key=sk-secret").unwrap_err().to_string(),
-            "(line 2): unknown endpoint option \"key=sk-secret\" (expected key-env=NAME)"
+            "(line 2): unknown endpoint option \"key=sk-secret\" (expected key-env=NAME or parallel=N)"
         );
         assert_eq!(
             parse("FROM m\n\nENDPOINT http://h:1").unwrap_err().to_string(),
-            "(line 3): ENDPOINT needs a URL and an API: ENDPOINT http://host:port openai|ollama [key-env=NAME]"
+            "(line 3): ENDPOINT needs a URL and an API: ENDPOINT http://host:port openai|ollama [key-env=NAME] [parallel=N]"
         );
     }
 

@@ -45,144 +45,36 @@ const LONGEST_BACKOFF: Duration = Duration::from_secs(60);
 /// The largest error or non-streamed body read from a remote.
 const MAX_BODY_BYTES: usize = 64 << 20;
 
+/// Settings of the remote client, read once where the daemon starts.
+#[derive(Clone)]
+pub struct RemoteSettings {
+    /// Reads an API key by its environment variable's name.
+    pub keys: KeyLookup,
+    /// Requests that may wait, per model, while every replica serves its `parallel` requests
+    /// (`OLLAMA_MAX_QUEUE`); more are refused as busy.
+    pub max_queue: usize,
+    /// Send a prompt to the replica that has its prefix cached (`MODELD_REMOTE_AFFINITY`, on
+    /// by default); off: the least loaded replica only.
+    pub prefix_affinity: bool,
+}
+
 /// Remote models' replicas and the HTTP client that reaches them.
 #[derive(Clone)]
 pub struct RemoteClient {
-    http: reqwest::Client,
-    keys: KeyLookup,
+    shared: Arc<Shared>,
+    settings: RemoteSettings,
     /// Routing state per model (its local name), rebuilt when its endpoints change.
     models: Arc<Mutex<HashMap<String, Arc<ReplicaSet>>>>,
     rotation: Arc<AtomicUsize>,
 }
 
-/// The replicas of one model.
-struct ReplicaSet {
-    endpoints: Vec<RemoteEndpoint>,
-    states: Mutex<Vec<ReplicaState>>,
+/// What requests and health probes share.
+struct Shared {
+    http: reqwest::Client,
+    keys: KeyLookup,
 }
 
-#[derive(Default)]
-struct ReplicaState {
-    outstanding: usize,
-    down_until: Option<Instant>,
-    backoff: Duration,
-    prefixes: PrefixMemory,
-    /// Requests sent, for the log and tests.
-    sent: u64,
-}
-
-/// A request's hold on a replica: counted as outstanding until dropped.
-struct ReplicaHold {
-    set: Arc<ReplicaSet>,
-    index: usize,
-}
-
-impl Drop for ReplicaHold {
-    fn drop(&mut self) {
-        if let Some(state) = self.set.states.lock().unwrap().get_mut(self.index) {
-            state.outstanding = state.outstanding.saturating_sub(1);
-        }
-    }
-}
-
-impl ReplicaSet {
-    fn new(endpoints: Vec<RemoteEndpoint>) -> ReplicaSet {
-        let states = endpoints.iter().map(|_| ReplicaState::default()).collect();
-        ReplicaSet { endpoints, states: Mutex::new(states) }
-    }
-
-    /// Picks a replica for a prompt with these blocks and holds it.
-    fn take(self: &Arc<Self>, blocks: &[u64], tried: &[usize], rotation: usize) -> Option<ReplicaHold> {
-        let now = Instant::now();
-        let mut states = self.states.lock().unwrap();
-        let views: Vec<ReplicaView> = states
-            .iter()
-            .enumerate()
-            .map(|(index, state)| ReplicaView {
-                healthy: state.down_until.is_none_or(|until| until <= now),
-                outstanding: state.outstanding,
-                matched_blocks: state.prefixes.matched(blocks),
-                tried: tried.contains(&index),
-            })
-            .collect();
-        let index = routing::choose_replica(&views, rotation)?;
-        let state = &mut states[index];
-        state.outstanding += 1;
-        state.sent += 1;
-        state.prefixes.remember(blocks);
-        Some(ReplicaHold { set: self.clone(), index })
-    }
-
-    fn mark_down(&self, index: usize, reason: &str) {
-        let mut states = self.states.lock().unwrap();
-        let state = &mut states[index];
-        state.backoff = (state.backoff * 2).clamp(FIRST_BACKOFF, LONGEST_BACKOFF);
-        state.down_until = Some(Instant::now() + state.backoff);
-        // Whatever it cached may be gone with it.
-        state.prefixes.clear();
-        tracing::warn!(endpoint = %self.endpoints[index].url, backoff = ?state.backoff, %reason, "remote replica marked down");
-    }
-
-    fn mark_up(&self, index: usize) {
-        let mut states = self.states.lock().unwrap();
-        let state = &mut states[index];
-        if state.down_until.is_some() {
-            tracing::info!(endpoint = %self.endpoints[index].url, "remote replica is back");
-        }
-        state.down_until = None;
-        state.backoff = Duration::ZERO;
-    }
-}
-
-/// What one attempt on one replica came to.
-enum AttemptError {
-    /// The replica failed (unreachable, a server error, a stream that broke before its first
-    /// event): another replica may serve the request.
-    ReplicaFailed(String),
-    /// The replica answered that the request is wrong: the same on any replica.
-    Refused(ServingError),
-}
-
-/// One request to send: the path, per API, and its body.
-struct Outgoing {
-    path: &'static str,
-    body: Value,
-}
-
-impl RemoteClient {
-    /// A client; `keys` reads an API key by its environment variable's name.
-    pub fn new(keys: KeyLookup) -> RemoteClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A key goes to the endpoint that names it and nowhere else: no redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        RemoteClient { http, keys, models: Arc::default(), rotation: Arc::default() }
-    }
-
-    fn replica_set(&self, model: &RemoteModel) -> Arc<ReplicaSet> {
-        let mut models = self.models.lock().unwrap();
-        let current = models.get(&model.local_name).filter(|set| set.endpoints == model.endpoints);
-        match current {
-            Some(set) => set.clone(),
-            None => {
-                let set = Arc::new(ReplicaSet::new(model.endpoints.clone()));
-                models.insert(model.local_name.clone(), set.clone());
-                set
-            }
-        }
-    }
-
-    /// Requests each replica of `model` was sent, in endpoint order.
-    pub fn requests_sent(&self, local_name: &str) -> Vec<u64> {
-        let models = self.models.lock().unwrap();
-        models
-            .get(local_name)
-            .map(|set| set.states.lock().unwrap().iter().map(|state| state.sent).collect())
-            .unwrap_or_default()
-    }
-
+impl Shared {
     fn request(
         &self,
         endpoint: &RemoteEndpoint,
@@ -202,6 +94,254 @@ impl RemoteClient {
         Ok(builder)
     }
 
+    /// Whether the replica answers its API's cheapest request.
+    async fn is_up(&self, endpoint: &RemoteEndpoint) -> bool {
+        let path = match endpoint.api {
+            RemoteApi::Ollama => "/api/version",
+            RemoteApi::OpenAi => "/v1/models",
+        };
+        let Ok(request) = self.request(endpoint, reqwest::Method::GET, path) else { return false };
+        matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, request.send()).await,
+            Ok(Ok(response)) if response.status().is_success()
+        )
+    }
+}
+
+/// The replicas of one model.
+struct ReplicaSet {
+    endpoints: Vec<RemoteEndpoint>,
+    state: Mutex<SetState>,
+    /// Signalled when a replica finishes a request or comes back.
+    freed: tokio::sync::Notify,
+    shared: Arc<Shared>,
+}
+
+struct SetState {
+    replicas: Vec<ReplicaState>,
+    /// Requests waiting for a replica with room.
+    waiting: usize,
+}
+
+#[derive(Default)]
+struct ReplicaState {
+    outstanding: usize,
+    /// Failed; a probe brings it back.
+    down: bool,
+    backoff: Duration,
+    probing: bool,
+    prefixes: PrefixMemory,
+}
+
+/// A request's hold on a replica: counted as outstanding until dropped.
+struct ReplicaHold {
+    set: Arc<ReplicaSet>,
+    index: usize,
+}
+
+impl Drop for ReplicaHold {
+    fn drop(&mut self) {
+        if let Some(replica) = self.set.state.lock().unwrap().replicas.get_mut(self.index) {
+            replica.outstanding = replica.outstanding.saturating_sub(1);
+        }
+        self.set.freed.notify_waiters();
+    }
+}
+
+/// A request counted as waiting until dropped.
+struct WaitSlot {
+    set: Arc<ReplicaSet>,
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut state = self.set.state.lock().unwrap();
+        state.waiting = state.waiting.saturating_sub(1);
+    }
+}
+
+/// What a pick among the replicas came to.
+enum Pick {
+    Taken(ReplicaHold),
+    /// Every replica left to try serves as many requests as it may.
+    AllFull,
+    /// Every replica was tried.
+    NoneLeft,
+}
+
+impl ReplicaSet {
+    fn new(endpoints: Vec<RemoteEndpoint>, shared: Arc<Shared>) -> ReplicaSet {
+        let replicas = endpoints.iter().map(|_| ReplicaState::default()).collect();
+        ReplicaSet {
+            endpoints,
+            state: Mutex::new(SetState { replicas, waiting: 0 }),
+            freed: tokio::sync::Notify::new(),
+            shared,
+        }
+    }
+
+    fn pick(self: &Arc<Self>, state: &mut SetState, blocks: &[u64], tried: &[usize], rotation: usize) -> Pick {
+        let views: Vec<ReplicaView> = state
+            .replicas
+            .iter()
+            .zip(&self.endpoints)
+            .enumerate()
+            .map(|(index, (replica, endpoint))| ReplicaView {
+                healthy: !replica.down,
+                outstanding: replica.outstanding,
+                matched_blocks: replica.prefixes.matched(blocks),
+                tried: tried.contains(&index),
+                full: endpoint.parallel.is_some_and(|parallel| replica.outstanding >= parallel as usize),
+            })
+            .collect();
+        match routing::choose_replica(&views, rotation) {
+            Some(index) => {
+                let replica = &mut state.replicas[index];
+                replica.outstanding += 1;
+                replica.prefixes.remember(blocks);
+                tracing::debug!(endpoint = %self.endpoints[index].url, matched_blocks = views[index].matched_blocks,
+                    outstanding = replica.outstanding, "remote replica chosen");
+                Pick::Taken(ReplicaHold { set: self.clone(), index })
+            }
+            None if views.iter().any(|view| !view.tried) => Pick::AllFull,
+            None => Pick::NoneLeft,
+        }
+    }
+
+    /// Holds a replica for a prompt with these blocks, waiting while every replica left is
+    /// full (at most `max_queue` requests wait; more are busy). `None` when every replica was
+    /// tried.
+    async fn acquire(
+        self: &Arc<Self>,
+        blocks: &[u64],
+        tried: &[usize],
+        rotation: usize,
+        max_queue: usize,
+    ) -> Result<Option<ReplicaHold>, ServingError> {
+        let mut slot: Option<WaitSlot> = None;
+        loop {
+            let mut freed = std::pin::pin!(self.freed.notified());
+            freed.as_mut().enable();
+            {
+                let mut state = self.state.lock().unwrap();
+                match self.pick(&mut state, blocks, tried, rotation) {
+                    Pick::Taken(hold) => return Ok(Some(hold)),
+                    Pick::NoneLeft => return Ok(None),
+                    Pick::AllFull if slot.is_none() => {
+                        if state.waiting >= max_queue {
+                            return Err(ServingError::Busy(
+                                "server busy, please try again.  maximum pending requests exceeded".into(),
+                            ));
+                        }
+                        state.waiting += 1;
+                        slot = Some(WaitSlot { set: self.clone() });
+                    }
+                    Pick::AllFull => {}
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Marks a replica down: it gets no requests until a probe (after a backoff that doubles,
+    /// from 1 s to 60 s) finds it answering, or until every replica is down.
+    fn mark_down(self: &Arc<Self>, index: usize, reason: &str) {
+        let mut state = self.state.lock().unwrap();
+        let replica = &mut state.replicas[index];
+        replica.down = true;
+        replica.backoff = (replica.backoff * 2).clamp(FIRST_BACKOFF, LONGEST_BACKOFF);
+        // Whatever it cached may be gone with it.
+        replica.prefixes.clear();
+        tracing::warn!(endpoint = %self.endpoints[index].url, backoff = ?replica.backoff, %reason, "remote replica marked down");
+        if replica.probing {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        replica.probing = true;
+        let set = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let Some(backoff) = set.upgrade().map(|set| set.state.lock().unwrap().replicas[index].backoff) else {
+                    return;
+                };
+                tokio::time::sleep(backoff).await;
+                // A model re-created with other endpoints drops its old set: stop probing.
+                let Some(alive) = set.upgrade() else { return };
+                {
+                    // A request that reached it in the meantime brought it back.
+                    let mut state = alive.state.lock().unwrap();
+                    if !state.replicas[index].down {
+                        state.replicas[index].probing = false;
+                        return;
+                    }
+                }
+                if alive.shared.is_up(&alive.endpoints[index]).await {
+                    alive.mark_up(index);
+                    return;
+                }
+                let mut state = alive.state.lock().unwrap();
+                let replica = &mut state.replicas[index];
+                replica.backoff = (replica.backoff * 2).clamp(FIRST_BACKOFF, LONGEST_BACKOFF);
+            }
+        });
+    }
+
+    fn mark_up(&self, index: usize) {
+        {
+            let mut state = self.state.lock().unwrap();
+            let replica = &mut state.replicas[index];
+            if replica.down {
+                tracing::info!(endpoint = %self.endpoints[index].url, "remote replica is back");
+            }
+            replica.down = false;
+            replica.probing = false;
+            replica.backoff = Duration::ZERO;
+        }
+        self.freed.notify_waiters();
+    }
+}
+
+/// What one attempt on one replica came to.
+enum AttemptError {
+    /// The replica failed (unreachable, a server error, a stream that broke before its first
+    /// event): another replica may serve the request.
+    ReplicaFailed(String),
+    /// The replica answered that the request is wrong: the same on any replica.
+    Refused(ServingError),
+}
+
+/// One request to send: the path, per API, and its body.
+struct Outgoing {
+    path: &'static str,
+    body: Value,
+}
+
+impl RemoteClient {
+    /// A client with these settings.
+    pub fn new(settings: RemoteSettings) -> RemoteClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A key goes to the endpoint that names it and nowhere else: no redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let shared = Arc::new(Shared { http, keys: settings.keys.clone() });
+        RemoteClient { shared, settings, models: Arc::default(), rotation: Arc::default() }
+    }
+
+    fn replica_set(&self, model: &RemoteModel) -> Arc<ReplicaSet> {
+        let mut models = self.models.lock().unwrap();
+        let current = models.get(&model.local_name).filter(|set| set.endpoints == model.endpoints);
+        match current {
+            Some(set) => set.clone(),
+            None => {
+                let set = Arc::new(ReplicaSet::new(model.endpoints.clone(), self.shared.clone()));
+                models.insert(model.local_name.clone(), set.clone());
+                set
+            }
+        }
+    }
+
     /// Sends a streaming request to a replica (retried once on another when the first fails
     /// before its first event) and returns the events.
     async fn stream(
@@ -212,13 +352,13 @@ impl RemoteClient {
     ) -> Result<EventStream, ServingError> {
         let started = Instant::now();
         let set = self.replica_set(&model);
-        let blocks = routing::prefix_blocks(&affinity_text);
+        let blocks = if self.settings.prefix_affinity { routing::prefix_blocks(&affinity_text) } else { Vec::new() };
         let mut tried = Vec::new();
         let mut last_failure = String::new();
         // One try, and one more on another replica.
         for _ in 0..2.min(set.endpoints.len()) {
             let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-            let Some(hold) = set.take(&blocks, &tried, rotation) else { break };
+            let Some(hold) = set.acquire(&blocks, &tried, rotation, self.settings.max_queue).await? else { break };
             tried.push(hold.index);
             let endpoint = set.endpoints[hold.index].clone();
             match self.attempt(&endpoint, outgoing(endpoint.api), started).await {
@@ -246,7 +386,8 @@ impl RemoteClient {
         outgoing: Outgoing,
         started: Instant,
     ) -> Result<(VecDeque<Event>, Upstream), AttemptError> {
-        let request = self.request(endpoint, reqwest::Method::POST, outgoing.path).map_err(AttemptError::Refused)?;
+        let request =
+            self.shared.request(endpoint, reqwest::Method::POST, outgoing.path).map_err(AttemptError::Refused)?;
         let response = with_json(request, &outgoing.body)
             .send()
             .await
@@ -283,11 +424,11 @@ impl RemoteClient {
         let mut last_failure = String::new();
         for _ in 0..2.min(set.endpoints.len()) {
             let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-            let Some(hold) = set.take(&[], &tried, rotation) else { break };
+            let Some(hold) = set.acquire(&[], &tried, rotation, self.settings.max_queue).await? else { break };
             tried.push(hold.index);
             let endpoint = set.endpoints[hold.index].clone();
             let call = describe_call(&endpoint)?;
-            let mut request = self.request(&endpoint, call.method, call.path)?;
+            let mut request = self.shared.request(&endpoint, call.method, call.path)?;
             if let Some(body) = &call.body {
                 request = with_json(request, body);
             }

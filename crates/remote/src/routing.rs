@@ -86,14 +86,18 @@ pub struct ReplicaView {
     pub matched_blocks: usize,
     /// Already tried for this request (it failed before the first token).
     pub tried: bool,
+    /// Serving as many requests as its `parallel` allows.
+    pub full: bool,
 }
 
-/// The replica to send a request to: among the healthy ones not tried yet (all untried ones
-/// when none is healthy), the one with the longest cached prefix when that is long enough and
-/// its load within [`AFFINITY_SLACK`] of the least loaded; else the least loaded, ties broken
-/// from `rotation` on so that even load spreads. `None` when every replica was tried.
+/// The replica to send a request to: among the healthy ones not tried yet and not full (all
+/// such ones when none is healthy), the one with the longest cached prefix when that is long
+/// enough and its load within [`AFFINITY_SLACK`] of the least loaded; else the least loaded,
+/// ties broken from `rotation` on so that even load spreads. `None` when every replica was
+/// tried or is full.
 pub fn choose_replica(replicas: &[ReplicaView], rotation: usize) -> Option<usize> {
-    let untried: Vec<usize> = (0..replicas.len()).filter(|index| !replicas[*index].tried).collect();
+    let untried: Vec<usize> =
+        (0..replicas.len()).filter(|index| !replicas[*index].tried && !replicas[*index].full).collect();
     let healthy: Vec<usize> = untried.iter().copied().filter(|index| replicas[*index].healthy).collect();
     let candidates = if healthy.is_empty() { untried } else { healthy };
     let least_load = candidates.iter().map(|index| replicas[*index].outstanding).min()?;
@@ -118,7 +122,7 @@ mod tests {
     use super::*;
 
     fn view(healthy: bool, outstanding: usize, matched_blocks: usize) -> ReplicaView {
-        ReplicaView { healthy, outstanding, matched_blocks, tried: false }
+        ReplicaView { healthy, outstanding, matched_blocks, tried: false, full: false }
     }
 
     #[test]
@@ -171,6 +175,14 @@ mod tests {
         assert_eq!(choose_replica(&[tried, view(false, 5, 0)], 0), Some(1), "a down replica beats none");
         assert_eq!(choose_replica(&[tried], 0), None);
         assert_eq!(choose_replica(&[], 0), None);
+    }
+
+    #[test]
+    fn full_replicas_wait_their_turn() {
+        let mut full = view(true, 2, 9);
+        full.full = true;
+        assert_eq!(choose_replica(&[full, view(true, 3, 0)], 0), Some(1));
+        assert_eq!(choose_replica(&[full, full], 0), None);
     }
 
     #[test]

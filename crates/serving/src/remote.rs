@@ -55,6 +55,11 @@ impl ResolvedModel {
     }
 }
 
+/// Where `model` is served; the pipelines call this module for remote models only.
+fn remote_of(model: &ResolvedModel) -> Result<RemoteModel, ServingError> {
+    model.remote_model().ok_or_else(|| ServingError::internal(format!("{} is not a remote model", model.name)))
+}
+
 fn remote_models(core: &Core) -> Result<Arc<dyn RemoteModels>, ServingError> {
     core.remote_models()
         .ok_or_else(|| ServingError::NotImplemented("remote models are not enabled in this modeld".into()))
@@ -74,7 +79,7 @@ fn with_model_messages(model: &ResolvedModel, messages: Vec<ChatMessage>) -> Vec
 }
 
 pub(crate) async fn chat(core: &Core, model: &ResolvedModel, mut input: ChatInput) -> Result<Started, ServingError> {
-    let remote = model.remote_model().expect("called for remote models");
+    let remote = remote_of(model)?;
     if input.messages.iter().any(|message| message.n_images > 0) {
         return Err(ServingError::NotImplemented("images are not passed to remote models yet".into()));
     }
@@ -88,7 +93,7 @@ pub(crate) async fn generate(
     model: &ResolvedModel,
     mut input: GenerateInput,
 ) -> Result<Started, ServingError> {
-    let remote = model.remote_model().expect("called for remote models");
+    let remote = remote_of(model)?;
     if input.n_images > 0 {
         return Err(ServingError::NotImplemented("images are not passed to remote models yet".into()));
     }
@@ -109,7 +114,7 @@ pub(crate) async fn embed(
     model: &ResolvedModel,
     mut input: EmbedInput,
 ) -> Result<Embeddings, ServingError> {
-    let remote = model.remote_model().expect("called for remote models");
+    let remote = remote_of(model)?;
     input.options = model.options.merged_with(&input.options);
     let (dimensions, normalize) = (input.dimensions, input.normalize);
     let mut embeddings = remote_models(core)?.embed(remote, input).await?;
