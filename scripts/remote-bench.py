@@ -7,11 +7,12 @@ The replicas are modeld daemons on SmolLM2 (their prefix caches are what affinit
 On a machine whose cores the replicas share, two replicas add no compute: the throughput row
 shows what routing costs or saves, not what a second GPU machine would add.
 
-Usage: scripts/remote-bench.py [--sessions 4] [--turns 3] [--json]
+Usage: scripts/remote-bench.py [--sessions 6] [--turns 4] [--json]
 (MODELD_BIN and SMOLLM2_GGUF as scripts/test.sh sets them, or the defaults under ~/.cache/modeld)
 """
 
 import argparse
+import random
 import json
 import os
 import socket
@@ -85,8 +86,9 @@ def chat_turn(url, model, messages, num_predict):
         final.get("remote_host")
 
 
-def run_sessions(url, model, n_sessions, n_turns, num_predict, label):
-    """Runs the sessions at once, turn after turn each; returns wall seconds, tokens, follow-up
+def run_sessions(url, model, n_sessions, n_turns, num_predict, label, pause):
+    """Runs the sessions at once, turn after turn each (after a pause like a person's, with
+    `pause`); returns wall seconds, tokens, follow-up
     first-token times and how often a session's turns stayed on one replica."""
     follow_ups, tokens, kept = [], [0], [0]
     lock = threading.Lock()
@@ -94,10 +96,15 @@ def run_sessions(url, model, n_sessions, n_turns, num_predict, label):
     def session(index):
         topic = TOPICS[index % len(TOPICS)]
         system = (f"[{label} {index}] You are a patient guide who talks only about {topic}. "
-                  f"Answer in plain words, one short paragraph, and never change the subject from {topic}. ") * 6
+                  f"Answer in plain words, one short paragraph, and never change the subject from {topic}. ") * 12
         messages = [{"role": "system", "content": system}, {"role": "user", "content": f"Tell me about {topic}."}]
         replicas = []
+        # A person reads and types between turns: sessions do not move in lock-step, so the
+        # least loaded replica differs from turn to turn (seeded, the same in every phase).
+        pauses = random.Random(index)
         for turn in range(n_turns):
+            if pause:
+                time.sleep(pauses.uniform(0.0, 1.5))
             answer, first, generated, replica = chat_turn(url, model, messages, num_predict)
             replicas.append(replica)
             with lock:
@@ -119,8 +126,8 @@ def run_sessions(url, model, n_sessions, n_turns, num_predict, label):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=6)
+    parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--num-predict", type=int, default=32)
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
@@ -140,22 +147,28 @@ def main():
         for replica in (a, b):
             chat_turn(replica.url, "smollm2", [{"role": "user", "content": "Hi"}], 1)
         common = (arguments.sessions, arguments.turns, arguments.num_predict)
-        one = run_sessions(front_on.url, "one", *common, "one")
-        two = run_sessions(front_on.url, "two", *common, "two")
-        off = run_sessions(front_off.url, "two", *common, "off")
+        # Throughput: every session sends its next turn at once.
+        one = run_sessions(front_on.url, "one", *common, "one", pause=False)
+        two = run_sessions(front_on.url, "two", *common, "two", pause=False)
+        # Affinity: sessions with pauses between turns, as people type.
+        on = run_sessions(front_on.url, "two", *common, "on", pause=True)
+        off = run_sessions(front_off.url, "two", *common, "off", pause=True)
     finally:
         for daemon in daemons:
             daemon.stop()
     median_ms = lambda times: 1000 * statistics.median(times)
+    p90_ms = lambda times: 1000 * statistics.quantiles(times, n=10)[-1]
     figures = {
         "sessions": arguments.sessions,
         "turns": arguments.turns,
         "cpus": os.cpu_count(),
         "one_replica_tokens_per_s": one[1] / one[0],
         "two_replicas_tokens_per_s": two[1] / two[0],
-        "follow_up_first_token_ms_affinity_on": median_ms(two[2]),
+        "follow_up_first_token_ms_affinity_on": median_ms(on[2]),
         "follow_up_first_token_ms_affinity_off": median_ms(off[2]),
-        "sessions_kept_on_one_replica_affinity_on": two[3],
+        "follow_up_first_token_p90_ms_affinity_on": p90_ms(on[2]),
+        "follow_up_first_token_p90_ms_affinity_off": p90_ms(off[2]),
+        "sessions_kept_on_one_replica_affinity_on": on[3],
         "sessions_kept_on_one_replica_affinity_off": off[3],
     }
     if arguments.json:
@@ -173,7 +186,11 @@ def main():
         ("follow-up turn, first token, affinity off (median)", figures["follow_up_first_token_ms_affinity_off"], "ms"),
         ("  ratio off / on", figures["follow_up_first_token_ms_affinity_off"]
          / figures["follow_up_first_token_ms_affinity_on"], "x"),
-        ("sessions kept on one replica, affinity on", two[3], f"of {arguments.sessions}"),
+        ("follow-up turn, first token, affinity on (p90)", figures["follow_up_first_token_p90_ms_affinity_on"], "ms"),
+        ("follow-up turn, first token, affinity off (p90)", figures["follow_up_first_token_p90_ms_affinity_off"], "ms"),
+        ("  ratio off / on", figures["follow_up_first_token_p90_ms_affinity_off"]
+         / figures["follow_up_first_token_p90_ms_affinity_on"], "x"),
+        ("sessions kept on one replica, affinity on", on[3], f"of {arguments.sessions}"),
         ("sessions kept on one replica, affinity off", off[3], f"of {arguments.sessions}"),
     ]
     for name, value, unit in rows:
