@@ -25,6 +25,10 @@ TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city",
     "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}]
 EMBEDDER = "minilm"
+# What the programmed FIM model answers (crates/tiny-models), and StarCoder's FIM prompt as an
+# Ollama template.
+FIM_MIDDLE = "return left + right"
+STARCODER_FIM = '"""{{ if .Suffix }}<fim_prefix>{{ .Prompt }}<fim_suffix>{{ .Suffix }}<fim_middle>{{ else }}{{ .Prompt }}{{ end }}"""'
 
 
 def replica(binary, home, maker):
@@ -156,7 +160,19 @@ def test_tools_structured_output_and_fill_in_the_middle(cluster):
     prefix, suffix = "def add(left, right):\n    ", "\n\nprint(add(1, 2))\n"
     direct = a.generate("tiny-fim", prompt=prefix, suffix=suffix, options=GREEDY)
     remote = front.generate("team-fim", prompt=prefix, suffix=suffix, options=GREEDY)
-    assert remote.response == direct.response and remote.response
+    assert remote.response == direct.response == FIM_MIDDLE
+
+    # A TEMPLATE that names .Suffix prompts the middle here; the remote completes raw text.
+    create_remote(cluster["front"], "team-fim-template", ["FROM tiny-fim", f"TEMPLATE {STARCODER_FIM}",
+                                                          f"ENDPOINT {cluster['b'].url} ollama"])
+    assert "insert" in front.show("team-fim-template").capabilities
+    remote = front.generate("team-fim-template", prompt=prefix, suffix=suffix, options=GREEDY)
+    assert remote.response == FIM_MIDDLE
+    assert remote.prompt_eval_count == 3 + len(prefix.encode()) + len(suffix.encode())
+    status, body = cluster["front"].request("POST", "/api/create", {
+        "model": "chat-template", "from": MODEL, "template": "{{ .Prompt }}",
+        "endpoints": [{"url": cluster["a"].url, "api": "ollama"}]})
+    assert status == 400 and "fill-in-the-middle" in body["error"], body
 
 
 def test_embeddings_through_the_front(cluster):
@@ -382,14 +398,29 @@ def test_llama_server_behind_the_front(cluster, llama_servers):
     for left, right in zip(ours, theirs):
         assert sum(x * y for x, y in zip(left, right)) > 0.999
 
-    # Fill-in-the-middle through llama-server's /infill.
+    # Fill-in-the-middle through llama-server's /infill, and through /v1/completions with the
+    # prompt made here by a TEMPLATE. (llama.cpp's arithmetic does not run the programmed
+    # model's trick, so its answers are compared with llama-server's own; the prompt's token
+    # count, 3 FIM tokens and one per byte, shows what reached it.)
     prefix, suffix = "def add(left, right):\n    ", "\n\nprint(add(1, 2))\n"
-    request = urllib.request.Request(llama_servers["fim"] + "/infill", method="POST", data=json.dumps(
-        {"input_prefix": prefix, "input_suffix": suffix, "temperature": 0, "n_predict": 16}).encode())
-    with urllib.request.urlopen(request, timeout=120) as response:
-        expected = json.loads(response.read())["content"]
+    n_prompt = 3 + len(prefix.encode()) + len(suffix.encode())
+
+    def post(path, body):
+        request = urllib.request.Request(llama_servers["fim"] + path, method="POST", data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+    expected = post("/infill", {"input_prefix": prefix, "input_suffix": suffix, "temperature": 0, "n_predict": 16})
     answer = client.generate("llama-fim", prompt=prefix, suffix=suffix, options={"temperature": 0, "num_predict": 16})
-    assert answer.response == expected
+    assert answer.response == expected["content"]
+    assert answer.prompt_eval_count == expected["tokens_evaluated"] >= n_prompt
+    create_remote(front, "llama-fim-template", ["FROM tiny-fim", f"TEMPLATE {STARCODER_FIM}",
+                                                f"ENDPOINT {llama_servers['fim']} openai"])
+    expected = post("/v1/completions", {"prompt": f"<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>",
+                                        "temperature": 0, "max_tokens": 16})
+    answer = client.generate("llama-fim-template", prompt=prefix, suffix=suffix,
+                             options={"temperature": 0, "num_predict": 16})
+    assert answer.response == expected["choices"][0]["text"]
+    assert answer.prompt_eval_count == expected["usage"]["prompt_tokens"] >= n_prompt
 
 
 def test_the_language_server_completes_with_a_remote_model(cluster):

@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use serving::{DoneReason, Event, Finished, Metrics, ToolCall};
 
+/// How a stream that broke in transit is described (the replica, not the request, failed).
+pub const READ_FAILURE: &str = "reading the remote's stream";
+/// How a stream that ended before its final event is described.
+pub const EARLY_END: &str = "the remote closed the stream before it finished";
+
 /// The longest line a remote may send (a chunk of one stream event).
 pub const MAX_LINE_BYTES: usize = 8 << 20;
 

@@ -191,7 +191,7 @@ impl StreamDecoder for OllamaDecoder {
         if self.done {
             Ok(Vec::new())
         } else {
-            Err(crate::EARLY_END.into())
+            Err(crate::decode::EARLY_END.into())
         }
     }
 
@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(events, [Event::Content("a".into())]);
         assert_eq!(end, Err("model crashed".into()));
         let (_, end) = decode(&[r#"{"response":"a","done":false}"#]);
-        assert_eq!(end, Err(crate::EARLY_END.into()));
+        assert_eq!(end, Err(crate::decode::EARLY_END.into()));
         let (_, end) = decode(&["<html>"]);
         assert!(end.unwrap_err().starts_with("the remote sent a line that is not JSON"));
     }

@@ -322,7 +322,7 @@ impl StreamDecoder for OpenAiDecoder {
             (true, _) => Ok(Vec::new()),
             // Some servers close without `[DONE]` once they said why they stopped.
             (false, true) => Ok(self.finish()),
-            (false, false) => Err(crate::EARLY_END.into()),
+            (false, false) => Err(crate::decode::EARLY_END.into()),
         }
     }
 
@@ -441,7 +441,7 @@ mod tests {
         let (_, end) = decode(&[r#"data: {"error":{"message":"context length exceeded","type":"BadRequestError"}}"#]);
         assert_eq!(end, Err("context length exceeded".into()));
         let (_, end) = decode(&[r#"data: {"choices":[{"delta":{"content":"a"}}]}"#]);
-        assert_eq!(end, Err(crate::EARLY_END.into()));
+        assert_eq!(end, Err(crate::decode::EARLY_END.into()));
     }
 
     #[test]

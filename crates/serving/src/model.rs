@@ -229,6 +229,12 @@ impl ResolvedModel {
             if capabilities.is_empty() {
                 capabilities.push(Capability::Completion);
             }
+            // A template that prompts fill-in-the-middle here makes any remote able to insert.
+            if self.prompt_template.as_ref().is_some_and(PromptTemplate::supports_insert)
+                && !capabilities.contains(&Capability::Insert)
+            {
+                capabilities.push(Capability::Insert);
+            }
             return capabilities;
         }
         let mut capabilities = vec![match self.kind() {

@@ -102,6 +102,25 @@ pub(crate) async fn generate(
             "context is not supported by remote models: send the conversation to /api/chat",
         ));
     }
+    // A TEMPLATE that names `.Suffix` prompts fill-in-the-middle here, as Ollama's templates
+    // do, and the remote completes the text as it is (`/v1/completions` or a raw
+    // `/api/generate`): the way to FIM on servers without llama-server's `/infill`.
+    let suffix = input.suffix.clone().filter(|suffix| !suffix.is_empty());
+    if let (Some(suffix), Some(crate::PromptTemplate::Go(template))) = (suffix, &model.prompt_template) {
+        if template.uses("suffix") && !input.raw {
+            let no_thinking = crate::prompt::ThinkSettings {
+                mode: model_formats::ThinkingMode::Off,
+                enable_thinking: Some(false),
+                reasoning_effort: None,
+            };
+            let prompt = std::mem::take(&mut input.prompt);
+            input.prompt =
+                crate::prompt::render_go_fill_in_the_middle(template.clone(), prompt, suffix, &no_thinking).await?;
+            input.suffix = None;
+            input.system = None;
+            input.raw = true;
+        }
+    }
     if input.system.is_none() && !input.raw {
         input.system = model.system.clone();
     }

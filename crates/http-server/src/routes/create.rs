@@ -108,6 +108,11 @@ async fn remote_capabilities(state: &AppState, request: &CreateRequest) -> Resul
     }
 }
 
+/// Whether a template prompts fill-in-the-middle (an Ollama Go template that names `.Suffix`).
+fn template_names_suffix(text: &str) -> bool {
+    matches!(serving::PromptTemplate::from_text(text), serving::PromptTemplate::Go(template) if template.uses("suffix"))
+}
+
 /// What `create` learned of a remote model.
 struct RemoteFacts {
     capabilities: Vec<String>,
@@ -155,8 +160,11 @@ fn create_model(
             if request.files.as_ref().is_some_and(|files| !files.is_empty()) || quantizer.is_some() {
                 return Err(ApiError::bad_request("a remote model has no weights here: no files, no quantize"));
             }
-            if request.template.is_some() {
-                return Err(ApiError::bad_request("a remote model is prompted by its server: no template"));
+            // The server prompts chats; a template here only prompts fill-in-the-middle.
+            if request.template.as_deref().is_some_and(|template| !template_names_suffix(template)) {
+                return Err(ApiError::bad_request(
+                    "a remote model is prompted by its server: a template is only for fill-in-the-middle (it must use .Suffix)",
+                ));
             }
             let facts = remote.unwrap_or(RemoteFacts { capabilities: Vec::new(), unreachable: None });
             if let Some(reason) = &facts.unreachable {
