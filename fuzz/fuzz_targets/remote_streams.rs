@@ -1,6 +1,7 @@
 //! Remote servers' streams (Ollama's NDJSON, OpenAI's SSE, llama-server's `/infill`) cut into
 //! chunks anywhere never panic the decoders, give at most one final event, and a stream the
-//! decoder accepts as ended has had its final event; embedding answers parse or are refused.
+//! decoder accepts as ended has had its final event; embedding answers parse or are refused,
+//! and a structured answer is checked against a schema without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -55,6 +56,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Ok((vectors, _)) = remote::openai::embeddings(&value, usize::from(selector)) {
             assert_eq!(vectors.len(), usize::from(selector));
+        }
+        // A structured answer against a schema, both crafted: an answer or a reason, no panic.
+        if let Some([answer, schema]) = value.as_array().map(Vec::as_slice) {
+            let _ = remote::schema::check(answer, schema);
+            assert_eq!(remote::schema::check(answer, &serde_json::Value::Bool(true)), Ok(()));
         }
     }
 });

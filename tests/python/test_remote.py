@@ -240,24 +240,31 @@ def test_limits_failover_and_a_replica_dying_mid_stream():
                 running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
             create_remote(front, "solo", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama"])
             create_remote(front, "pair", [f"FROM {MODEL}", f"ENDPOINT {c.url} ollama", f"ENDPOINT {d.url} ollama"])
-            create_remote(front, "one-at-a-time", [f"FROM {MODEL}", f"ENDPOINT {d.url} ollama parallel=1"])
-            assert "parallel=1" in front.post("/api/show", {"model": "one-at-a-time"})["modelfile"]
 
             # One runs, one waits (the queue holds one), the next is refused as Ollama refuses.
-            story = {"model": "one-at-a-time", "prompt": "Tell me a long story.", "options": {"num_predict": 2000}}
-            running_story = front.stream("/api/generate", story)
-            next(running_story)
-            short = {"model": "one-at-a-time", "prompt": "Hi", "stream": False, "options": {"num_predict": 4}}
-            waiting = concurrent.futures.ThreadPoolExecutor(1).submit(front.request, "POST", "/api/generate", short)
-            time.sleep(1)
-            status, body = front.request("POST", "/api/generate", short)
-            assert status == 503, body
-            assert body["error"] == "server busy, please try again.  maximum pending requests exceeded"
-            assert not waiting.done()
-            running_story.close()
-            status, body = waiting.result(timeout=120)
-            assert status == 200 and body["done"], body
+            # The replica is a fixture whose stories never end, so the first holds its slot.
+            endless = EndlessOpenAiServer()
+            try:
+                create_remote(front, "one-at-a-time", ["FROM endless", f"ENDPOINT {endless.url} openai parallel=1"])
+                assert "parallel=1" in front.post("/api/show", {"model": "one-at-a-time"})["modelfile"]
+                running_story = front.stream("/api/chat", {"model": "one-at-a-time",
+                                                           "messages": [{"role": "user", "content": "A story"}]})
+                next(running_story)
+                short = {"model": "one-at-a-time", "stream": False, "messages": [{"role": "user", "content": "Hi"}]}
+                waiting = concurrent.futures.ThreadPoolExecutor(1).submit(front.request, "POST", "/api/chat", short)
+                wait_for(lambda: len(endless.requests) == 1 and not waiting.done() or None, what="one waiting")
+                time.sleep(0.5)
+                status, body = front.request("POST", "/api/chat", short)
+                assert status == 503, body
+                assert body["error"] == "server busy, please try again.  maximum pending requests exceeded"
+                assert not waiting.done() and len(endless.requests) == 1
+                running_story.close()
+                status, body = waiting.result(timeout=60)
+                assert status == 200 and body["message"]["content"] == "Hello.", body
+            finally:
+                endless.close()
 
+            story = {"prompt": "Tell me a long story.", "options": {"num_predict": 2000}}
             lines = front.stream("/api/generate", {**story, "model": "solo"})
             first = next(lines)
             assert "response" in first and not first["done"]
@@ -437,3 +444,131 @@ def test_the_language_server_completes_with_a_remote_model(cluster):
             assert [item["insertText"] for item in result["items"]] == ["return left + right"]
         finally:
             server.close()
+
+
+class EndlessOpenAiServer:
+    """An OpenAI-compatible server whose stories never end (a chunk every 50 ms until the
+    client leaves) and which says "Hello." to anything else."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                payload = json.dumps({"object": "list", "data": [{"id": "endless"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                chunk = lambda delta, reason=None: f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta, 'finish_reason': reason}]})}\n\n".encode()
+                try:
+                    if "story" in body["messages"][-1]["content"].lower():
+                        while True:
+                            self.wfile.write(chunk({"content": "and then "}))
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    self.wfile.write(chunk({"content": "Hello."}) + chunk({}, "stop") + b"data: [DONE]\n\n")
+                except OSError:
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+class LaxOpenAiServer:
+    """An OpenAI-compatible server that does not do structured output: it refuses
+    `response_format` (`refuse=True`) or ignores it, and answers prose unless the prompt asks
+    for JSON in words. It records every request body."""
+
+    def __init__(self, refuse, always_prose=False):
+        import http.server
+        import threading
+        self.requests = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_json(200, {"object": "list", "data": [{"id": "lax", "object": "model"}]})
+
+            def send_json(self, status, body):
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                if refuse and "response_format" in body:
+                    return self.send_json(400, {"error": {"message": "response_format is not supported",
+                                                          "type": "invalid_request_error"}})
+                asked = any("JSON schema" in message.get("content", "") for message in body["messages"])
+                text = '{"colour": "teal"}' if asked and not always_prose else "Teal is a lovely colour."
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for chunk in ({"choices": [{"index": 0, "delta": {"content": text[:5]}}]},
+                              {"choices": [{"index": 0, "delta": {"content": text[5:]}}]},
+                              {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_structured_output_is_checked_for_remotes_that_do_not_enforce_it(cluster):
+    front = cluster["front"]
+    schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    for refuse in (True, False):
+        lax = LaxOpenAiServer(refuse=refuse)
+        try:
+            name = f"lax-{'refusing' if refuse else 'ignoring'}"
+            create_remote(front, name, ["FROM lax", f"ENDPOINT {lax.url} openai"])
+            answer = ollama.Client(host=front.url).chat(name, format=schema,
+                                                        messages=[{"role": "user", "content": "A colour?"}])
+            assert json.loads(answer.message.content) == {"colour": "teal"}
+            # Asked with the constraint, then again without it and with the schema in words.
+            assert "response_format" in lax.requests[0] and "response_format" not in lax.requests[1]
+            assert json.dumps(schema, separators=(",", ":")) in lax.requests[1]["messages"][0]["content"]
+            # Without a schema nothing is gathered or asked twice.
+            plain = ollama.Client(host=front.url).chat(name, messages=[{"role": "user", "content": "A colour?"}])
+            assert plain.message.content == "Teal is a lovely colour." and len(lax.requests) == 3
+        finally:
+            lax.close()
+    stubborn = LaxOpenAiServer(refuse=False, always_prose=True)
+    try:
+        create_remote(front, "lax-stubborn", ["FROM lax", f"ENDPOINT {stubborn.url} openai"])
+        status, body = front.request("POST", "/api/chat", {"model": "lax-stubborn", "format": schema, "stream": False,
+                                                           "messages": [{"role": "user", "content": "A colour?"}]})
+        assert status == 502 and "does not match the requested format" in body["error"], body
+        assert len(stubborn.requests) == 2
+    finally:
+        stubborn.close()

@@ -14,7 +14,7 @@ use serving::{
 
 use crate::decode::{LineSplitter, StreamDecoder, Timing, EARLY_END, READ_FAILURE};
 use crate::routing::{PrefixMemory, ReplicaView};
-use crate::{decode, ollama, openai, routing};
+use crate::{decode, ollama, openai, routing, schema};
 
 /// Reads an API key from where the daemon keeps them (the environment), by variable name.
 pub type KeyLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -614,40 +614,174 @@ fn chat_affinity_text(input: &ChatInput) -> String {
     text
 }
 
+impl RemoteClient {
+    async fn chat_events(&self, model: RemoteModel, input: ChatInput) -> Result<EventStream, ServingError> {
+        let affinity = chat_affinity_text(&input);
+        let remote_name = model.remote_name.clone();
+        self.stream(model, affinity, move |api| match api {
+            RemoteApi::Ollama => Outgoing { path: "/api/chat", body: ollama::chat_body(&remote_name, &input) },
+            RemoteApi::OpenAi => {
+                Outgoing { path: "/v1/chat/completions", body: openai::chat_body(&remote_name, &input) }
+            }
+        })
+        .await
+    }
+
+    async fn generate_events(&self, model: RemoteModel, input: GenerateInput) -> Result<EventStream, ServingError> {
+        let affinity = format!("{}\u{1e}{}", input.system.as_deref().unwrap_or_default(), input.prompt);
+        let remote_name = model.remote_name.clone();
+        self.stream(model, affinity, move |api| match api {
+            RemoteApi::Ollama => Outgoing { path: "/api/generate", body: ollama::generate_body(&remote_name, &input) },
+            RemoteApi::OpenAi => match openai::completion(&remote_name, &input) {
+                openai::CompletionRoute::Chat(body) => Outgoing { path: "/v1/chat/completions", body },
+                openai::CompletionRoute::Raw(body) => Outgoing { path: "/v1/completions", body },
+                openai::CompletionRoute::Infill(body) => Outgoing { path: "/infill", body },
+            },
+        })
+        .await
+    }
+}
+
+/// The most text gathered from a structured answer before it is checked.
+const MAX_STRUCTURED_BYTES: usize = 16 << 20;
+
+/// What a gathered structured answer came to.
+enum Verdict {
+    /// Matches the schema, or is something to pass on as it is (calls, a failure, an answer
+    /// cut at the length limit, as Ollama passes those on).
+    PassOn,
+    /// Text outside the schema: why.
+    Mismatch(String),
+}
+
+/// Gathers a whole answer (bounded).
+async fn gather(mut events: EventStream) -> Vec<Event> {
+    use futures_util::StreamExt;
+    let (mut gathered, mut bytes) = (Vec::new(), 0);
+    while let Some(event) = events.next().await {
+        if let Event::Content(text) | Event::Thinking(text) = &event {
+            bytes += text.len();
+        }
+        let last = matches!(event, Event::Done(_) | Event::Failed(_));
+        gathered.push(event);
+        if bytes > MAX_STRUCTURED_BYTES {
+            gathered
+                .push(Event::Failed(format!("the remote's structured answer is over {MAX_STRUCTURED_BYTES} bytes")));
+            break;
+        }
+        if last {
+            break;
+        }
+    }
+    gathered
+}
+
+fn verdict(events: &[Event], schema: &Value) -> Verdict {
+    let passes_on = events.iter().any(|event| match event {
+        Event::ToolCalls(_) | Event::Failed(_) => true,
+        Event::Done(finished) => finished.done_reason == serving::DoneReason::Length,
+        _ => false,
+    });
+    if passes_on {
+        return Verdict::PassOn;
+    }
+    let text: String = events
+        .iter()
+        .filter_map(|event| if let Event::Content(text) = event { Some(text.as_str()) } else { None })
+        .collect();
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(value) => match schema::check(&value, schema) {
+            Ok(()) => Verdict::PassOn,
+            Err(reason) => Verdict::Mismatch(reason),
+        },
+        Err(error) => Verdict::Mismatch(format!("not JSON ({error})")),
+    }
+}
+
+/// The instruction a remote that does not enforce a schema gets instead.
+fn schema_instruction(schema: &Value) -> String {
+    format!("Answer with JSON only, no other text, matching this JSON schema: {schema}")
+}
+
+/// Structured output from a remote that may not enforce it: the answer is gathered whole and
+/// checked against the schema. A remote that refused the constraint (400 or 422), or answered
+/// outside the schema, is asked once more without the constraint and with the schema in the
+/// prompt; an answer still outside it is an error.
+async fn checked<F>(
+    schema: Value,
+    first: Result<EventStream, ServingError>,
+    again: F,
+) -> Result<EventStream, ServingError>
+where
+    F: std::future::Future<Output = Result<EventStream, ServingError>>,
+{
+    let why = match first {
+        Ok(events) => {
+            let events = gather(events).await;
+            match verdict(&events, &schema) {
+                Verdict::PassOn => return Ok(Box::pin(futures_util::stream::iter(events))),
+                Verdict::Mismatch(reason) => reason,
+            }
+        }
+        Err(ServingError::Remote { status: 400 | 422, message }) => {
+            format!("the remote refused the format ({message})")
+        }
+        Err(error) => return Err(error),
+    };
+    tracing::info!(%why, "asking the remote again for an answer in the requested format");
+    let events = gather(again.await?).await;
+    match verdict(&events, &schema) {
+        Verdict::PassOn => Ok(Box::pin(futures_util::stream::iter(events))),
+        Verdict::Mismatch(reason) => Err(ServingError::Remote {
+            status: 502,
+            message: format!("the remote's answer does not match the requested format: {reason}"),
+        }),
+    }
+}
+
+/// A chat asked again without the constraint, the schema in its system prompt.
+fn chat_with_instruction(mut input: ChatInput, schema: &Value) -> ChatInput {
+    input.output_schema = None;
+    let instruction = schema_instruction(schema);
+    match input.messages.first_mut().filter(|first| first.role.eq_ignore_ascii_case("system")) {
+        Some(system) => system.content = format!("{}\n\n{instruction}", system.content),
+        None => input.messages.insert(0, serving::ChatMessage::new("system", instruction)),
+    }
+    input
+}
+
+/// A completion asked again without the constraint, the schema in its system prompt (a raw
+/// prompt is sent as it is).
+fn generate_with_instruction(mut input: GenerateInput, schema: &Value) -> GenerateInput {
+    input.output_schema = None;
+    if !input.raw {
+        let instruction = schema_instruction(schema);
+        input.system = Some(match input.system.take() {
+            Some(system) => format!("{system}\n\n{instruction}"),
+            None => instruction,
+        });
+    }
+    input
+}
+
 impl serving::RemoteModels for RemoteClient {
     fn chat(&self, model: RemoteModel, input: ChatInput) -> RemoteFuture<EventStream> {
         let client = self.clone();
         Box::pin(async move {
-            let affinity = chat_affinity_text(&input);
-            let remote_name = model.remote_name.clone();
-            client
-                .stream(model, affinity, move |api| match api {
-                    RemoteApi::Ollama => Outgoing { path: "/api/chat", body: ollama::chat_body(&remote_name, &input) },
-                    RemoteApi::OpenAi => {
-                        Outgoing { path: "/v1/chat/completions", body: openai::chat_body(&remote_name, &input) }
-                    }
-                })
-                .await
+            let Some(schema) = input.output_schema.clone() else { return client.chat_events(model, input).await };
+            let first = client.chat_events(model.clone(), input.clone()).await;
+            let again = client.chat_events(model, chat_with_instruction(input, &schema));
+            checked(schema, first, again).await
         })
     }
 
     fn generate(&self, model: RemoteModel, input: GenerateInput) -> RemoteFuture<EventStream> {
         let client = self.clone();
         Box::pin(async move {
-            let affinity = format!("{}\u{1e}{}", input.system.as_deref().unwrap_or_default(), input.prompt);
-            let remote_name = model.remote_name.clone();
-            client
-                .stream(model, affinity, move |api| match api {
-                    RemoteApi::Ollama => {
-                        Outgoing { path: "/api/generate", body: ollama::generate_body(&remote_name, &input) }
-                    }
-                    RemoteApi::OpenAi => match openai::completion(&remote_name, &input) {
-                        openai::CompletionRoute::Chat(body) => Outgoing { path: "/v1/chat/completions", body },
-                        openai::CompletionRoute::Raw(body) => Outgoing { path: "/v1/completions", body },
-                        openai::CompletionRoute::Infill(body) => Outgoing { path: "/infill", body },
-                    },
-                })
-                .await
+            let Some(schema) = input.output_schema.clone() else { return client.generate_events(model, input).await };
+            let first = client.generate_events(model.clone(), input.clone()).await;
+            let again = client.generate_events(model, generate_with_instruction(input, &schema));
+            checked(schema, first, again).await
         })
     }
 

@@ -19,6 +19,7 @@ pub mod decode;
 pub mod ollama;
 pub mod openai;
 pub mod routing;
+pub mod schema;
 
 #[cfg(feature = "client")]
 pub use client::{KeyLookup, RemoteClient, RemoteSettings};
