@@ -243,7 +243,7 @@ def test_limits_failover_and_a_replica_dying_mid_stream():
 
             # One runs, one waits (the queue holds one), the next is refused as Ollama refuses.
             # The replica is a fixture whose stories never end, so the first holds its slot.
-            endless = EndlessOpenAiServer()
+            endless = FixtureOpenAiServer(endless_stories)
             try:
                 create_remote(front, "one-at-a-time", ["FROM endless", f"ENDPOINT {endless.url} openai parallel=1"])
                 assert "parallel=1" in front.post("/api/show", {"model": "one-at-a-time"})["modelfile"]
@@ -446,11 +446,12 @@ def test_the_language_server_completes_with_a_remote_model(cluster):
             server.close()
 
 
-class EndlessOpenAiServer:
-    """An OpenAI-compatible server whose stories never end (a chunk every 50 ms until the
-    client leaves) and which says "Hello." to anything else."""
+class FixtureOpenAiServer:
+    """An OpenAI-compatible server on loopback for what real servers do not do on demand: it
+    lists one model, records every request body, and answers each with `answer(body)`, a list
+    of SSE chunks (or an int: that status, with an OpenAI error body)."""
 
-    def __init__(self):
+    def __init__(self, answer):
         import http.server
         import threading
         self.requests = []
@@ -460,28 +461,31 @@ class EndlessOpenAiServer:
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
-                payload = json.dumps({"object": "list", "data": [{"id": "endless"}]}).encode()
-                self.send_response(200)
+            def send_json(self, status, body):
+                payload = json.dumps(body).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_GET(self):
+                self.send_json(200, {"object": "list", "data": [{"id": "fixture", "object": "model"}]})
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
+                chunks = answer(body)
+                if isinstance(chunks, int):
+                    return self.send_json(chunks, {"error": {"message": "response_format is not supported",
+                                                             "type": "invalid_request_error"}})
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                chunk = lambda delta, reason=None: f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta, 'finish_reason': reason}]})}\n\n".encode()
                 try:
-                    if "story" in body["messages"][-1]["content"].lower():
-                        while True:
-                            self.wfile.write(chunk({"content": "and then "}))
-                            self.wfile.flush()
-                            time.sleep(0.05)
-                    self.wfile.write(chunk({"content": "Hello."}) + chunk({}, "stop") + b"data: [DONE]\n\n")
+                    for chunk in chunks:
+                        self.wfile.write(b"data: " + chunk + b"\n\n")
+                        self.wfile.flush()
                 except OSError:
                     pass
 
@@ -493,62 +497,43 @@ class EndlessOpenAiServer:
         self.httpd.shutdown()
 
 
-class LaxOpenAiServer:
-    """An OpenAI-compatible server that does not do structured output: it refuses
-    `response_format` (`refuse=True`) or ignores it, and answers prose unless the prompt asks
-    for JSON in words. It records every request body."""
+def sse_chunk(content=None, finish_reason=None):
+    delta = {} if content is None else {"content": content}
+    return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}).encode()
 
-    def __init__(self, refuse, always_prose=False):
-        import http.server
-        import threading
-        self.requests = []
-        server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+def sse_answer(text):
+    return [sse_chunk(text[:5]), sse_chunk(text[5:]), sse_chunk(finish_reason="stop"), b"[DONE]"]
 
-            def do_GET(self):
-                self.send_json(200, {"object": "list", "data": [{"id": "lax", "object": "model"}]})
 
-            def send_json(self, status, body):
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+def endless_stories(body):
+    """Stories never end (a chunk every 50 ms until the client leaves); anything else: Hello."""
+    if "story" not in body["messages"][-1]["content"].lower():
+        return sse_answer("Hello.")
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                if refuse and "response_format" in body:
-                    return self.send_json(400, {"error": {"message": "response_format is not supported",
-                                                          "type": "invalid_request_error"}})
-                asked = any("JSON schema" in message.get("content", "") for message in body["messages"])
-                text = '{"colour": "teal"}' if asked and not always_prose else "Teal is a lovely colour."
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for chunk in ({"choices": [{"index": 0, "delta": {"content": text[:5]}}]},
-                              {"choices": [{"index": 0, "delta": {"content": text[5:]}}]},
-                              {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
+    def forever():
+        while True:
+            yield sse_chunk("and then ")
+            time.sleep(0.05)
+    return forever()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def close(self):
-        self.httpd.shutdown()
+def lax_structured_output(refuse, always_prose=False):
+    """No structured output: `response_format` refused (400) or ignored, and prose unless the
+    prompt asks for JSON in words."""
+    def answer(body):
+        if refuse and "response_format" in body:
+            return 400
+        asked = any("JSON schema" in message.get("content", "") for message in body["messages"])
+        return sse_answer('{"colour": "teal"}' if asked and not always_prose else "Teal is a lovely colour.")
+    return answer
 
 
 def test_structured_output_is_checked_for_remotes_that_do_not_enforce_it(cluster):
     front = cluster["front"]
     schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
     for refuse in (True, False):
-        lax = LaxOpenAiServer(refuse=refuse)
+        lax = FixtureOpenAiServer(lax_structured_output(refuse))
         try:
             name = f"lax-{'refusing' if refuse else 'ignoring'}"
             create_remote(front, name, ["FROM lax", f"ENDPOINT {lax.url} openai"])
@@ -563,7 +548,7 @@ def test_structured_output_is_checked_for_remotes_that_do_not_enforce_it(cluster
             assert plain.message.content == "Teal is a lovely colour." and len(lax.requests) == 3
         finally:
             lax.close()
-    stubborn = LaxOpenAiServer(refuse=False, always_prose=True)
+    stubborn = FixtureOpenAiServer(lax_structured_output(False, always_prose=True))
     try:
         create_remote(front, "lax-stubborn", ["FROM lax", f"ENDPOINT {stubborn.url} openai"])
         status, body = front.request("POST", "/api/chat", {"model": "lax-stubborn", "format": schema, "stream": False,

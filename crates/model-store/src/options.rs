@@ -2,6 +2,31 @@
 
 use serde_json::{Map, Value};
 
+/// Calls `$each!` with every field of [`Options`], so that what goes over all of them names
+/// each once.
+macro_rules! every_option {
+    ($each:ident) => {
+        $each!(
+            num_ctx,
+            num_batch,
+            num_thread,
+            num_keep,
+            seed,
+            num_predict,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            repeat_last_n,
+            temperature,
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            stop
+        )
+    };
+}
+
 /// Options a request or model sets; `None` means "not set here".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
@@ -124,24 +149,7 @@ impl Options {
         macro_rules! pick {
             ($($field:ident),*) => { Options { $($field: over.$field.clone().or_else(|| self.$field.clone())),* } };
         }
-        pick!(
-            num_ctx,
-            num_batch,
-            num_thread,
-            num_keep,
-            seed,
-            num_predict,
-            top_k,
-            top_p,
-            min_p,
-            typical_p,
-            repeat_last_n,
-            temperature,
-            repeat_penalty,
-            presence_penalty,
-            frequency_penalty,
-            stop
-        )
+        every_option!(pick)
     }
 
     /// The options that are set, as a request's `options` object sends them.
@@ -150,24 +158,7 @@ impl Options {
         macro_rules! put {
             ($($field:ident),*) => { $(if let Some(value) = &self.$field { map.insert(stringify!($field).into(), Value::from(value.clone())); })* };
         }
-        put!(
-            num_ctx,
-            num_batch,
-            num_thread,
-            num_keep,
-            seed,
-            num_predict,
-            top_k,
-            top_p,
-            min_p,
-            typical_p,
-            repeat_last_n,
-            temperature,
-            repeat_penalty,
-            presence_penalty,
-            frequency_penalty,
-            stop
-        );
+        every_option!(put);
         map
     }
 
@@ -211,6 +202,20 @@ impl Options {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_option_set_goes_to_the_map_and_back() {
+        let map = json!({
+            "num_ctx": 1, "num_batch": 2, "num_thread": 3, "num_keep": 4, "seed": 5, "num_predict": 6,
+            "top_k": 7, "top_p": 0.5, "min_p": 0.25, "typical_p": 0.75, "repeat_last_n": 8,
+            "temperature": 0.125, "repeat_penalty": 1.5, "presence_penalty": 0.375, "frequency_penalty": 0.625,
+            "stop": ["a", "b"]
+        });
+        let options = Options::from_map(map.as_object().unwrap()).unwrap();
+        assert_eq!(Value::Object(options.to_map()), map);
+        assert_eq!(Options::from_map(&options.to_map()).unwrap(), options);
+        assert!(Options::default().to_map().is_empty());
+    }
 
     fn parse(value: Value) -> Result<Options, String> {
         Options::from_map(value.as_object().unwrap()).map_err(|error| error.to_string())

@@ -130,6 +130,25 @@ pub fn tool_call(id: Option<&str>, index: usize, name: &str, arguments: &Value) 
     })
 }
 
+/// Decodes whole lines, then the end: every event, and the error that ended the stream.
+#[cfg(test)]
+pub(crate) fn decode_lines(mut decoder: impl StreamDecoder, lines: &[&str]) -> (Vec<Event>, Result<(), String>) {
+    let mut events = Vec::new();
+    for line in lines {
+        match decoder.line(line) {
+            Ok(more) => events.extend(more),
+            Err(error) => return (events, Err(error)),
+        }
+    }
+    match decoder.end() {
+        Ok(more) => {
+            events.extend(more);
+            (events, Ok(()))
+        }
+        Err(error) => (events, Err(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

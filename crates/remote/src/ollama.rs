@@ -223,17 +223,11 @@ mod tests {
     use super::*;
     use serving::ToolCall;
 
-    fn decode(lines: &[&str]) -> (Vec<Event>, Result<Vec<Event>, String>) {
-        let mut decoder = OllamaDecoder::new(Timing::new(std::time::Instant::now(), "http://r1:11434"));
-        let mut events = Vec::new();
-        for line in lines {
-            match decoder.line(line) {
-                Ok(more) => events.extend(more),
-                Err(error) => return (events, Err(error)),
-            }
-        }
-        let end = decoder.end();
-        (events, end)
+    fn decode(lines: &[&str]) -> (Vec<Event>, Result<(), String>) {
+        crate::decode::decode_lines(
+            OllamaDecoder::new(Timing::new(std::time::Instant::now(), "http://r1:11434")),
+            lines,
+        )
     }
 
     #[test]
@@ -244,7 +238,7 @@ mod tests {
             r#"{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]},"done":false}"#,
             r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":12,"prompt_eval_duration":3000,"eval_count":4,"eval_duration":5000,"load_duration":7}"#,
         ]);
-        assert_eq!(end, Ok(Vec::new()));
+        assert_eq!(end, Ok(()));
         assert_eq!(events[0], Event::Thinking("hmm".into()));
         assert_eq!(events[1], Event::Content("Hi".into()));
         let Event::ToolCalls(calls) = &events[2] else { panic!("{:?}", events[2]) };

@@ -377,22 +377,11 @@ pub fn embeddings(body: &Value, n_inputs: usize) -> Result<(Vec<Vec<f32>>, usize
 mod tests {
     use super::*;
 
-    fn decode(lines: &[&str]) -> (Vec<Event>, Result<Vec<Event>, String>) {
-        let mut decoder = OpenAiDecoder::new(Timing::new(std::time::Instant::now(), "http://gpu:8000"));
-        let mut events = Vec::new();
-        for line in lines {
-            match decoder.line(line) {
-                Ok(more) => events.extend(more),
-                Err(error) => return (events, Err(error)),
-            }
-        }
-        match decoder.end() {
-            Ok(more) => {
-                events.extend(more);
-                (events, Ok(Vec::new()))
-            }
-            Err(error) => (events, Err(error)),
-        }
+    fn decode(lines: &[&str]) -> (Vec<Event>, Result<(), String>) {
+        crate::decode::decode_lines(
+            OpenAiDecoder::new(Timing::new(std::time::Instant::now(), "http://gpu:8000")),
+            lines,
+        )
     }
 
     #[test]
@@ -408,7 +397,7 @@ mod tests {
             r#"data: {"choices":[],"usage":{"prompt_tokens":30,"completion_tokens":9}}"#,
             "data: [DONE]",
         ]);
-        assert_eq!(end, Ok(Vec::new()));
+        assert_eq!(end, Ok(()));
         assert_eq!(events[0], Event::Thinking("think".into()));
         assert_eq!(events[1..3], [Event::Content("Hel".into()), Event::Content("lo".into())]);
         let Event::ToolCalls(calls) = &events[3] else { panic!("{:?}", events[3]) };
@@ -425,7 +414,7 @@ mod tests {
             r#"data: {"choices":[{"text":"fn main","index":0,"finish_reason":null}]}"#,
             r#"data: {"choices":[{"text":"()","index":0,"finish_reason":"length"}]}"#,
         ]);
-        assert_eq!(end, Ok(Vec::new()), "a finish reason without [DONE] still ends the stream");
+        assert_eq!(end, Ok(()), "a finish reason without [DONE] still ends the stream");
         assert_eq!(events[..2], [Event::Content("fn main".into()), Event::Content("()".into())]);
         assert!(matches!(&events[2], Event::Done(finished) if finished.done_reason == DoneReason::Length));
 
@@ -433,7 +422,7 @@ mod tests {
             r#"data: {"content":"x + y","stop":false}"#,
             r#"data: {"content":"","stop":true,"stop_type":"eos","tokens_evaluated":40,"tokens_predicted":3,"timings":{"prompt_n":40,"prompt_ms":12.5,"predicted_n":3,"predicted_ms":30.0}}"#,
         ]);
-        assert_eq!(end, Ok(Vec::new()));
+        assert_eq!(end, Ok(()));
         let Event::Done(finished) = &events[1] else { panic!("{events:?}") };
         assert_eq!((finished.metrics.prompt_eval_count, finished.metrics.eval_count), (40, 3));
         assert_eq!(finished.metrics.eval_duration, std::time::Duration::from_millis(30));
