@@ -4,7 +4,7 @@
 
 use cpu_kernels::quantized_dot::{
     activation_scales, dot_q4_1_q8_1_four_with, dot_q4_1_q8_1_reference, dot_q4_1_q8_1_rows_with, dot_q4_1_q8_1_with,
-    quantize_q8_1, BlockQ4_1, BlockQ8_1, DotKernel, BLOCK_VALUES,
+    quantize_q8_1, quantize_q8_1_with, BlockQ4_1, BlockQ8_1, DotKernel, BLOCK_VALUES,
 };
 use half::f16;
 
@@ -160,4 +160,41 @@ fn activations_quantize_as_llama_cpp_does() {
     // A block of zeros has zero scales and levels.
     quantize_q8_1(&[0f32; BLOCK_VALUES], &mut block);
     assert_eq!(block[0], BlockQ8_1::ZERO);
+}
+
+#[test]
+fn every_quantizer_gives_the_portable_blocks() {
+    let mut random = Random(11);
+    let mut values = Vec::new();
+    for block in 0..4096 {
+        let scale = match block % 8 {
+            0 => 0.0,
+            1 => 1e-40, // subnormal: 127 / max overflows to infinity
+            2 => 1e-30,
+            3 => 3e38,
+            _ => 10f32.powi((block % 13) - 6),
+        };
+        values.extend((0..BLOCK_VALUES).map(|_| random.unit() * scale));
+    }
+    // Ties at every level, exact zeros of both signs, and non-finite values.
+    values[BLOCK_VALUES..2 * BLOCK_VALUES].copy_from_slice(&std::array::from_fn::<f32, 32, _>(|i| i as f32 - 15.5));
+    values[5 * BLOCK_VALUES] = -0.0;
+    values[9 * BLOCK_VALUES + 3] = f32::NAN;
+    values[17 * BLOCK_VALUES + 30] = f32::INFINITY;
+    values[25 * BLOCK_VALUES + 7] = f32::NEG_INFINITY;
+    values[33 * BLOCK_VALUES + 1] = f32::MAX;
+    let blocks = values.len() / BLOCK_VALUES;
+    let mut expected = vec![BlockQ8_1::ZERO; blocks];
+    quantize_q8_1_with(DotKernel::Portable, &values, &mut expected);
+    for kernel in DotKernel::available() {
+        let mut blocks_of_kernel = vec![BlockQ8_1::ZERO; blocks];
+        quantize_q8_1_with(kernel, &values, &mut blocks_of_kernel);
+        for (index, (got, want)) in blocks_of_kernel.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                (got.d.to_bits(), got.s.to_bits(), got.qs),
+                (want.d.to_bits(), want.s.to_bits(), want.qs),
+                "{kernel:?}, block {index}"
+            );
+        }
+    }
 }

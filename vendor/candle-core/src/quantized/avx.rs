@@ -159,7 +159,18 @@ pub(crate) fn vec_dot_q8_0_q8_0_four(n: usize, xs: [&[BlockQ8_0]; 4], ys: &[Bloc
         let mut acc1 = _mm256_setzero_ps();
         let mut acc2 = _mm256_setzero_ps();
         let mut acc3 = _mm256_setzero_ps();
+        // modeld: the four rows are neighbours in the matrix and the next call reads the four
+        // after them; prefetch what lies that far ahead (`cpu_kernels::quantized_dot::
+        // WEIGHT_PREFETCH_BYTES`), since rows this short end before the hardware prefetcher
+        // runs ahead. Prefetches never fault, so past the matrix's end they cost an instruction.
+        let step = 4 * std::mem::size_of::<BlockQ8_0>();
+        let ahead = (x0.as_ptr() as *const i8)
+            .wrapping_add((nb * step).max(cpu_kernels::quantized_dot::WEIGHT_PREFETCH_BYTES));
         for i in 0..nb {
+            let next = ahead.wrapping_add(i * step);
+            _mm_prefetch::<_MM_HINT_T0>(next);
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(128));
             let y = &ys[i];
             let dy = f16::to_f32(y.d);
             let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
