@@ -140,7 +140,12 @@ impl PrefixCacheManagerV2 {
         // For paged attention, prefix caching is handled by the KVCacheManager.
         // PrefixCacheManagerV2 only handles non-paged attention caching.
         if !self.has_paged_attention {
-            let cache = seq.normal_cache().to_vec();
+            // modeld: the sequence has finished (every caller adds a sequence that is done or
+            // canceled), so its KV cache moves into the entry instead of being shared with it:
+            // the entry is then the only holder of its storage, and the request that takes it
+            // over (the same prompt again, a chat's next turn) writes into it in place instead
+            // of copying it whole (`NormalCacheManager::clone_in_cache`).
+            let cache: Vec<_> = seq.normal_cache().iter_mut().map(Option::take).collect();
             let toks: Tokens = seq.get_toks().to_vec().into();
 
             // modeld: an entry whose tokens the new one extends can serve no match the new one

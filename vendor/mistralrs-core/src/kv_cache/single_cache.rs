@@ -77,6 +77,11 @@ impl SingleCache {
         // This doesn't seem very idiomatic but because the creation can fail, it's tricky to use
         // self.all_data.get_or_insert_with.
         if self.all_data.is_none() {
+            // modeld: a fresh buffer (a prompt evaluated from its first token) holds what it
+            // receives, in whole blocks, as the preallocated cache it replaces on the CPU did;
+            // not the capacity the model's working cache kept from an earlier, longer batch.
+            let blocks = seq_len.div_ceil(NormalCache::CACHE_GROW_SIZE).max(1);
+            self.capacity_seq_len = (blocks * NormalCache::CACHE_GROW_SIZE).min(self.max_seq_len);
             let mut shape = src.dims().to_vec();
             shape[self.dim] = self.capacity_seq_len;
             let ad = Tensor::zeros(shape, src.dtype(), src.device())?;
