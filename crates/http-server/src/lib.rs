@@ -141,6 +141,14 @@ pub async fn serve(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
     };
+    // Each streamed line goes out as it is written: with Nagle's algorithm on, a line written
+    // right after the response head waited for the client's delayed acknowledgement (up to 40
+    // ms on Linux), which was most of the first token's time for a prompt already cached.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("could not turn Nagle's algorithm off on a connection: {error}");
+        }
+    });
     let server = std::future::IntoFuture::into_future(
         axum::serve(listener, app_with(state, mounted)).with_graceful_shutdown(graceful),
     );
