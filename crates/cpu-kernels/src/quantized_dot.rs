@@ -438,7 +438,12 @@ mod x86 {
                 let blocks = weights.len();
                 let mut lanes = [_mm256_setzero_ps(); ROWS];
                 let mut minimums = [0f32; ROWS];
+                // The caller's next weight row follows this one: prefetch ahead as the
+                // four-row form does (batched decoding streams the weights here).
+                let ahead =
+                    (weights.as_ptr() as *const i8).wrapping_add((blocks * size_of::<BlockQ4_1>()).max(PREFETCH_BYTES));
                 for (block, weight) in weights.iter().enumerate() {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(block * size_of::<BlockQ4_1>()));
                     let weight_values = weight_values(weight);
                     let (d_weight, m_weight) = scales((weight as *const BlockQ4_1).cast());
                     let d_weights = _mm256_set1_ps(d_weight);

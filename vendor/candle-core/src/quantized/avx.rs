@@ -97,6 +97,9 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
     );
     let nb = n / QK8_0;
     let xs = &xs[..nb];
+    let ahead = (xs.as_ptr() as *const i8).wrapping_add(
+        (nb * std::mem::size_of::<BlockQ8_0>()).max(cpu_kernels::quantized_dot::WEIGHT_PREFETCH_BYTES),
+    );
     let mut row = 0;
     while row + 4 <= sums.len() {
         let y0 = &ys[row * nb..(row + 1) * nb];
@@ -113,6 +116,9 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
             let mut acc2 = _mm256_setzero_ps();
             let mut acc3 = _mm256_setzero_ps();
             for i in 0..nb {
+                // modeld: the caller's next weight row follows this one; prefetch ahead as
+                // `vec_dot_q8_0_q8_0_four` does (batched decoding streams the weights here).
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(i * std::mem::size_of::<BlockQ8_0>()));
                 let x = &xs[i];
                 let dx = _mm256_set1_ps(f16::to_f32(x.d));
                 let bx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
