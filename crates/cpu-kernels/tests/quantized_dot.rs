@@ -176,7 +176,7 @@ fn every_quantizer_gives_the_portable_blocks() {
         };
         values.extend((0..BLOCK_VALUES).map(|_| random.unit() * scale));
     }
-    // Ties at every level, exact zeros of both signs, and non-finite values.
+    // Evenly spaced half-integers, a negative zero, and values that are not finite.
     values[BLOCK_VALUES..2 * BLOCK_VALUES].copy_from_slice(&std::array::from_fn::<f32, 32, _>(|i| i as f32 - 15.5));
     values[5 * BLOCK_VALUES] = -0.0;
     values[9 * BLOCK_VALUES + 3] = f32::NAN;

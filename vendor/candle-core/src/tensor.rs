@@ -2759,6 +2759,20 @@ impl Tensor {
         Arc::strong_count(&self.0) == 1 && Arc::strong_count(&self.storage) == 1
     }
 
+    /// modeld: whether this tensor's elements fill its whole storage, so that keeping it keeps
+    /// no more memory than its own elements (false for a view of part of a larger buffer, such
+    /// as one sequence's slice of a batched KV cache). Storage other than F32, F16 and BF16 on
+    /// the CPU is taken to be whole.
+    pub fn spans_whole_storage(&self) -> bool {
+        let elements = match &*self.storage() {
+            Storage::Cpu(crate::CpuStorage::F32(values)) => values.len(),
+            Storage::Cpu(crate::CpuStorage::F16(values)) => values.len(),
+            Storage::Cpu(crate::CpuStorage::BF16(values)) => values.len(),
+            _ => return true,
+        };
+        self.layout.start_offset() == 0 && self.elem_count() == elements
+    }
+
     pub(crate) fn same_storage(&self, rhs: &Self) -> bool {
         let lhs: &RwLock<Storage> = self.storage.as_ref();
         let rhs: &RwLock<Storage> = rhs.storage.as_ref();

@@ -145,7 +145,24 @@ impl PrefixCacheManagerV2 {
             // the entry is then the only holder of its storage, and the request that takes it
             // over (the same prompt again, a chat's next turn) writes into it in place instead
             // of copying it whole (`NormalCacheManager::clone_in_cache`).
-            let cache: Vec<_> = seq.normal_cache().iter_mut().map(Option::take).collect();
+            let mut cache: Vec<_> = seq.normal_cache().iter_mut().map(Option::take).collect();
+            // modeld: a sequence that decoded in a batch holds views of the batch's buffer
+            // (`clone_out_cache` chunks it), and an entry holding such a view kept the whole
+            // batch's cache alive, several times the bytes the budget counts; such an entry
+            // gets a copy of its own part. A sequence that ran alone keeps its buffer as is.
+            for layer in cache.iter_mut().flatten() {
+                if let KvCache::Normal { k, v } = layer {
+                    for single in [k, v] {
+                        if let Some(data) = single.all_data.as_mut() {
+                            if !data.spans_whole_storage() {
+                                if let Ok(copy) = data.force_contiguous() {
+                                    *data = copy;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             let toks: Tokens = seq.get_toks().to_vec().into();
 
             // modeld: an entry whose tokens the new one extends can serve no match the new one
