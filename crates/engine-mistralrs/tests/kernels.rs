@@ -357,3 +357,19 @@ fn sole_owner_of_storage_is_false_while_anything_shares_it() {
     let copy = tensor.force_contiguous().unwrap();
     assert!(tensor.is_sole_owner_of_storage() && copy.is_sole_owner_of_storage(), "a copy");
 }
+
+/// What the prefix cache asks before keeping a finished sequence's KV cache: a sequence's slice
+/// of a batched buffer (what `clone_out_cache` hands each sequence) is a view of more memory than
+/// its own elements, the whole buffer and a copy of the slice are not.
+#[test]
+fn a_slice_of_a_batched_cache_does_not_span_its_storage() -> candle_core::Result<()> {
+    let batch = Tensor::zeros((4, 3, 512, 64), candle_core::DType::F32, &Device::Cpu)?;
+    assert!(batch.spans_whole_storage());
+    let slices = batch.chunk(4, 0)?;
+    assert!(slices.iter().all(|slice| !slice.spans_whole_storage()));
+    assert!(slices[0].force_contiguous()?.spans_whole_storage());
+    // A batch of one hands its sequence the whole buffer, which is kept as it is.
+    let alone = Tensor::zeros((1, 3, 512, 64), candle_core::DType::F16, &Device::Cpu)?;
+    assert!(alone.chunk(1, 0)?.iter().all(Tensor::spans_whole_storage));
+    Ok(())
+}
