@@ -184,6 +184,54 @@ def test_a_truncated_gguf_is_refused(target):
     assert alive(target)
 
 
+def llama_without_tensors():
+    """Well-formed llama metadata (a 29-token vocabulary) and not one tensor: modeld's reader
+    accepts it, and the engine fails when it looks for the first weight."""
+    def string_value(key, value):
+        return gguf_string(key) + struct.pack("<I", 8) + gguf_string(value)
+
+    def u32_value(key, value):
+        return gguf_string(key) + struct.pack("<II", 4, value)
+
+    def array(key, item_type, items):
+        return gguf_string(key) + struct.pack("<IIQ", 9, item_type, len(items)) + b"".join(items)
+
+    tokens = ["<unk>", "<s>", "</s>"] + [chr(code) for code in range(ord("a"), ord("z") + 1)]
+    entries = [
+        string_value("general.architecture", "llama"),
+        u32_value("llama.context_length", 128), u32_value("llama.embedding_length", 8),
+        u32_value("llama.block_count", 1), u32_value("llama.feed_forward_length", 16),
+        u32_value("llama.attention.head_count", 2), u32_value("llama.attention.head_count_kv", 2),
+        u32_value("llama.rope.dimension_count", 4),
+        gguf_string("llama.attention.layer_norm_rms_epsilon") + struct.pack("<If", 6, 1e-5),
+        string_value("tokenizer.ggml.model", "llama"),
+        array("tokenizer.ggml.tokens", 8, [gguf_string(token) for token in tokens]),
+        array("tokenizer.ggml.scores", 6, [struct.pack("<f", 0.0)] * len(tokens)),
+        array("tokenizer.ggml.token_type", 5, [struct.pack("<i", kind) for kind in [2, 3, 3] + [1] * 26]),
+        u32_value("tokenizer.ggml.bos_token_id", 1), u32_value("tokenizer.ggml.eos_token_id", 2),
+    ]
+    data = gguf(0, len(entries), b"".join(entries))
+    return data + b"\0" * (-len(data) % 32)
+
+
+def test_an_engine_error_carries_no_backtrace_even_with_rust_backtrace_set():
+    """`RUST_BACKTRACE=1` asks for panic backtraces; before, it also made every engine error's
+    text carry the whole stack (function names and source paths) to the API's client."""
+    with tempfile.TemporaryDirectory() as home:
+        running = Daemon(os.environ["MODELD_BIN"], home, RUST_BACKTRACE="1")
+        try:
+            status, body = upload_and_create(running, "hollow", llama_without_tensors())
+            assert status == 200, body
+            status, body = running.request("POST", "/api/generate", {"model": "hollow", "prompt": "ab",
+                                                                     "stream": False})
+            assert status == 500, body
+            assert body["error"].startswith("failed to load model") and "token_embd.weight" in body["error"], body
+            assert "\n" not in body["error"] and "candle_core" not in body["error"], body
+            assert alive(running)
+        finally:
+            running.stop()
+
+
 @pytest.mark.parametrize("template, expected", [
     ("{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}", "exceeds"),
     ("{{ strftime_now('%') }}", "strftime_now"),
