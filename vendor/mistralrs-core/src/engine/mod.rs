@@ -14,7 +14,6 @@ use crate::{
     tools, CompletionResponse, SchedulerConfig, DEBUG,
 };
 use interprocess::local_socket::{traits::Listener, ListenerOptions};
-use llguidance::ParserFactory;
 pub use logger::IntervalLogger;
 use mistralrs_quant::RingConfig;
 use rand::SeedableRng;
@@ -840,14 +839,15 @@ impl Engine {
     }
 
     fn build_sequence_recognizer(
-        factory: &Option<Arc<ParserFactory>>,
+        factory: &Option<Arc<crate::pipeline::llg::LlgFactory>>,
         constraint: &Constraint,
     ) -> anyhow::Result<SequenceRecognizer> {
         if let Some(grm) = llg_grammar_from_constraint(constraint)? {
             let factory = factory
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("No token environment (llg_factory) found."))?;
-            let llg = constraint_from_llg_grammar(factory, grm)?;
+            // modeld: the parser factory is built on the first constrained request.
+            let llg = constraint_from_llg_grammar(factory.parser_factory()?.as_ref(), grm)?;
             Ok(SequenceRecognizer::Llguidance(Box::new(llg)))
         } else {
             Ok(SequenceRecognizer::None)

@@ -1,12 +1,41 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Result;
-use llguidance::{api::TopLevelGrammar, ParserFactory};
+use llguidance::{api::TopLevelGrammar, toktrie::TokEnv, ParserFactory};
 use tokenizers::Tokenizer;
 
 use crate::Constraint;
 
-pub fn build_llg_factory(tokenizer: Tokenizer) -> Result<Arc<ParserFactory>> {
+/// modeld: the token environment, built at load, and llguidance's parser factory, built on the
+/// first constrained request. The sampler decodes every generated token through the token
+/// environment, so it cannot wait; the factory's slicer, which filters the token trie once per
+/// token class of llguidance's (`ParserFactory::new_simple`), serves only grammars (`format`,
+/// tools): released, every load built it, 60 MB and about a tenth of a load for a vocabulary of
+/// 152k tokens.
+pub struct LlgFactory {
+    tok_env: TokEnv,
+    parser_factory: OnceLock<std::result::Result<Arc<ParserFactory>, String>>,
+}
+
+impl LlgFactory {
+    pub fn tok_env(&self) -> &TokEnv {
+        &self.tok_env
+    }
+
+    /// The parser factory, built the first time it is asked for (and its error, every time).
+    pub fn parser_factory(&self) -> Result<Arc<ParserFactory>> {
+        self.parser_factory
+            .get_or_init(|| {
+                ParserFactory::new_simple(&self.tok_env)
+                    .map(Arc::new)
+                    .map_err(|error| error.to_string())
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+pub fn build_llg_factory(tokenizer: Tokenizer) -> Result<Arc<LlgFactory>> {
     // Collect special token info before from_tokenizer() consumes the tokenizer.
     let added_special: Vec<(u32, String)> = tokenizer
         .get_added_tokens_decoder()
@@ -40,8 +69,10 @@ pub fn build_llg_factory(tokenizer: Tokenizer) -> Result<Arc<ParserFactory>> {
         tok_trie,
     }
     .to_env();
-    let factory = ParserFactory::new_simple(&env)?;
-    Ok(Arc::new(factory))
+    Ok(Arc::new(LlgFactory {
+        tok_env: env,
+        parser_factory: OnceLock::new(),
+    }))
 }
 
 pub fn llg_grammar_from_constraint(constraint: &Constraint) -> Result<Option<TopLevelGrammar>> {

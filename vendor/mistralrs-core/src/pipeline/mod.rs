@@ -145,7 +145,8 @@ pub struct Modalities {
 pub struct GeneralMetadata {
     pub max_seq_len: usize,
     /// Only None if it doesn't make sense for the model
-    pub llg_factory: Option<Arc<llguidance::ParserFactory>>,
+    // modeld: the token environment now, the parser factory on the first grammar (`llg::LlgFactory`).
+    pub llg_factory: Option<Arc<llg::LlgFactory>>,
     pub no_kv_cache: bool,
     pub no_prefix_cache: bool,
     pub num_hidden_layers: usize,
