@@ -22,6 +22,14 @@ use half::f16;
 /// memory) this took the four-row form from 5.1-5.8 to 8.4-8.8 GB/s.
 pub const WEIGHT_PREFETCH_BYTES: usize = 4096;
 
+/// Where a kernel reading `rows_bytes` of weights from `rows` prefetches from: the rows the next
+/// call reads, [`WEIGHT_PREFETCH_BYTES`] ahead or just past these rows when they are longer. The
+/// pointer may lie past the matrix's end: it is only prefetched, and prefetches never fault.
+#[inline(always)]
+pub fn prefetch_ahead_of<T>(rows: *const T, rows_bytes: usize) -> *const i8 {
+    (rows as *const i8).wrapping_add(rows_bytes.max(WEIGHT_PREFETCH_BYTES))
+}
+
 /// Values per Q4_1 and Q8_1 block.
 pub const BLOCK_VALUES: usize = 32;
 
@@ -119,18 +127,16 @@ pub fn quantize_q8_1_with(kernel: DotKernel, values: &[f32], blocks: &mut [Block
         values.len(),
         blocks.len()
     );
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = matches!(kernel, DotKernel::Avx512Vnni | DotKernel::AvxVnni | DotKernel::Avx2) && kernel.is_supported();
     for (chunk, block) in values.chunks_exact(BLOCK_VALUES).zip(blocks.iter_mut()) {
         let chunk: &[f32; BLOCK_VALUES] = chunk.try_into().expect("chunks_exact gives whole blocks");
-        match kernel {
-            // SAFETY: the kernel's instructions are present (checked by `is_supported`).
-            #[cfg(target_arch = "x86_64")]
-            DotKernel::Avx512Vnni | DotKernel::AvxVnni | DotKernel::Avx2 if kernel.is_supported() => unsafe {
-                if !x86::quantize_block_avx2(chunk, block) {
-                    portable::quantize_block(chunk, block);
-                }
-            },
-            _ => portable::quantize_block(chunk, block),
+        // SAFETY: AVX2 is present (checked by `is_supported` above).
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && unsafe { x86::quantize_block_avx2(chunk, block) } {
+            continue;
         }
+        portable::quantize_block(chunk, block);
     }
 }
 
@@ -302,7 +308,7 @@ mod x86 {
 
     use super::{BlockQ4_1, BlockQ8_1};
 
-    use super::WEIGHT_PREFETCH_BYTES as PREFETCH_BYTES;
+    use super::prefetch_ahead_of;
 
     /// A weight block's 32 values as unsigned bytes in the activation's order.
     #[inline(always)]
@@ -406,8 +412,7 @@ mod x86 {
                 // Callers pass four neighbouring rows of a matrix, and the next call the four
                 // after them: each block step prefetches the 80 bytes that far ahead. Prefetches
                 // never fault, so past the matrix's end they only cost an instruction.
-                let ahead = (weights[0].as_ptr() as *const i8)
-                    .wrapping_add((4 * activations.len() * size_of::<BlockQ4_1>()).max(PREFETCH_BYTES));
+                let ahead = prefetch_ahead_of(weights[0].as_ptr(), 4 * activations.len() * size_of::<BlockQ4_1>());
                 for (block, activation) in activations.iter().enumerate() {
                     let next = ahead.wrapping_add(block * 4 * size_of::<BlockQ4_1>());
                     _mm_prefetch::<_MM_HINT_T0>(next);
@@ -440,8 +445,7 @@ mod x86 {
                 let mut minimums = [0f32; ROWS];
                 // The caller's next weight row follows this one: prefetch ahead as the
                 // four-row form does (batched decoding streams the weights here).
-                let ahead =
-                    (weights.as_ptr() as *const i8).wrapping_add((blocks * size_of::<BlockQ4_1>()).max(PREFETCH_BYTES));
+                let ahead = prefetch_ahead_of(weights.as_ptr(), blocks * size_of::<BlockQ4_1>());
                 for (block, weight) in weights.iter().enumerate() {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(block * size_of::<BlockQ4_1>()));
                     let weight_values = weight_values(weight);

@@ -97,9 +97,7 @@ pub(crate) fn vec_dot_q8_0_q8_0_rows(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0
     );
     let nb = n / QK8_0;
     let xs = &xs[..nb];
-    let ahead = (xs.as_ptr() as *const i8).wrapping_add(
-        (nb * std::mem::size_of::<BlockQ8_0>()).max(cpu_kernels::quantized_dot::WEIGHT_PREFETCH_BYTES),
-    );
+    let ahead = cpu_kernels::quantized_dot::prefetch_ahead_of(xs.as_ptr(), nb * std::mem::size_of::<BlockQ8_0>());
     let mut row = 0;
     while row + 4 <= sums.len() {
         let y0 = &ys[row * nb..(row + 1) * nb];
@@ -170,8 +168,7 @@ pub(crate) fn vec_dot_q8_0_q8_0_four(n: usize, xs: [&[BlockQ8_0]; 4], ys: &[Bloc
         // WEIGHT_PREFETCH_BYTES`), since rows this short end before the hardware prefetcher
         // runs ahead. Prefetches never fault, so past the matrix's end they cost an instruction.
         let step = 4 * std::mem::size_of::<BlockQ8_0>();
-        let ahead = (x0.as_ptr() as *const i8)
-            .wrapping_add((nb * step).max(cpu_kernels::quantized_dot::WEIGHT_PREFETCH_BYTES));
+        let ahead = cpu_kernels::quantized_dot::prefetch_ahead_of(x0.as_ptr(), nb * step);
         for i in 0..nb {
             let next = ahead.wrapping_add(i * step);
             _mm_prefetch::<_MM_HINT_T0>(next);

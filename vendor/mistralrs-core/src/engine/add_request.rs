@@ -454,10 +454,19 @@ impl Engine {
                 .eos_tok
                 .clone();
 
-            let seq_preallocated_cache = if matches!(
-                get_mut_arcmutex!(self.pipeline).category(),
-                ModelCategory::Text | ModelCategory::Multimodal { .. }
-            ) {
+            // modeld: no zeroed KV cache per request on the CPU. It served only a prompt
+            // evaluated from its first token, and there `SingleCache::append` allocates the
+            // same buffer on first use; a request that the prefix cache serves (the same prompt
+            // again, a chat's next turn, each keystroke of a completion) never used it, yet paid
+            // for zeroing it: 47 MB for SmolLM2 at 1,024 positions, about 10 ms, and as much
+            // resident memory per concurrent request. Without one, `set_none_cache` resets
+            // every layer, as it did for layers given none.
+            let on_cpu = get_mut_arcmutex!(self.pipeline).device().is_cpu();
+            let seq_preallocated_cache = if !on_cpu
+                && matches!(
+                    get_mut_arcmutex!(self.pipeline).category(),
+                    ModelCategory::Text | ModelCategory::Multimodal { .. }
+                ) {
                 let (metadata, device, needs_preallocated_cache) = {
                     let pipeline = get_mut_arcmutex!(self.pipeline);
                     let needs_preallocated_cache = match pipeline.cache() {
@@ -480,17 +489,6 @@ impl Engine {
                     .model_metadata
                     .as_ref()
                     .expect("If a model has a NormalCache it must have a model metadata");
-                // modeld: no zeroed KV cache per request on the CPU. It served only a prompt
-                // evaluated from its first token, and there `SingleCache::append` allocates the
-                // same buffer on first use; a request that the prefix cache serves (the same
-                // prompt again, a chat's next turn, each keystroke of a completion) never used
-                // it, yet paid for zeroing it: 47 MB for SmolLM2 at 1,024 positions, about 10
-                // ms, and as much resident memory per concurrent request.
-                let needs_preallocated_cache = if device.is_cpu() {
-                    Vec::new()
-                } else {
-                    needs_preallocated_cache
-                };
                 let n_tokens = prompt_tokens.len();
                 let required_blocks = n_tokens.div_ceil(NormalCache::CACHE_GROW_SIZE);
                 let max_seq_len = required_blocks * NormalCache::CACHE_GROW_SIZE;
