@@ -23,6 +23,18 @@ def uncached_daemon():
             running.stop()
 
 
+@pytest.fixture(scope="module")
+def parallel_daemon():
+    """A daemon with the prefix cache that decodes up to four requests in one batch."""
+    with tempfile.TemporaryDirectory() as home:
+        running = Daemon(os.environ["MODELD_BIN"], home, OLLAMA_NUM_PARALLEL="4")
+        try:
+            running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
+            yield running
+        finally:
+            running.stop()
+
+
 def answer(daemon, prompt):
     body = {"model": MODEL, "prompt": prompt, "stream": False,
             "options": {"temperature": 0, "num_predict": 12}}
@@ -65,6 +77,31 @@ def test_a_continuation_writes_in_place_without_disturbing_what_others_read(daem
     with ThreadPoolExecutor(2) as pool:
         both = list(pool.map(lambda _: answer(daemon, next_turn), range(2)))
     assert both == [cold, cold], (both, cold)
+
+
+def test_a_resumed_answer_and_a_fresh_one_decode_together_as_each_alone(parallel_daemon, uncached_daemon):
+    """A prefix-cache entry is kept at its length (rounded up to 64 positions), a fresh prompt's
+    cache in blocks of 512: a request that takes an entry over and a fresh one, once they reach
+    the same length, hold caches of different capacities and decode as one batch all the same
+    (the smaller padded to the larger). Each must answer as a daemon without the cache answers
+    it alone. Raw prompts, so that the fresh one shares no template prefix with the entry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def raw_answer(daemon, prompt):
+        body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": False,
+                "options": {"temperature": 0, "num_predict": 12}}
+        result = daemon.post("/api/generate", body)
+        return result["response"], result["eval_count"]
+
+    first = "Numbers in order. Count from 1 to 100: 1, 2, 3,"
+    resumed, fresh = first + " 4, 5,", "Digits in order. Count from 1 to 100: 1, 2, 3, 4, 5,"
+    expected = [raw_answer(uncached_daemon, prompt) for prompt in (resumed, fresh)]
+    assert all(text.strip() for text, _ in expected), expected
+    for _ in range(2):
+        raw_answer(parallel_daemon, first)
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(lambda prompt: raw_answer(parallel_daemon, prompt), (resumed, fresh)))
+        assert both == expected
 
 
 def test_a_cancelled_generation_still_serves_the_next_prompt(daemon):

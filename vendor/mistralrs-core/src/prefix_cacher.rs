@@ -49,6 +49,9 @@ impl CacheElement {
     }
 }
 
+/// modeld: an entry's KV cache is kept at its length rounded up to this many positions.
+const PREFIX_ENTRY_GRANULE: usize = 64;
+
 /// modeld: the most bytes of KV cache kept for prefix reuse on the CPU, per prefix cache (one
 /// per loaded model); `usize::MAX` (the default) keeps mistral.rs's unbounded behaviour.
 static CPU_PREFIX_CACHE_BUDGET_BYTES: std::sync::atomic::AtomicUsize =
@@ -146,21 +149,21 @@ impl PrefixCacheManagerV2 {
             // over (the same prompt again, a chat's next turn) writes into it in place instead
             // of copying it whole (`NormalCacheManager::clone_in_cache`).
             let mut cache: Vec<_> = seq.normal_cache().iter_mut().map(Option::take).collect();
-            // modeld: a sequence that decoded in a batch holds views of the batch's buffer
-            // (`clone_out_cache` chunks it), and an entry holding such a view kept the whole
-            // batch's cache alive, several times the bytes the budget counts; such an entry
-            // gets a copy of its own part. A sequence that ran alone keeps its buffer as is.
+            // modeld: on the CPU an entry keeps its positions, not the capacity its buffer grew to (blocks
+            // of `CACHE_GROW_SIZE`: a 40-token answer held 512 positions, a 600-token one 1,024),
+            // so the budget holds entries, not empty capacity; `PREFIX_ENTRY_GRANULE` positions
+            // of slack let the request that takes the entry over append a few tokens in place.
+            // A sequence that decoded in a batch holds views of the batch's buffer
+            // (`clone_out_cache` chunks it); its entry gets a copy of its own part, since a view
+            // kept the whole batch's buffer alive. Should a copy fail, the entry keeps its
+            // buffer as it is.
             for layer in cache.iter_mut().flatten() {
                 if let KvCache::Normal { k, v } = layer {
-                    for single in [k, v] {
-                        if let Some(data) = single.all_data.as_mut() {
-                            if !data.spans_whole_storage() {
-                                if let Ok(copy) = data.force_contiguous() {
-                                    *data = copy;
-                                }
-                            }
-                        }
+                    if !k.all_data.as_ref().is_some_and(|data| data.device().is_cpu()) {
+                        continue;
                     }
+                    let _ = k.shrink_to_fit(PREFIX_ENTRY_GRANULE);
+                    let _ = v.shrink_to_fit(PREFIX_ENTRY_GRANULE);
                 }
             }
             let toks: Tokens = seq.get_toks().to_vec().into();

@@ -38,6 +38,15 @@ pub trait CacheManager<T: CacheManagerMixin + MetadataMixin + ?Sized> {
     );
 }
 
+/// modeld: a sequence's KV cache, or its draft model's.
+fn sequence_cache(seq: &mut Sequence, draft: bool) -> &mut Vec<Option<KvCache>> {
+    if draft {
+        seq.normal_draft_cache()
+    } else {
+        seq.normal_cache()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum KvCache {
     Normal { k: SingleCache, v: SingleCache },
@@ -336,11 +345,44 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                 new_v_cache.push(Some(own_or_copy(v)));
                 continue;
             }
+            // modeld: the sequences of a batch have the same length, but their buffers may differ
+            // in capacity (a prefix-cache entry is kept at its length, a fresh prompt's buffer
+            // in whole blocks): the batch's buffer takes the largest, and a smaller one is
+            // padded to it before it is copied in.
+            let position_dim = match sequence_cache(seqs[0], modify_draft_cache)[layer].as_ref() {
+                Some(KvCache::Normal { k, .. }) => Some(k.dim),
+                _ => None,
+            };
+            let capacity = position_dim.map(|dim| {
+                seqs.iter_mut()
+                    .filter_map(|seq| match sequence_cache(seq, modify_draft_cache)[layer].as_ref() {
+                        Some(KvCache::Normal { k, .. }) => k.all_data.as_ref().map(|data| data.dims()[dim]),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(first_k.dims()[dim])
+            });
+            let pad_to_capacity = |tensor: Tensor| -> Tensor {
+                match (position_dim, capacity) {
+                    (Some(dim), Some(capacity)) if tensor.dims()[dim] < capacity => {
+                        let mut dims = tensor.dims().to_vec();
+                        dims[dim] = capacity;
+                        let padded = Tensor::zeros(dims, tensor.dtype(), tensor.device()).unwrap();
+                        padded.slice_set(&tensor, dim, 0).unwrap();
+                        padded
+                    }
+                    _ => tensor,
+                }
+            };
             // Build dims for batched cache
             let mut dims_k = first_k.dims().to_vec();
             let mut dims_v = first_v.dims().to_vec();
             dims_k[0] *= batch_len;
             dims_v[0] *= batch_len;
+            if let (Some(dim), Some(capacity)) = (position_dim, capacity) {
+                dims_k[dim] = capacity;
+                dims_v[dim] = capacity;
+            }
             let batch_k = Tensor::zeros(dims_k.clone(), first_k.dtype(), first_k.device()).unwrap();
             let batch_v = Tensor::zeros(dims_v.clone(), first_v.dtype(), first_v.device()).unwrap();
             // Fill each sequence's cache slice
@@ -363,8 +405,8 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     KvCache::Shared { .. } => continue,
                 };
                 let offset = i * first_k.dims()[0];
-                batch_k.slice_set(&src_k, 0, offset).unwrap();
-                batch_v.slice_set(&src_v, 0, offset).unwrap();
+                batch_k.slice_set(&pad_to_capacity(src_k), 0, offset).unwrap();
+                batch_v.slice_set(&pad_to_capacity(src_v), 0, offset).unwrap();
             }
             new_k_cache.push(Some(batch_k));
             new_v_cache.push(Some(batch_v));
@@ -391,7 +433,10 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     let template_cache_dim = old_k.dim;
                     let template_cache_csl = old_k.current_seq_len;
                     let template_cache_msl = old_k.max_seq_len;
-                    let template_cache_capsl = old_k.capacity_seq_len;
+                    // modeld: the batch's buffer may be larger than the first sequence's.
+                    let template_cache_capsl = k_cache
+                        .as_ref()
+                        .map_or(old_k.capacity_seq_len, |data| data.dims()[template_cache_dim]);
 
                     caches.push(KvCache::Normal {
                         k: SingleCache {

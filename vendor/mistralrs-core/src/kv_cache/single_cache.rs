@@ -30,6 +30,25 @@ impl SingleCache {
         self.dim
     }
 
+    /// modeld: keeps the first `current_seq_len` positions, rounded up to a whole `granule`, in
+    /// a buffer of its own, and drops the capacity past them (`append` grows it again when it is
+    /// needed). A buffer that is a view of a larger one (a batch's) is copied even when it has
+    /// no capacity to drop, so that it no longer keeps the larger one alive.
+    pub fn shrink_to_fit(&mut self, granule: usize) -> Result<()> {
+        let Some(data) = self.all_data.as_ref() else {
+            return Ok(());
+        };
+        let capacity = data.dim(self.dim)?;
+        let keep = (self.current_seq_len.div_ceil(granule).max(1) * granule).min(capacity);
+        if keep == capacity && data.spans_whole_storage() {
+            return Ok(());
+        }
+        let shrunk = data.narrow(self.dim, 0, keep)?.force_contiguous()?;
+        self.all_data = Some(shrunk);
+        self.capacity_seq_len = keep;
+        Ok(())
+    }
+
     pub fn current_seq_len(&self) -> usize {
         self.current_seq_len
     }
