@@ -203,6 +203,21 @@ pub(crate) fn machine_hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// Turns off the backtraces that library errors capture (`RUST_LIB_BACKTRACE=0`) unless the
+/// user set `RUST_LIB_BACKTRACE` itself; `RUST_BACKTRACE` still governs panics.
+///
+/// With `RUST_BACKTRACE=1` in the environment (common on a Rust developer's machine), every
+/// candle error captured a backtrace and printed it with its message: an API error's text
+/// carried a whole stack with source paths, and the first such error formatted while a model
+/// loaded (an optional GGUF key of another type) read the binary's debug information into
+/// memory for good, 116 MB of peak RSS and about 0.2 s of each load on Qwen2.5-0.5B's shape.
+/// Called before any thread exists, so nothing reads the environment meanwhile.
+pub(crate) fn keep_backtraces_out_of_library_errors() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 #[cfg(test)]
 mod size_tests {
     #[test]

@@ -144,21 +144,6 @@ enum Command {
     TemplateWorker,
 }
 
-/// Turns off the backtraces that library errors capture (`RUST_LIB_BACKTRACE=0`) unless the
-/// user set `RUST_LIB_BACKTRACE` itself; `RUST_BACKTRACE` still governs panics.
-///
-/// With `RUST_BACKTRACE=1` in the environment (common on a Rust developer's machine), every
-/// candle error captured a backtrace and printed it with its message: an API error's text
-/// carried a whole stack with source paths, and the first such error formatted while a model
-/// loaded (an optional GGUF key of another type) read the binary's debug information into
-/// memory for good, 116 MB of peak RSS and about 0.2 s of each load on Qwen2.5-0.5B's shape.
-/// Called before any thread exists, so nothing reads the environment meanwhile.
-fn keep_backtraces_out_of_library_errors() {
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    }
-}
-
 #[derive(Subcommand)]
 enum McpCommand {
     /// List the configured MCP servers with their state and tools.
@@ -166,7 +151,7 @@ enum McpCommand {
 }
 
 fn main() -> ExitCode {
-    keep_backtraces_out_of_library_errors();
+    environment::keep_backtraces_out_of_library_errors();
     let cli = Cli::parse();
     if let Some(Command::TemplateWorker) = cli.command {
         // Before any runtime or thread exists, so the memory limit counts only the worker.
