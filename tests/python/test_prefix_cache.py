@@ -10,29 +10,27 @@ import pytest
 from conftest import MODEL, Daemon
 
 
-@pytest.fixture(scope="module")
-def uncached_daemon():
-    """A daemon whose prefix cache keeps nothing (`MODELD_PREFIX_CACHE_MIB=0`), so every
-    prompt is evaluated from its first token."""
+def start_daemon(**extra_env):
     with tempfile.TemporaryDirectory() as home:
-        running = Daemon(os.environ["MODELD_BIN"], home, MODELD_PREFIX_CACHE_MIB="0")
+        running = Daemon(os.environ["MODELD_BIN"], home, **extra_env)
         try:
             running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="module")
+def uncached_daemon():
+    """A daemon whose prefix cache keeps nothing (`MODELD_PREFIX_CACHE_MIB=0`), so every
+    prompt is evaluated from its first token."""
+    yield from start_daemon(MODELD_PREFIX_CACHE_MIB="0")
 
 
 @pytest.fixture(scope="module")
 def parallel_daemon():
     """A daemon with the prefix cache that decodes up to four requests in one batch."""
-    with tempfile.TemporaryDirectory() as home:
-        running = Daemon(os.environ["MODELD_BIN"], home, OLLAMA_NUM_PARALLEL="4")
-        try:
-            running.import_gguf(MODEL, os.environ["SMOLLM2_GGUF"])
-            yield running
-        finally:
-            running.stop()
+    yield from start_daemon(OLLAMA_NUM_PARALLEL="4")
 
 
 def answer(daemon, prompt):
