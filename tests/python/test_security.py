@@ -109,13 +109,18 @@ def gguf_string(text):
     return struct.pack("<Q", len(data)) + data
 
 
+def gguf_string_entry(key, value):
+    """A metadata entry whose value is a string (type 8)."""
+    return gguf_string(key) + struct.pack("<I", 8) + gguf_string(value)
+
+
 def gguf(n_tensors, n_metadata, body):
     return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_metadata) + body
 
 
 def nested_arrays(depth):
     """One metadata key whose value is an array of an array of ... `depth` deep."""
-    body = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("llama")
+    body = gguf_string_entry("general.architecture", "llama")
     body += gguf_string("evil") + struct.pack("<I", 9)
     body += struct.pack("<IQ", 9, 1) * (depth - 1) + struct.pack("<IQ", 4, 0)
     return gguf(0, 2, body)
@@ -123,7 +128,7 @@ def nested_arrays(depth):
 
 def huge_tensor():
     """A header-only file declaring one [2^20, 2^20] Q4_1 tensor (687 GB in memory)."""
-    body = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("llama")
+    body = gguf_string_entry("general.architecture", "llama")
     body += gguf_string("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 1 << 20, 1 << 20)
     body += struct.pack("<IQ", 3, 0)
     return gguf(1, 1, body) + b"\0" * 64
@@ -165,7 +170,7 @@ def test_crafted_gguf_files_are_refused_and_the_daemon_lives(target, name, data)
 def test_weights_no_engine_runs_are_refused_at_create(target):
     """A well-formed GGUF of an architecture modeld cannot run fails when it is created, not
     at its first request, and leaves no model behind; a wrong magic is refused as well."""
-    body = gguf_string("general.architecture") + struct.pack("<I", 8) + gguf_string("mamba")
+    body = gguf_string_entry("general.architecture", "mamba")
     status, answer = upload_and_create(target, "snake", gguf(0, 1, body))
     assert status == 400 and answer["error"].startswith('unsupported architecture "mamba"'), answer
     assert "llama" in answer["error"]
@@ -187,9 +192,6 @@ def test_a_truncated_gguf_is_refused(target):
 def llama_without_tensors():
     """Well-formed llama metadata (a 29-token vocabulary) and not one tensor: modeld's reader
     accepts it, and the engine fails when it looks for the first weight."""
-    def string_value(key, value):
-        return gguf_string(key) + struct.pack("<I", 8) + gguf_string(value)
-
     def u32_value(key, value):
         return gguf_string(key) + struct.pack("<II", 4, value)
 
@@ -198,13 +200,13 @@ def llama_without_tensors():
 
     tokens = ["<unk>", "<s>", "</s>"] + [chr(code) for code in range(ord("a"), ord("z") + 1)]
     entries = [
-        string_value("general.architecture", "llama"),
+        gguf_string_entry("general.architecture", "llama"),
         u32_value("llama.context_length", 128), u32_value("llama.embedding_length", 8),
         u32_value("llama.block_count", 1), u32_value("llama.feed_forward_length", 16),
         u32_value("llama.attention.head_count", 2), u32_value("llama.attention.head_count_kv", 2),
         u32_value("llama.rope.dimension_count", 4),
         gguf_string("llama.attention.layer_norm_rms_epsilon") + struct.pack("<If", 6, 1e-5),
-        string_value("tokenizer.ggml.model", "llama"),
+        gguf_string_entry("tokenizer.ggml.model", "llama"),
         array("tokenizer.ggml.tokens", 8, [gguf_string(token) for token in tokens]),
         array("tokenizer.ggml.scores", 6, [struct.pack("<f", 0.0)] * len(tokens)),
         array("tokenizer.ggml.token_type", 5, [struct.pack("<i", kind) for kind in [2, 3, 3] + [1] * 26]),

@@ -149,10 +149,11 @@ impl PrefixCacheManagerV2 {
             // over (the same prompt again, a chat's next turn) writes into it in place instead
             // of copying it whole (`NormalCacheManager::clone_in_cache`).
             let mut cache: Vec<_> = seq.normal_cache().iter_mut().map(Option::take).collect();
-            // modeld: on the CPU an entry keeps its positions, not the capacity its buffer grew to (blocks
-            // of `CACHE_GROW_SIZE`: a 40-token answer held 512 positions, a 600-token one 1,024),
-            // so the budget holds entries, not empty capacity; `PREFIX_ENTRY_GRANULE` positions
-            // of slack let the request that takes the entry over append a few tokens in place.
+            // modeld: on the CPU an entry keeps its positions, not the capacity its buffer grew
+            // to (blocks of `CACHE_GROW_SIZE`: a 40-token answer held 512 positions, a 600-token
+            // one 1,024), so the budget holds entries, not empty capacity; `PREFIX_ENTRY_GRANULE`
+            // positions of slack let the request that takes the entry over append a few tokens
+            // in place.
             // A sequence that decoded in a batch holds views of the batch's buffer
             // (`clone_out_cache` chunks it); its entry gets a copy of its own part, since a view
             // kept the whole batch's buffer alive. Should a copy fail, the entry keeps its

@@ -461,12 +461,15 @@ impl Engine {
             // for zeroing it: 47 MB for SmolLM2 at 1,024 positions, about 10 ms, and as much
             // resident memory per concurrent request. Without one, `set_none_cache` resets
             // every layer, as it did for layers given none.
-            let on_cpu = get_mut_arcmutex!(self.pipeline).device().is_cpu();
-            let seq_preallocated_cache = if !on_cpu
-                && matches!(
-                    get_mut_arcmutex!(self.pipeline).category(),
-                    ModelCategory::Text | ModelCategory::Multimodal { .. }
-                ) {
+            let needs_sequence_cache = {
+                let pipeline = get_mut_arcmutex!(self.pipeline);
+                !pipeline.device().is_cpu()
+                    && matches!(
+                        pipeline.category(),
+                        ModelCategory::Text | ModelCategory::Multimodal { .. }
+                    )
+            };
+            let seq_preallocated_cache = if needs_sequence_cache {
                 let (metadata, device, needs_preallocated_cache) = {
                     let pipeline = get_mut_arcmutex!(self.pipeline);
                     let needs_preallocated_cache = match pipeline.cache() {
