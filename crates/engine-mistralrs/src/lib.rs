@@ -250,9 +250,12 @@ struct GgufFacts {
 
 fn read_gguf_facts(path: &Path) -> Result<GgufFacts, EngineError> {
     let load_error = |error: &dyn std::fmt::Display| EngineError::Load(format!("{}: {error}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|error| load_error(&error))?;
+    let file = std::fs::File::open(path).map_err(|error| load_error(&error))?;
     let file_size = file.metadata().map(|metadata| metadata.len()).unwrap_or_default();
-    let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| load_error(&error))?;
+    // Buffered: the metadata is hundreds of thousands of small values (a vocabulary and its
+    // merges), which unbuffered would be as many system calls.
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader).map_err(|error| load_error(&error))?;
     let string = |key: &str| content.metadata.get(key).and_then(|value| value.to_string().ok().cloned());
     let id = |key: &str| content.metadata.get(key).and_then(|value| value.to_u32().ok());
     Ok(GgufFacts {

@@ -34,6 +34,9 @@
 //! - `sole_owner_of_storage_*`: `Tensor::is_sole_owner_of_storage`, which lets a sequence write
 //!   into its KV cache in place: false while another handle, a view or a reshape shares the
 //!   storage, true again once they are dropped.
+//! - `tensors_read_from_a_gguf_*`: the GGUF loader's direct read of a tensor into its storage
+//!   (`ggml_file::qtensor_from_reader`) against the released buffer-then-copy path, for seven
+//!   types, and a file cut short refused with an error.
 //! - `avx2_kernels_are_compiled_in`: on x86-64 Q8_0 takes the patched AVX path (the build has
 //!   AVX2, from `.cargo/config.toml`), so the Q8_0 cases above test the AVX kernels and not only
 //!   the trait's defaults.
@@ -323,6 +326,64 @@ fn dequantized_rows_equal_rows_of_the_dequantized_matrix() {
     ] {
         check_dequantized_rows(dtype, k);
     }
+}
+
+/// The GGUF loader reads each tensor straight into its storage (`ggml_file::qtensor_from_reader`);
+/// released, it read the bytes into a buffer and built the tensor from that buffer
+/// (`qtensor_from_ggml`). Both must give the same bytes, shape and type, and a file cut short
+/// must be an error.
+#[test]
+fn tensors_read_from_a_gguf_equal_tensors_built_from_their_bytes() {
+    use candle_core::quantized::{ggml_file, gguf_file};
+    let mut rng = Rng::new(4242);
+    let shapes = [
+        (GgmlDType::Q4_1, (12, 896)),
+        (GgmlDType::Q8_0, (7, 576)),
+        (GgmlDType::Q4_0, (3, 64)),
+        (GgmlDType::Q4K, (5, 768)),
+        (GgmlDType::Q6K, (2, 1536)),
+        (GgmlDType::F16, (9, 64)),
+        (GgmlDType::F32, (1, 33)),
+    ];
+    let tensors: Vec<(String, QTensor)> = shapes
+        .iter()
+        .map(|&(dtype, (rows, cols))| {
+            let values = Tensor::from_vec(rng.values(rows * cols), (rows, cols), &Device::Cpu).unwrap();
+            (format!("{dtype:?}.weight"), QTensor::quantize(&values, dtype).unwrap())
+        })
+        .collect();
+    let named: Vec<(&str, &QTensor)> = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor)).collect();
+    let mut file = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut file, &[], &named).unwrap();
+    let bytes = file.into_inner();
+
+    let mut reader = std::io::Cursor::new(bytes.as_slice());
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    for (name, written) in &tensors {
+        let read = content.tensor(&mut reader, name, &Device::Cpu).unwrap();
+        let info = &content.tensor_infos[name];
+        let start = (content.tensor_data_offset + info.offset) as usize;
+        let length = written.data().unwrap().len();
+        let released = ggml_file::qtensor_from_ggml(
+            info.ggml_dtype,
+            &bytes[start..start + length],
+            info.shape.dims().to_vec(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(read.dtype(), written.dtype(), "{name}");
+        assert_eq!(read.shape(), released.shape(), "{name}");
+        assert_eq!(read.shape().dims(), written.shape().dims(), "{name}");
+        assert!(read.data().unwrap() == released.data().unwrap(), "{name}: bytes differ from the released path");
+        assert!(read.data().unwrap() == written.data().unwrap(), "{name}: bytes differ from what was written");
+    }
+
+    let (last_name, last) = tensors.last().unwrap();
+    let last_end =
+        (content.tensor_data_offset + content.tensor_infos[last_name].offset) as usize + last.data().unwrap().len();
+    let mut reader = std::io::Cursor::new(&bytes[..last_end - 1]);
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    assert!(content.tensor(&mut reader, last_name, &Device::Cpu).is_err(), "a tensor cut short must be an error");
 }
 
 /// On x86-64 the build has AVX2 (`.cargo/config.toml`), so Q8_0 takes the patched AVX kernels;

@@ -134,6 +134,89 @@ fn from_raw_data<T: super::GgmlType + Send + Sync + 'static>(
     super::QTensor::new(data, dims)
 }
 
+/// modeld: `n_blocks` blocks of `T` read straight from `reader` into the vector that becomes the
+/// tensor's CPU storage. Released, a tensor was read into a byte buffer and then copied into its
+/// storage: two passes over fresh memory (page faults included) for every byte of the weights.
+/// The vector starts zeroed (fresh pages from the allocator), as every block type is plain data
+/// for which any bytes are a valid value; a size the allocator refuses is an error, not an abort.
+fn read_blocks<T: super::GgmlType, R: std::io::Read>(
+    reader: &mut R,
+    n_blocks: usize,
+) -> Result<Vec<T>> {
+    if n_blocks == 0 || std::mem::size_of::<T>() == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n_blocks)
+        .map_err(|_| crate::Error::Msg(format!("tensor of {n_blocks} blocks is too large")))?;
+    // SAFETY: `layout` has a nonzero size; the pointer, when not null, owns `n_blocks` zeroed
+    // elements of `T` allocated with `T`'s layout by the global allocator, as `Vec` expects.
+    let mut blocks = unsafe {
+        let pointer = std::alloc::alloc_zeroed(layout) as *mut T;
+        if pointer.is_null() {
+            crate::bail!("cannot allocate {} bytes for a tensor", layout.size());
+        }
+        Vec::from_raw_parts(pointer, n_blocks, n_blocks)
+    };
+    // SAFETY: the blocks are plain data (arrays of integers and floats), so their bytes may be
+    // written with any values; the slice covers exactly the vector's elements.
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(blocks.as_mut_ptr() as *mut u8, layout.size())
+    };
+    reader.read_exact(bytes)?;
+    Ok(blocks)
+}
+
+/// modeld: a GGML tensor of `size_in_bytes` bytes read from `reader` into CPU storage without
+/// an intermediate buffer (see `read_blocks`).
+fn read_cpu_qtensor<T: super::GgmlType + Send + Sync + 'static, R: std::io::Read>(
+    reader: &mut R,
+    size_in_bytes: usize,
+    dims: Vec<usize>,
+) -> Result<super::QTensor> {
+    let blocks = read_blocks::<T, R>(reader, size_in_bytes / std::mem::size_of::<T>())?;
+    super::QTensor::new(QStorage::Cpu(Box::new(blocks)), dims)
+}
+
+/// modeld: a GGML tensor of type `ggml_dtype` and shape `dims` read from `reader`. On the CPU
+/// its blocks are read straight into the tensor's storage; other devices take the released
+/// path through [qtensor_from_ggml].
+pub fn qtensor_from_reader<R: std::io::Read>(
+    ggml_dtype: GgmlDType,
+    reader: &mut R,
+    dims: Vec<usize>,
+    device: &Device,
+) -> Result<super::QTensor> {
+    let tensor_elems = dims.iter().product::<usize>();
+    let block_size = ggml_dtype.block_size();
+    if !tensor_elems.is_multiple_of(block_size) {
+        crate::bail!(
+            "the number of elements {tensor_elems} is not divisible by the block size {block_size}"
+        )
+    }
+    let size_in_bytes = tensor_elems / block_size * ggml_dtype.type_size();
+    if !device.is_cpu() {
+        let mut raw_data = vec![0u8; size_in_bytes];
+        reader.read_exact(&mut raw_data)?;
+        return qtensor_from_ggml(ggml_dtype, &raw_data, dims, device);
+    }
+    match ggml_dtype {
+        GgmlDType::F32 => read_cpu_qtensor::<f32, R>(reader, size_in_bytes, dims),
+        GgmlDType::F16 => read_cpu_qtensor::<half::f16, R>(reader, size_in_bytes, dims),
+        GgmlDType::BF16 => read_cpu_qtensor::<half::bf16, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q4_0 => read_cpu_qtensor::<k_quants::BlockQ4_0, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q4_1 => read_cpu_qtensor::<k_quants::BlockQ4_1, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q5_0 => read_cpu_qtensor::<k_quants::BlockQ5_0, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q5_1 => read_cpu_qtensor::<k_quants::BlockQ5_1, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q8_0 => read_cpu_qtensor::<k_quants::BlockQ8_0, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q2K => read_cpu_qtensor::<k_quants::BlockQ2K, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q3K => read_cpu_qtensor::<k_quants::BlockQ3K, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q4K => read_cpu_qtensor::<k_quants::BlockQ4K, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q5K => read_cpu_qtensor::<k_quants::BlockQ5K, R>(reader, size_in_bytes, dims),
+        GgmlDType::Q6K => read_cpu_qtensor::<k_quants::BlockQ6K, R>(reader, size_in_bytes, dims),
+        _ => crate::bail!("quantized type {ggml_dtype:?} is not supported yet"),
+    }
+}
+
 /// Creates a [Tensor] from a raw GGML tensor.
 pub fn qtensor_from_ggml(
     ggml_dtype: GgmlDType,

@@ -68,13 +68,11 @@ impl TensorInfo {
             "the number of elements {tensor_elems} is not divisible by the block size {block_size}"
         )
         }
-        let size_in_bytes = tensor_elems / block_size * self.ggml_dtype.type_size();
-        let mut raw_data = vec![0u8; size_in_bytes];
         reader.seek(std::io::SeekFrom::Start(tensor_data_offset + self.offset))?;
-        reader.read_exact(&mut raw_data)?;
-        super::ggml_file::qtensor_from_ggml(
+        // modeld: read into the tensor's storage directly (see `ggml_file::read_blocks`).
+        super::ggml_file::qtensor_from_reader(
             self.ggml_dtype,
-            &raw_data,
+            reader,
             self.shape.dims().to_vec(),
             device,
         )

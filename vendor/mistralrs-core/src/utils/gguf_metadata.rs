@@ -243,7 +243,8 @@ macro_rules! tensor_info_size_in_bytes {
 }
 
 pub struct GgufDeviceMapLoaderInner<'a, 'f> {
-    pub model: &'a Content<'f, fs::File>,
+    // modeld: the loader reads through a `BufReader` (see `pipeline::gguf`).
+    pub model: &'a Content<'f, std::io::BufReader<fs::File>>,
     pub arch: GGUFArchitecture,
 }
 
