@@ -1,6 +1,9 @@
 //! Which bucket of sequences the engine steps next, when the running sequences fall into
 //! buckets that cannot share a step (decoding sequences batch only when their caches have the
-//! same length). The vendored mistral.rs scheduler asks [`bucket_to_run`] on every pass; the
+//! same length). Where the pipeline batches decoding sequences of any length (on the CPU, GGUF
+//! models without a sliding window: `Pipeline::decodes_mixed_lengths` in the vendored crate),
+//! every sequence runs at every pass and this rule is not asked. Elsewhere the vendored mistral.rs
+//! scheduler asks [`bucket_to_run`] on every pass; the
 //! rule lives here, as data in and data out, so that it is tested with the workspace.
 //!
 //! The rule:

@@ -79,6 +79,47 @@ pub fn attend_one_query(
     mask: Option<&[f32]>,
     output: &mut [f32],
 ) {
+    attend_one_query_over(shape, None, queries, keys, values, mask, output);
+}
+
+/// [`attend_one_query`] for a batch whose sequences have cached different numbers of positions
+/// (decoding answers that started at different times in one step): sequence `s` attends over
+/// its first `positions_of[s]` positions, which must be at least one and at most
+/// `shape.positions`, the longest. The rows past a sequence's own positions are not read, and
+/// each (sequence, head) computes exactly what a call of its own with
+/// `positions = positions_of[s]` computes, so an answer gets the bits it gets alone. A mask,
+/// when given, is laid out for `shape.positions` per (sequence, head).
+///
+/// # Panics
+/// As [`attend_one_query`], and when `positions_of` has another length than the batch or a
+/// length outside `1..=shape.positions`.
+pub fn attend_one_query_over_lengths(
+    shape: OneQueryShape,
+    positions_of: &[usize],
+    queries: StridedRows<'_>,
+    keys: StridedRows<'_>,
+    values: StridedRows<'_>,
+    mask: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    assert_eq!(positions_of.len(), shape.sequences, "one length per sequence");
+    assert!(
+        positions_of.iter().all(|length| (1..=shape.positions).contains(length)),
+        "sequence lengths {positions_of:?} outside 1..={}",
+        shape.positions
+    );
+    attend_one_query_over(shape, Some(positions_of), queries, keys, values, mask, output);
+}
+
+fn attend_one_query_over(
+    shape: OneQueryShape,
+    positions_of: Option<&[usize]>,
+    queries: StridedRows<'_>,
+    keys: StridedRows<'_>,
+    values: StridedRows<'_>,
+    mask: Option<&[f32]>,
+    output: &mut [f32],
+) {
     let OneQueryShape { sequences, heads, kv_heads, width, positions, .. } = shape;
     assert_eq!(output.len(), sequences * heads * width, "output size");
     if output.is_empty() {
@@ -92,7 +133,9 @@ pub fn attend_one_query(
     }
     let task = |(index, output): (usize, &mut [f32])| {
         let (sequence, head) = (index / heads, index % heads);
-        let mask = mask.map(|mask| &mask[index * positions..(index + 1) * positions]);
+        let own_positions = positions_of.map_or(positions, |lengths| lengths[sequence]);
+        let mask = mask.map(|mask| &mask[index * positions..index * positions + own_positions]);
+        let shape = OneQueryShape { positions: own_positions, ..shape };
         let head_task = HeadTask { shape, sequence, head, kv_head: head / (heads / kv_heads), mask };
         head_task.attend_widest(&queries, &keys, &values, output);
     };

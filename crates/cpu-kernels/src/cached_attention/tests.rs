@@ -120,6 +120,49 @@ fn masked_positions_take_no_part() {
 }
 
 #[test]
+fn sequences_of_different_lengths_in_a_batch_get_the_bits_each_gets_alone() {
+    // Qwen2's head groups; lengths across the vector widths' remainders and the pool threshold.
+    let (heads, kv_heads, width, capacity) = (14, 2, 64, 320);
+    let lengths = [1, 300, 17, 64, 257];
+    let sequences = lengths.len();
+    let longest = *lengths.iter().max().unwrap();
+    let batch = OneQueryShape { sequences, heads, kv_heads, width, positions: longest, scale: 0.125 };
+    let queries = values(sequences * heads * width, 21);
+    let (keys, cached_values) =
+        (Cache::new(sequences, kv_heads, capacity, width, 22), Cache::new(sequences, kv_heads, capacity, width, 23));
+    let query_rows =
+        StridedRows { data: &queries, sequence_stride: heads * width, position_stride: 0, head_stride: width };
+    let mut together = vec![f32::NAN; sequences * heads * width];
+    attend_one_query_over_lengths(batch, &lengths, query_rows, keys.rows(), cached_values.rows(), None, &mut together);
+    for (sequence, &length) in lengths.iter().enumerate() {
+        let span = |stride: usize| sequence * stride..(sequence + 1) * stride;
+        let cut = |cache: &Cache| Cache {
+            data: cache.data[span(kv_heads * capacity * width)].to_vec(),
+            kv_heads,
+            capacity,
+            width,
+        };
+        let alone_shape = OneQueryShape { sequences: 1, positions: length, ..batch };
+        let alone = run(alone_shape, &queries[span(heads * width)], &cut(&keys), &cut(&cached_values), None);
+        assert!(
+            alone.iter().zip(&together[span(heads * width)]).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "sequence {sequence} of length {length} differs alone and in a mixed batch"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "outside 1..=")]
+fn a_length_past_the_longest_is_refused() {
+    let shape = OneQueryShape { sequences: 2, heads: 2, kv_heads: 1, width: 16, positions: 8, scale: 1.0 };
+    let queries = values(2 * 2 * 16, 1);
+    let (keys, cached_values) = (Cache::new(2, 1, 8, 16, 2), Cache::new(2, 1, 8, 16, 3));
+    let query_rows = StridedRows { data: &queries, sequence_stride: 32, position_stride: 0, head_stride: 16 };
+    let mut output = vec![0f32; 64];
+    attend_one_query_over_lengths(shape, &[8, 9], query_rows, keys.rows(), cached_values.rows(), None, &mut output);
+}
+
+#[test]
 fn a_sequence_gets_the_same_bits_alone_and_in_a_batch() {
     let (heads, kv_heads, width, positions) = (9, 3, 64, 700);
     let batch = OneQueryShape { sequences: 3, heads, kv_heads, width, positions, scale: 0.125 };

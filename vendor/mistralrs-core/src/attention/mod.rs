@@ -264,6 +264,48 @@ impl Sdpa {
         self.run_attention_noflash(q, k, v, mask, sdpa_params)
     }
 
+    /// modeld: [`Sdpa::run_attention`] for a decoding step whose sequences have cached
+    /// different numbers of positions (`KvCache::sequence_lengths`): sequence `s` attends over
+    /// the first `key_lengths[s]` keys and values of `k` and `v`, which are as long as the
+    /// longest. `None` is `run_attention`. Only one F32 query row per head on the CPU, without
+    /// mask, sinks or softcapping, can be batched this way (the scheduler batches different
+    /// lengths only where that holds); anything else is an error rather than attention over
+    /// another sequence's rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_attention_over_lengths(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        key_lengths: Option<&[usize]>,
+        mask: Option<&Tensor>,
+        flash_params: Option<&FlashParams>,
+        sdpa_params: &SdpaParams,
+    ) -> Result<Tensor> {
+        let Some(key_lengths) = key_lengths else {
+            return self.run_attention(q, k, v, mask, flash_params, sdpa_params);
+        };
+        let (_, _, seq_len, _) = q.dims4()?;
+        if !q.device().is_cpu()
+            || seq_len != 1
+            || q.dtype() != DType::F32
+            || mask.is_some()
+            || sdpa_params.sinks.is_some()
+            || sdpa_params.softcap.is_some_and(|softcap| softcap != 0.0)
+        {
+            candle_core::bail!(
+                "attention over sequences of different lengths takes one F32 query row on the CPU"
+            );
+        }
+        cpu::run_one_query_over_lengths(
+            &q.transpose(1, 2)?,
+            &k.transpose(1, 2)?,
+            &v.transpose(1, 2)?,
+            key_lengths,
+            sdpa_params,
+        )
+    }
+
     /// Same as `run_attention`, but no flash attention
     #[allow(unused_variables, clippy::too_many_arguments)]
     pub fn run_attention_noflash(

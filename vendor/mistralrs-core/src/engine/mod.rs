@@ -219,6 +219,9 @@ impl Engine {
         // Configure prefix caching on the scheduler based on the global no_prefix_cache flag
         // This ensures PagedAttention prefix caching respects the same setting
         get_mut_arcmutex!(scheduler).set_prefix_caching_enabled(!no_prefix_cache);
+        // modeld: decoding batches mix lengths where the pipeline can attend over them.
+        let mixed_lengths = !no_kv_cache && get_mut_arcmutex!(pipeline).decodes_mixed_lengths();
+        get_mut_arcmutex!(scheduler).set_mixed_length_completions(mixed_lengths);
 
         let has_paged_attention = get_mut_arcmutex!(scheduler).kv_cache_manager().is_some();
 
@@ -426,93 +429,106 @@ impl Engine {
                     }
 
                     if !scheduled.prompt.is_empty() {
-                        let prompt_exec_time = {
-                            let mut pipeline = get_mut_arcmutex!(self.pipeline);
+                        // modeld: the prompts of a pass may differ in length and prefix-cache
+                        // offset (a scheduler that batches decoding sequences of different
+                        // lengths admits every newcomer at once); each group of equal ones is
+                        // one prompt step, all in this pass.
+                        let prompt_group = |seq: &crate::sequence::Sequence| {
+                            (seq.len(), seq.token_offset(), seq.images().is_some())
+                        };
+                        scheduled
+                            .prompt
+                            .sort_by_key(|seq| (prompt_group(seq), *seq.id()));
+                        for group in scheduled
+                            .prompt
+                            .chunk_by_mut(|left, right| prompt_group(left) == prompt_group(right))
+                        {
+                            let prompt_exec_time = {
+                                let mut pipeline = get_mut_arcmutex!(self.pipeline);
 
-                            // Run the prompt seqs
-                            let post_op = if !self.no_kv_cache {
-                                CacheInstruction::Out
-                            } else {
-                                CacheInstruction::Reset {
-                                    load_preallocated_cache: false,
-                                    reset_non_granular: false,
-                                }
+                                // Run the prompt seqs
+                                let post_op = if !self.no_kv_cache {
+                                    CacheInstruction::Out
+                                } else {
+                                    CacheInstruction::Reset {
+                                        load_preallocated_cache: false,
+                                        reset_non_granular: false,
+                                    }
+                                };
+
+                                let return_raw_logits = group[0].return_raw_logits;
+                                assert!(
+                                    group
+                                        .iter()
+                                        .all(|seq| seq.return_raw_logits == return_raw_logits),
+                                    "All sequences must either return raw logits, or not."
+                                );
+
+                                // This comes from prefix caching
+                                // modeld: a group's sequences share their token offset (above).
+                                let pre_op = if group[0].token_offset() != 0 {
+                                    CacheInstruction::In
+                                } else {
+                                    CacheInstruction::Reset {
+                                        load_preallocated_cache: true,
+                                        reset_non_granular: false,
+                                    }
+                                };
+
+                                pipeline
+                                    .step(
+                                        group,
+                                        true,
+                                        return_raw_logits,
+                                        &mut *get_mut_arcmutex!(self.prefix_cacher),
+                                        self.disable_eos_stop,
+                                        rng.clone(),
+                                        CacheBackendMetadata::DefaultInstructions { pre_op, post_op },
+                                    )
+                                    .await
                             };
 
-                            let return_raw_logits = scheduled.prompt[0].return_raw_logits;
-                            assert!(
-                                scheduled
-                                    .prompt
-                                    .iter()
-                                    .all(|seq| seq.return_raw_logits == return_raw_logits),
-                                "All sequences must either return raw logits, or not."
+                            let prompt_exec_time = handle_pipeline_forward_error!(
+                                "prompt step",
+                                prompt_exec_time,
+                                group,
+                                self.pipeline,
+                                'lp,
+                                self.prefix_cacher
                             );
 
-                            // This comes from prefix caching
-                            // The invariant where all token offsets are the same is handled by the scheduler
-                            let pre_op = if scheduled.prompt[0].token_offset() != 0 {
-                                CacheInstruction::In
-                            } else {
-                                CacheInstruction::Reset {
-                                    load_preallocated_cache: true,
-                                    reset_non_granular: false,
-                                }
-                            };
+                            let total_processed_tokens: usize = group
+                                .iter()
+                                .map(|seq| seq.get_toks().len())
+                                .sum();
+                            self.logger.add_tokens_processed(total_processed_tokens);
 
-                            pipeline
-                                .step(
-                                    &mut scheduled.prompt,
-                                    true,
-                                    return_raw_logits,
-                                    &mut *get_mut_arcmutex!(self.prefix_cacher),
-                                    self.disable_eos_stop,
-                                    rng.clone(),
-                                    CacheBackendMetadata::DefaultInstructions { pre_op, post_op },
-                                )
-                                .await
-                        };
-
-                        let prompt_exec_time = handle_pipeline_forward_error!(
-                            "prompt step",
-                            prompt_exec_time,
-                            &mut scheduled.prompt,
-                            self.pipeline,
-                            'lp,
-                            self.prefix_cacher
-                        );
-
-                        let total_processed_tokens: usize = scheduled
-                            .prompt
-                            .iter()
-                            .map(|seq| seq.get_toks().len())
-                            .sum();
-                        self.logger.add_tokens_processed(total_processed_tokens);
-
-                        for seq in scheduled.prompt.iter_mut() {
-                            match seq.sequence_stepping_type() {
-                                SeqStepType::OneShot => {
-                                    seq.set_state(SequenceState::Done(StopReason::GeneratedImage))
-                                }
-                                // modeld: a sequence that ended at its first token (one
-                                // token asked for, an end token, a stop) stays ended; it was
-                                // revived for one more decoding step whose token nobody reads.
-                                SeqStepType::PromptAndDecode => {
-                                    if !seq.is_finished_paged_attn() {
-                                        seq.set_state(SequenceState::RunningCompletion)
+                            for seq in group.iter_mut() {
+                                match seq.sequence_stepping_type() {
+                                    SeqStepType::OneShot => {
+                                        seq.set_state(SequenceState::Done(StopReason::GeneratedImage))
+                                    }
+                                    // modeld: a sequence that ended at its first token (one
+                                    // token asked for, an end token, a stop) stays ended; it was
+                                    // revived for one more decoding step whose token nobody reads.
+                                    SeqStepType::PromptAndDecode => {
+                                        if !seq.is_finished_paged_attn() {
+                                            seq.set_state(SequenceState::RunningCompletion)
+                                        }
                                     }
                                 }
+                                let now = SystemTime::now()
+                                    .duration_since(UNIX_EPOCH)
+                                    .expect("Time travel has occurred!")
+                                    .as_millis();
+                                #[allow(clippy::cast_precision_loss)]
+                                let prompt_tok_per_sec =
+                                    seq.len() as f32 / prompt_exec_time.as_secs_f32();
+                                seq.prompt_tok_per_sec = prompt_tok_per_sec;
+                                seq.prompt_timestamp = Some(now);
+                                seq.total_prompt_time = Some(prompt_exec_time.as_millis());
+                                seq.step_start_instant = None;
                             }
-                            let now = SystemTime::now()
-                                .duration_since(UNIX_EPOCH)
-                                .expect("Time travel has occurred!")
-                                .as_millis();
-                            #[allow(clippy::cast_precision_loss)]
-                            let prompt_tok_per_sec =
-                                seq.len() as f32 / prompt_exec_time.as_secs_f32();
-                            seq.prompt_tok_per_sec = prompt_tok_per_sec;
-                            seq.prompt_timestamp = Some(now);
-                            seq.total_prompt_time = Some(prompt_exec_time.as_millis());
-                            seq.step_start_instant = None;
                         }
                         last_completion_ids = vec![];
                     }

@@ -134,6 +134,15 @@ impl KvCache {
         Ok((k, v))
     }
 
+    /// modeld: in a batch whose sequences have cached different numbers of positions, each
+    /// one's length (see `SingleCache::sequence_lengths`); `None` otherwise.
+    pub fn sequence_lengths(&self) -> Option<&[usize]> {
+        match self {
+            Self::Normal { k, .. } => k.sequence_lengths.as_deref(),
+            Self::Rotating { .. } | Self::Shared { .. } => None,
+        }
+    }
+
     pub fn current_seq_len(&self) -> usize {
         match self {
             Self::Normal { k, .. } => k.current_seq_len(),
@@ -278,6 +287,9 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
     ) {
         let mut new_k_cache = Vec::new();
         let mut new_v_cache = Vec::new();
+        // modeld: per layer, the sequences' lengths when they differ.
+        let mut new_lengths: Vec<Option<Vec<usize>>> =
+            vec![None; pipeline.get_metadata().num_hidden_layers];
 
         // modeld: the model's working cache still holds the last step's tensors, which are also
         // some sequence's own; let go of them first, so that a sequence whose tensors nobody
@@ -383,6 +395,22 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                 dims_k[dim] = capacity;
                 dims_v[dim] = capacity;
             }
+            // modeld: the sequences' own lengths, kept when they differ (answers that started
+            // at different times decoding in one step; see `SingleCache::sequence_lengths`).
+            let lengths: Vec<usize> = seqs
+                .iter_mut()
+                .map(|seq| match sequence_cache(seq, modify_draft_cache)[layer].as_ref() {
+                    Some(KvCache::Normal { k, .. }) => k.current_seq_len,
+                    Some(KvCache::Rotating { k, .. }) => k.current_seq_len,
+                    _ => 0,
+                })
+                .collect();
+            let differing = lengths.iter().any(|length| *length != lengths[0]);
+            assert!(
+                !differing || position_dim.is_some(),
+                "sequences of different lengths batched over a rotating cache"
+            );
+            new_lengths[layer] = differing.then_some(lengths);
             let batch_k = Tensor::zeros(dims_k.clone(), first_k.dtype(), first_k.device()).unwrap();
             let batch_v = Tensor::zeros(dims_v.clone(), first_v.dtype(), first_v.device()).unwrap();
             // Fill each sequence's cache slice
@@ -431,7 +459,12 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
             match cache_ref {
                 KvCache::Normal { k: old_k, .. } => {
                     let template_cache_dim = old_k.dim;
-                    let template_cache_csl = old_k.current_seq_len;
+                    // modeld: with different lengths, the batch's is the longest.
+                    let sequence_lengths = new_lengths[layer_idx].take();
+                    let template_cache_csl = sequence_lengths
+                        .as_ref()
+                        .and_then(|lengths| lengths.iter().max().copied())
+                        .unwrap_or(old_k.current_seq_len);
                     let template_cache_msl = old_k.max_seq_len;
                     // modeld: the batch's buffer may be larger than the first sequence's.
                     let template_cache_capsl = k_cache
@@ -445,6 +478,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                             current_seq_len: template_cache_csl,
                             max_seq_len: template_cache_msl,
                             capacity_seq_len: template_cache_capsl,
+                            sequence_lengths: sequence_lengths.clone(),
                         },
                         v: SingleCache {
                             all_data: v_cache.map(|x| x.contiguous().unwrap()),
@@ -452,6 +486,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                             current_seq_len: template_cache_csl,
                             max_seq_len: template_cache_msl,
                             capacity_seq_len: template_cache_capsl,
+                            sequence_lengths,
                         },
                     });
                 }
@@ -535,20 +570,29 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                         k: cache_k,
                         v: cache_v,
                     } => {
+                        // modeld: in a batch of different lengths, each sequence keeps its own.
+                        let own_length = |cache: &SingleCache| {
+                            cache
+                                .sequence_lengths
+                                .as_ref()
+                                .map_or(cache.current_seq_len, |lengths| lengths[seq_i])
+                        };
                         *seq_cache = Some(KvCache::Normal {
                             k: SingleCache {
                                 all_data: Some(k),
                                 dim: cache_k.dim,
-                                current_seq_len: cache_k.current_seq_len,
+                                current_seq_len: own_length(cache_k),
                                 max_seq_len: cache_k.max_seq_len,
                                 capacity_seq_len: cache_k.capacity_seq_len,
+                                sequence_lengths: None,
                             },
                             v: SingleCache {
                                 all_data: Some(v),
                                 dim: cache_v.dim,
-                                current_seq_len: cache_v.current_seq_len,
+                                current_seq_len: own_length(cache_v),
                                 max_seq_len: cache_v.max_seq_len,
                                 capacity_seq_len: cache_v.capacity_seq_len,
+                                sequence_lengths: None,
                             },
                         });
                     }
@@ -693,6 +737,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                             current_seq_len: 0,
                             max_seq_len: template_cache_msl,
                             capacity_seq_len: k_cache.dims()[template_cache_dim],
+                            sequence_lengths: None,
                         },
                         v: SingleCache {
                             all_data: Some(v_cache.zeros_like().unwrap()),
@@ -700,6 +745,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                             current_seq_len: 0,
                             max_seq_len: template_cache_msl,
                             capacity_seq_len: k_cache.dims()[template_cache_dim],
+                            sequence_lengths: None,
                         },
                     };
                     *layer = cache;

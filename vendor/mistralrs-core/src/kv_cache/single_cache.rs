@@ -13,6 +13,12 @@ pub struct SingleCache {
     pub current_seq_len: usize,
     pub capacity_seq_len: usize,
     pub max_seq_len: usize,
+    /// modeld: in the working cache of a batch whose sequences have cached different numbers
+    /// of positions (answers that started at different times, decoding in one step), each
+    /// sequence's own length, and `current_seq_len` is the longest. `append` writes each
+    /// sequence's new positions after its own, and attention reads each sequence's own
+    /// (`Sdpa::run_attention_over_lengths`). `None` when every sequence has `current_seq_len`.
+    pub sequence_lengths: Option<Vec<usize>>,
 }
 
 impl SingleCache {
@@ -23,6 +29,7 @@ impl SingleCache {
             current_seq_len: 0,
             max_seq_len,
             capacity_seq_len,
+            sequence_lengths: None,
         }
     }
 
@@ -72,9 +79,13 @@ impl SingleCache {
     pub fn reset(&mut self) {
         self.current_seq_len = 0;
         self.all_data = None;
+        self.sequence_lengths = None;
     }
 
     pub fn try_set_len(&self, len: usize) -> candle_core::Result<()> {
+        if self.sequence_lengths.is_some() {
+            candle_core::bail!("kv-cache: cannot set one length on a batch of different lengths");
+        }
         if len > self.capacity_seq_len {
             candle_core::bail!(
                 "kv-cache: requested length ({}) exceeds current capacity ({})",
@@ -127,6 +138,24 @@ impl SingleCache {
         }
 
         let ad = self.all_data.as_mut().unwrap();
+
+        // modeld: a batch of different lengths: each sequence's rows go after its own.
+        if let Some(lengths) = self.sequence_lengths.as_mut() {
+            if lengths.len() != src.dim(0)? {
+                candle_core::bail!(
+                    "kv-cache: {} sequence lengths for a batch of {}",
+                    lengths.len(),
+                    src.dim(0)?
+                );
+            }
+            for (sequence, length) in lengths.iter_mut().enumerate() {
+                ad.narrow(0, sequence, 1)?
+                    .slice_set(&src.narrow(0, sequence, 1)?, self.dim, *length)?;
+                *length += seq_len;
+            }
+            self.current_seq_len += seq_len;
+            return Ok(());
+        }
 
         ad.slice_set(src, self.dim, self.current_seq_len)?;
         self.current_seq_len += seq_len;

@@ -119,8 +119,17 @@ impl LayerWeights {
             }
             None => {
                 let (k, v) = kv_cache.append(&k, &v)?;
-
-                Sdpa.run_attention(&q, &k, &v, mask, None, &self.sdpa_params)?
+                // modeld: each sequence attends over its own positions (a decoding batch may mix
+                // lengths, `KvCache::sequence_lengths`).
+                Sdpa.run_attention_over_lengths(
+                    &q,
+                    &k,
+                    &v,
+                    kv_cache.sequence_lengths(),
+                    mask,
+                    None,
+                    &self.sdpa_params,
+                )?
             }
         };
 

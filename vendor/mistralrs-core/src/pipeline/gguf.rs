@@ -759,6 +759,22 @@ impl MetadataMixin for GGUFPipeline {
 
 #[async_trait::async_trait]
 impl Pipeline for GGUFPipeline {
+    /// modeld: the GGUF models attend over each sequence's own positions on the CPU, where
+    /// every layer's cache is a plain one (no sliding window) and no adapter is involved.
+    /// `MODELD_DECODE_MIXED_LENGTHS=0` turns it off (for comparisons).
+    fn decodes_mixed_lengths(&self) -> bool {
+        if std::env::var("MODELD_DECODE_MIXED_LENGTHS").is_ok_and(|value| value == "0") {
+            return false;
+        }
+        let plain_model = !matches!(self.model, Model::XLoraLlama(_) | Model::XLoraPhi3(_));
+        let metadata = self.get_metadata();
+        plain_model
+            && self.device().is_cpu()
+            && metadata.sliding_window.is_none()
+            && !metadata.no_kv_cache
+            && metadata.cache_engine.is_none()
+    }
+
     fn forward_inputs(
         &mut self,
         inputs: Box<dyn Any>,

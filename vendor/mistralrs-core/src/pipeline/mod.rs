@@ -445,6 +445,12 @@ pub trait Pipeline:
         return_raw_logits: bool,
     ) -> Result<ForwardInputsResult, candle_core::Error>;
 
+    /// modeld: whether a decoding step may batch sequences that have cached different numbers
+    /// of positions (each attending over its own, `Sdpa::run_attention_over_lengths`).
+    fn decodes_mixed_lengths(&self) -> bool {
+        false
+    }
+
     /// Returns the total of model execution time.
     #[allow(clippy::too_many_arguments)]
     async fn step(

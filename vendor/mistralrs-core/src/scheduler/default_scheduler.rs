@@ -72,7 +72,12 @@ pub trait BucketingManager<Backer: FcfsBacker>: Send + Sync {
 // Bucket by that metric for images because if we are not a prompt, then this doesn't apply
 type BucketKey = (usize, bool, usize);
 
-struct FixedBucketingManager;
+struct FixedBucketingManager {
+    /// modeld: whether decoding sequences of different lengths share a step (the pipeline can
+    /// batch them, `Pipeline::decodes_mixed_lengths`): then every running sequence runs at
+    /// every pass.
+    mixed_length_completions: bool,
+}
 
 impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
     /// Move the sequences into buckets, and run the ones with the shortest lengths.
@@ -81,9 +86,34 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
     fn bucket_and_waitlist_seqs_waiting(
         &mut self,
         running: Vec<Sequence>,
-        mut waiting: Backer,
+        waiting: Backer,
         discrete: bool,
     ) -> BucketedSeqs<Backer> {
+        // modeld: with mixed-length decoding, every running sequence runs at every pass: the
+        // decoding ones in one step, and the engine evaluates the prompts in one step per
+        // group of the same length and prefix-cache offset, all in the same pass, so the
+        // answers already streaming pause once for all the newcomers waiting. Released (and
+        // below), sequences decoded only beside others of the same length, so answers that
+        // started at different times took turns, each waiting for the others' steps between two
+        // of its tokens, and each prompt bucket took a pass of its own.
+        if !self.mixed_length_completions {
+            return bucket_by_length(running, waiting, discrete);
+        }
+        BucketedSeqs {
+            running: running.into_iter().map(|seq| seq.reset_urgency()).collect(),
+            waiting,
+        }
+    }
+}
+
+/// The sequences of one bucket (same cache length, and for prompts the same prefix-cache
+/// offset) to run; the others wait.
+fn bucket_by_length<Backer: FcfsBacker>(
+    running: Vec<Sequence>,
+    mut waiting: Backer,
+    discrete: bool,
+) -> BucketedSeqs<Backer> {
+    {
         // Now, get the sequences with the smallest sequence lengths, and allow them to catch up.
         let mut seq_buckets: HashMap<BucketKey, Vec<Sequence>> = HashMap::new();
         for seq in running {
@@ -158,7 +188,9 @@ pub struct DefaultScheduler<Backer: FcfsBacker> {
 impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
     pub fn new(method: DefaultSchedulerMethod) -> Self {
         let bucketing_manager: Box<dyn BucketingManager<_>> = match method {
-            DefaultSchedulerMethod::Fixed(_) => Box::new(FixedBucketingManager),
+            DefaultSchedulerMethod::Fixed(_) => Box::new(FixedBucketingManager {
+                mixed_length_completions: false,
+            }),
         };
         Self {
             running: Vec::new(),
@@ -234,9 +266,12 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 }
                 logger.set_num_running(self.running.len());
                 logger.set_num_waiting(self.waiting.len());
+                // modeld: with mixed-length decoding a pass runs prompts beside completions.
+                let (completion, prompt): (Vec<_>, Vec<_>) =
+                    self.running.iter_mut().partition(|seq| seq.is_completion());
                 return DefaultSchedulerOutput {
-                    prompt: vec![].into(),
-                    completion: self.running.iter_mut().collect::<Vec<_>>().into(),
+                    prompt: prompt.into(),
+                    completion: completion.into(),
                 };
             }
             _ => {}
@@ -333,5 +368,10 @@ impl Scheduler for DefaultScheduler<VecDeque<Sequence>> {
     }
     fn set_prefix_caching_enabled(&mut self, _enabled: bool) {
         // DefaultScheduler doesn't use PagedAttention prefix caching
+    }
+    fn set_mixed_length_completions(&mut self, enabled: bool) {
+        self.bucketing_manager = Box::new(FixedBucketingManager {
+            mixed_length_completions: enabled,
+        });
     }
 }

@@ -69,4 +69,8 @@ pub trait Scheduler: Send + Sync {
     /// Set whether prefix caching is enabled. Called by Engine after creation
     /// to synchronize with the global no_prefix_cache setting.
     fn set_prefix_caching_enabled(&mut self, enabled: bool);
+
+    /// modeld: whether decoding sequences of different lengths may share a step (the
+    /// pipeline's `decodes_mixed_lengths`). Schedulers that cannot use it ignore it.
+    fn set_mixed_length_completions(&mut self, _enabled: bool) {}
 }

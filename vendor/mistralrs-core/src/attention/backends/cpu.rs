@@ -336,6 +336,7 @@ where
             (cast(k_data), k.shape().dims(), k_stride),
             (cast(v_data), v.shape().dims(), v_stride),
             mask_slice.zip(mask_dims_ref),
+            None,
             sdpa_params.softmax_scale,
         )? {
             return Ok(output);
@@ -587,6 +588,49 @@ static CPU_ONE_QUERY_ATTENTION_BY_KERNEL: std::sync::LazyLock<bool> = std::sync:
 /// modeld: an F32 tensor's data, dims and strides.
 type F32Rows<'a> = (&'a [f32], &'a [usize], &'a [usize]);
 
+/// modeld: one F32 query row per head (`q` of shape `(b, 1, h, d)`) over keys and values of
+/// shape `(b, kv_len, kv_h, d)` of which sequence `s` has `key_lengths[s]`
+/// (`Sdpa::run_attention_over_lengths`); returns `(b, h, 1, d)`.
+pub fn run_one_query_over_lengths(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_lengths: &[usize],
+    sdpa_params: &SdpaParams,
+) -> Result<Tensor> {
+    fn cpu_rows<'a>(
+        guard: &'a candle_core::Storage,
+        layout: &candle_core::Layout,
+        name: &str,
+    ) -> Result<&'a [f32]> {
+        let Storage::Cpu(cpu) = guard else {
+            candle_core::bail!("expected CPU storage for {name}");
+        };
+        Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..])
+    }
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (k_guard, k_layout) = k.storage_and_layout();
+    let (v_guard, v_layout) = v.storage_and_layout();
+    let (q_data, k_data, v_data) = (
+        cpu_rows(&q_guard, q_layout, "q")?,
+        cpu_rows(&k_guard, k_layout, "k")?,
+        cpu_rows(&v_guard, v_layout, "v")?,
+    );
+    let kv_len = k.dims().get(1).copied().unwrap_or(0);
+    if key_lengths.len() != q.dims()[0] || key_lengths.iter().any(|length| !(1..=kv_len).contains(length)) {
+        candle_core::bail!("key lengths {key_lengths:?} for a batch of {:?} keys", k.dims());
+    }
+    attend_one_query_f32(
+        (q_data, q.dims(), q.stride()),
+        (k_data, k.dims(), k.stride()),
+        (v_data, v.dims(), v.stride()),
+        None,
+        Some(key_lengths),
+        sdpa_params.softmax_scale,
+    )?
+    .context("attention over sequences of different lengths needs rows the kernel takes")
+}
+
 /// modeld: one F32 query row per head over `kv_len` keys and values, shaped as
 /// [`flash_attn_cpu_single_q`] takes them (`(b, 1, h, d)` and `(b, kv_len, kv_h, d)`, each with
 /// its strides) and returning what it returns, `(b, h, 1, d)`; `None` for layouts the kernel
@@ -596,9 +640,12 @@ fn attend_one_query_f32(
     (k_data, k_dims, k_stride): F32Rows<'_>,
     (v_data, v_dims, v_stride): F32Rows<'_>,
     mask: Option<(&[f32], &[usize])>,
+    key_lengths: Option<&[usize]>,
     scale: f32,
 ) -> Result<Option<Tensor>> {
-    use cpu_kernels::cached_attention::{attend_one_query, OneQueryShape, StridedRows};
+    use cpu_kernels::cached_attention::{
+        attend_one_query, attend_one_query_over_lengths, OneQueryShape, StridedRows,
+    };
     let [b, 1, h, d] = *q_dims else { return Ok(None) };
     let [_, kv_len, kv_h, _] = *k_dims else { return Ok(None) };
     if k_dims != [b, kv_len, kv_h, d]
@@ -647,14 +694,25 @@ fn attend_one_query_f32(
         scale,
     };
     let mut output = vec![0f32; b * h * d];
-    attend_one_query(
-        shape,
-        queries,
-        keys,
-        values,
-        mask_terms.as_deref(),
-        &mut output,
-    );
+    match key_lengths {
+        Some(lengths) => attend_one_query_over_lengths(
+            shape,
+            lengths,
+            queries,
+            keys,
+            values,
+            mask_terms.as_deref(),
+            &mut output,
+        ),
+        None => attend_one_query(
+            shape,
+            queries,
+            keys,
+            values,
+            mask_terms.as_deref(),
+            &mut output,
+        ),
+    }
     Ok(Some(Tensor::from_vec(output, (b, h, 1, d), &Device::Cpu)?))
 }
 
