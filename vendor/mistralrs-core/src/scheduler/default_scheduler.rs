@@ -96,7 +96,16 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
         // below), sequences decoded only beside others of the same length, so answers that
         // started at different times took turns, each waiting for the others' steps between two
         // of its tokens, and each prompt bucket took a pass of its own.
-        if !self.mixed_length_completions {
+        // Decoding sequences far apart in length would pad every one to the longest's
+        // capacity (`batch_scheduling::lengths_batch_together`); they take turns instead.
+        let decoding_lengths: Vec<usize> = running
+            .iter()
+            .filter(|seq| seq.is_completion())
+            .map(|seq| seq.len())
+            .collect();
+        if !self.mixed_length_completions
+            || !batch_scheduling::lengths_batch_together(&decoding_lengths)
+        {
             return bucket_by_length(running, waiting, discrete);
         }
         BucketedSeqs {
