@@ -1,5 +1,6 @@
 """Prefix reuse on SmolLM2-135M-Instruct: a prompt sent again, or extended, is served from the
-KV cache of an earlier request, and must give the answers a daemon without that cache gives."""
+KV cache of an earlier request (the newest entry in F32, older ones in F16), and must give the
+answers a daemon without that cache gives."""
 
 import os
 import tempfile
@@ -49,6 +50,22 @@ def test_repeated_and_extended_prompts_answer_as_if_cold(daemon, uncached_daemon
         cached = answer(daemon, prompt)
         assert cached[0].strip(), "empty answer"
         assert cached == answer(uncached_daemon, prompt), prompt[-60:]
+
+
+def test_older_entries_kept_in_f16_answer_as_if_cold(daemon, uncached_daemon):
+    """Entries other than the newest keep their keys and values in F16 (the KV cache holds them
+    at F16's precision, so nothing is lost) and get their F32 form back when used: a
+    conversation resumed after another one was added, by taking its entry over or by copying
+    it, must answer as a daemon without the cache does."""
+    first = " ".join(f"Ship {n} carried {n * 3} crates of tea to port {n % 4}." for n in range(1, 9))
+    second = " ".join(f"Train {n} left platform {n % 5} at {n} o'clock." for n in range(1, 9))
+    turns = [first, second,
+             first + " Which port did ship 5 reach?",  # continues the demoted first entry
+             second + " When did train 2 leave?",  # continues the demoted second entry
+             first[: len(first) // 2],  # copies part of an older entry
+             second]
+    for prompt in turns:
+        assert answer(daemon, prompt) == answer(uncached_daemon, prompt), prompt[-60:]
 
 
 def test_a_continuation_writes_in_place_without_disturbing_what_others_read(daemon, uncached_daemon):

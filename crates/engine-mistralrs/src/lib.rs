@@ -50,7 +50,8 @@ pub struct MistralRsConfig {
     /// The activations' type.
     pub activation_dtype: ActivationDtype,
     /// KV cache bytes kept per model for prefix reuse (a chat's next turn, completion as you
-    /// type); past it the least recently used entries go.
+    /// type); past it the least recently used entries go. Entries other than the newest are
+    /// kept in F16, so the default of 256 MiB holds what 512 MiB of F32 entries held.
     pub prefix_cache_bytes: usize,
 }
 
@@ -61,7 +62,7 @@ impl Default for MistralRsConfig {
             requantize_type: RequantizeType::Q8_0,
             max_running_sequences: 1,
             activation_dtype: ActivationDtype::F32,
-            prefix_cache_bytes: 512 << 20,
+            prefix_cache_bytes: 256 << 20,
         }
     }
 }

@@ -120,7 +120,7 @@ pub(crate) fn requantized_weights_dir() -> Option<PathBuf> {
 
 /// The mistral.rs engine's settings: where requantized copies go (and their type,
 /// `MODELD_REQUANTIZE_TYPE`, for measurements), the activation type (`MODELD_ACTIVATION_DTYPE`),
-/// the prefix cache budget (`MODELD_PREFIX_CACHE_MIB`, default 512).
+/// the prefix cache budget (`MODELD_PREFIX_CACHE_MIB`, default 256).
 pub(crate) fn mistralrs_config(max_running_sequences: usize) -> anyhow::Result<engine_mistralrs::MistralRsConfig> {
     use engine_mistralrs::{ActivationDtype, MistralRsConfig, RequantizeType};
     let defaults = MistralRsConfig::default();

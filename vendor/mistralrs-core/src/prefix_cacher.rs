@@ -1,4 +1,4 @@
-use candle_core::{Device, Result};
+use candle_core::{DType, Device, Result};
 use indexmap::IndexMap;
 use itertools::Itertools;
 use tracing::info;
@@ -38,9 +38,69 @@ struct CacheElement {
     audio_hashes: Option<Vec<u64>>,
     image_hashes: Option<Vec<u64>>,
     video_hashes: Option<Vec<u64>>,
+    /// modeld: whether its F32 keys and values are kept in F16 (see `demote_to_f16`).
+    demoted_to_f16: bool,
 }
 
 impl CacheElement {
+    /// modeld: on the CPU, an entry that is no longer the most recently added keeps its keys
+    /// and values in F16, half the bytes. The KV cache holds them at F16's precision already
+    /// (`SingleCache::append`), so nothing is lost; an entry that is used again gets its F32
+    /// form back (`promote_to_f32`). The newest entry stays F32, so the request that most
+    /// likely continues it (the same prompt again, a chat's next turn, the next keystroke)
+    /// takes it over without a conversion. Should a conversion fail, the entry stays as it is.
+    fn demote_to_f16(&mut self) {
+        if self.demoted_to_f16
+            || !self.is_on_cpu()
+            || !self.cache.iter().flatten().all(|layer| match layer {
+                KvCache::Normal { k, v } => [&k.all_data, &v.all_data]
+                    .iter()
+                    .all(|data| data.as_ref().is_none_or(|t| t.dtype() == DType::F32)),
+                _ => false,
+            })
+        {
+            return;
+        }
+        let Ok(layers) = self.converted_layers(DType::F16) else {
+            return;
+        };
+        self.cache = layers;
+        self.demoted_to_f16 = true;
+    }
+
+    /// modeld: the F32 form of a demoted entry (see `demote_to_f16`).
+    fn promote_to_f32(&mut self) -> Result<()> {
+        if self.demoted_to_f16 {
+            self.cache = self.converted_layers(DType::F32)?;
+            self.demoted_to_f16 = false;
+        }
+        Ok(())
+    }
+
+    fn converted_layers(&self, dtype: DType) -> Result<Vec<Option<KvCache>>> {
+        self.cache
+            .iter()
+            .map(|layer| {
+                let Some(KvCache::Normal { k, v }) = layer else {
+                    return Ok(layer.clone());
+                };
+                let convert = |cache: &crate::kv_cache::SingleCache| -> Result<_> {
+                    let mut converted = cache.clone();
+                    converted.all_data = cache
+                        .all_data
+                        .as_ref()
+                        .map(|data| data.to_dtype(dtype))
+                        .transpose()?;
+                    Ok(converted)
+                };
+                Ok(Some(KvCache::Normal {
+                    k: convert(k)?,
+                    v: convert(v)?,
+                }))
+            })
+            .collect()
+    }
+
     fn can_rewind_to(&self, len: usize) -> bool {
         self.cache
             .iter()
@@ -180,6 +240,7 @@ impl PrefixCacheManagerV2 {
                 image_hashes: seq.image_hashes().map(|x| x.to_vec()),
                 audio_hashes: seq.audio_hashes().map(|x| x.to_vec()),
                 video_hashes: seq.video_hashes().map(|x| x.to_vec()),
+                demoted_to_f16: false,
             };
             let new_element_rewinds = seq.recurrent_state_idx().is_none();
             self.caches.retain(|cached, element| {
@@ -190,6 +251,10 @@ impl PrefixCacheManagerV2 {
                     && new_element.can_rewind_to(cached.0.len().saturating_sub(1)))
             });
             self.caches.shift_remove(&toks);
+            // modeld: every entry but the newest keeps its keys and values in F16.
+            for element in self.caches.values_mut() {
+                element.demote_to_f16();
+            }
             self.caches.insert(toks, new_element);
         }
     }
@@ -513,6 +578,9 @@ impl PrefixCacheManagerV2 {
             } else {
                 0
             };
+            // modeld: a demoted entry is used in F32 (a copy either way: handed over, it was
+            // not the newest; copied, `clone_in_cache` would have copied it).
+            cache.promote_to_f32()?;
             for layer in cache.cache.iter_mut().flatten() {
                 layer.set_len(match_len)?;
             }
@@ -576,6 +644,7 @@ mod tests {
                 audio_hashes: None,
                 image_hashes: None,
                 video_hashes: None,
+                demoted_to_f16: false,
             },
         );
         prefix_cacher.caches.insert(
@@ -587,6 +656,7 @@ mod tests {
                 audio_hashes: None,
                 image_hashes: None,
                 video_hashes: None,
+                demoted_to_f16: false,
             },
         );
 
@@ -621,6 +691,7 @@ mod tests {
                 audio_hashes: None,
                 image_hashes: None,
                 video_hashes: None,
+                demoted_to_f16: false,
             },
         );
 

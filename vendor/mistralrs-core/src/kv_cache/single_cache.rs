@@ -1,4 +1,4 @@
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use super::NormalCache;
 
@@ -103,6 +103,17 @@ impl SingleCache {
     }
 
     pub fn append(&mut self, src: &Tensor) -> Result<()> {
+        // modeld: on the CPU, F32 keys and values are kept at F16's precision, as llama.cpp's
+        // default KV cache keeps them. The prefix cache then stores entries in F16 with no
+        // loss (`prefix_cacher`), so an answer resumed from an entry computes with the very
+        // values a cold evaluation does.
+        let rounded;
+        let src = if src.device().is_cpu() && src.dtype() == DType::F32 {
+            rounded = src.to_dtype(DType::F16)?.to_dtype(DType::F32)?;
+            &rounded
+        } else {
+            src
+        };
         let seq_len = src.dim(self.dim)?;
         // This doesn't seem very idiomatic but because the creation can fail, it's tricky to use
         // self.all_data.get_or_insert_with.
