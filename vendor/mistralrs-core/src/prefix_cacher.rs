@@ -77,9 +77,12 @@ impl CacheElement {
         Ok(())
     }
 
+    /// The layers with their keys and values in `dtype`, converted in parallel (the engine
+    /// thread is a worker of the pool).
     fn converted_layers(&self, dtype: DType) -> Result<Vec<Option<KvCache>>> {
+        use rayon::prelude::*;
         self.cache
-            .iter()
+            .par_iter()
             .map(|layer| {
                 let Some(KvCache::Normal { k, v }) = layer else {
                     return Ok(layer.clone());

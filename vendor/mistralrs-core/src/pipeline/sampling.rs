@@ -79,6 +79,8 @@ pub(crate) async fn finish_or_add_toks_to_seq(
 
         // let send = seq.get_toks().len() % 2 == 0 || is_done.is_some();
         let send = true;
+        // modeld: whether the finished sequence already went into the prefix cache (below).
+        let mut added_to_prefix_cache = false;
         // Send chunks when:
         // 1. Tool call is not possible (!tool_use_still_possible) - normal streaming
         // 2. Tool call is complete (tool_use_is_done) - send the tool call
@@ -181,6 +183,23 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                 }
             }
 
+            // modeld: a finished sequence goes into the prefix cache before its last chunk is
+            // sent, as the non-streaming path below does. Adding it trims its cache (a copy) and
+            // keeps the entry it replaces as the newest in F16 (a conversion): done after the
+            // last chunk, that work delayed the client's next request, which is often the same
+            // prompt again or its continuation.
+            if is_done.is_some() && use_prefix_cacher {
+                added_to_prefix_cache = true;
+                let recurrent_snapshots = if this.cache().is_hybrid() {
+                    seq.recurrent_state_idx()
+                        .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
+                } else {
+                    None
+                };
+                prefix_cacher.add_sequence(seq, recurrent_snapshots);
+                prefix_cacher.evict_caches()?;
+            }
+
             // Send usage on final chunk.
             let usage_opt = if is_done.is_some() {
                 let usage = seq.get_mut_group().get_usage();
@@ -221,7 +240,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
         // Handle Done state regardless of tool detection - must be outside the tool_use check
         // to ensure sequence completes even when tool detection thinks output might be a tool call
         if let Some(reason) = is_done {
-            if use_prefix_cacher {
+            if use_prefix_cacher && !added_to_prefix_cache {
                 let recurrent_snapshots = if this.cache().is_hybrid() {
                     seq.recurrent_state_idx()
                         .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
