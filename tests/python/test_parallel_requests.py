@@ -44,6 +44,25 @@ def answer(daemon, prompt, num_predict=24):
     return result["response"], result["eval_count"]
 
 
+def stream_recording(daemon, prompt, num_predict, who, events, lock, after_pieces=None):
+    """Streams an answer, appending `(who, piece index)` to `events` as each piece arrives;
+    sets `after_pieces[1]` once `after_pieces[0]` pieces have come. Returns (text, eval_count)."""
+    body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
+            "options": {"temperature": 0, "num_predict": num_predict}}
+    text, pieces, last = "", 0, None
+    for chunk in daemon.stream("/api/generate", body):
+        if chunk.get("response"):
+            text += chunk["response"]
+            with lock:
+                events.append((who, pieces))
+            pieces += 1
+            if after_pieces and pieces == after_pieces[0]:
+                after_pieces[1].set()
+        if chunk.get("done"):
+            last = chunk
+    return text, last["eval_count"]
+
+
 def test_concurrent_requests_answer_as_sequential_ones(sequential_daemon, parallel_daemon):
     # Same-length prompts, which decode as one batch from the start, and prompts of other
     # lengths, which decode on their own until they catch up with a batch or finish.
@@ -74,40 +93,11 @@ def test_an_answer_parked_behind_a_short_request_resumes_unchanged(sequential_da
         worker = threading.Thread(target=lambda: (reached.wait(), short_answer.update(
             result=answer(parallel_daemon, short_prompt))))
         worker.start()
-        body = {"model": MODEL, "prompt": long_prompt, "raw": True, "stream": True,
-                "options": {"temperature": 0, "num_predict": 24}}
-        text, n_pieces, last = "", 0, None
-        for chunk in parallel_daemon.stream("/api/generate", body):
-            if chunk.get("response"):
-                text += chunk["response"]
-                n_pieces += 1
-                if n_pieces == k:
-                    reached.set()
-            if chunk.get("done"):
-                last = chunk
+        streamed = stream_recording(parallel_daemon, long_prompt, 24, "long", [], threading.Lock(), (k, reached))
         reached.set()
         worker.join()
-        assert (text, last["eval_count"]) == alone, f"short request sent after {k} pieces"
+        assert streamed == alone, f"short request sent after {k} pieces"
         assert short_answer["result"] == answer(sequential_daemon, short_prompt)
-
-
-def stream_recording(daemon, prompt, num_predict, who, events, lock, after_pieces=None):
-    """Streams an answer, appending `(who, piece index)` to `events` as each piece arrives;
-    sets `after_pieces[1]` once `after_pieces[0]` pieces have come. Returns (text, eval_count)."""
-    body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
-            "options": {"temperature": 0, "num_predict": num_predict}}
-    text, pieces, last = "", 0, None
-    for chunk in daemon.stream("/api/generate", body):
-        if chunk.get("response"):
-            text += chunk["response"]
-            with lock:
-                events.append((who, pieces))
-            pieces += 1
-            if after_pieces and pieces == after_pieces[0]:
-                after_pieces[1].set()
-        if chunk.get("done"):
-            last = chunk
-    return text, last["eval_count"]
 
 
 def test_an_earlier_answer_keeps_streaming_while_a_later_one_decodes(sequential_daemon, parallel_daemon):

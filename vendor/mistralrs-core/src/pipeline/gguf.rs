@@ -771,7 +771,6 @@ impl Pipeline for GGUFPipeline {
         plain_model
             && self.device().is_cpu()
             && metadata.sliding_window.is_none()
-            && !metadata.no_kv_cache
             && metadata.cache_engine.is_none()
     }
 

@@ -25,6 +25,24 @@ macro_rules! fixup_sentencepiece {
     };
 }
 
+/// modeld: `seq`'s KV cache (with its recurrent state, for hybrid models) into the prefix
+/// cache, then the cache's eviction; the three places a sequence leaves for the cache call it.
+fn add_to_prefix_cache(
+    this: &dyn Pipeline,
+    prefix_cacher: &mut PrefixCacheManagerV2,
+    seq: &mut Sequence,
+) -> Result<()> {
+    let recurrent_snapshots = if this.cache().is_hybrid() {
+        seq.recurrent_state_idx()
+            .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
+    } else {
+        None
+    };
+    prefix_cacher.add_sequence(seq, recurrent_snapshots);
+    prefix_cacher.evict_caches()?;
+    Ok(())
+}
+
 pub(crate) async fn finish_or_add_toks_to_seq(
     this: &dyn Pipeline,
     prefix_cacher: &mut PrefixCacheManagerV2,
@@ -79,8 +97,6 @@ pub(crate) async fn finish_or_add_toks_to_seq(
 
         // let send = seq.get_toks().len() % 2 == 0 || is_done.is_some();
         let send = true;
-        // modeld: whether the finished sequence already went into the prefix cache (below).
-        let mut added_to_prefix_cache = false;
         // Send chunks when:
         // 1. Tool call is not possible (!tool_use_still_possible) - normal streaming
         // 2. Tool call is complete (tool_use_is_done) - send the tool call
@@ -189,15 +205,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
             // last chunk, that work delayed the client's next request, which is often the same
             // prompt again or its continuation.
             if is_done.is_some() && use_prefix_cacher {
-                added_to_prefix_cache = true;
-                let recurrent_snapshots = if this.cache().is_hybrid() {
-                    seq.recurrent_state_idx()
-                        .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
-                } else {
-                    None
-                };
-                prefix_cacher.add_sequence(seq, recurrent_snapshots);
-                prefix_cacher.evict_caches()?;
+                add_to_prefix_cache(this, prefix_cacher, seq)?;
             }
 
             // Send usage on final chunk.
@@ -221,14 +229,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                 // is: an editor drops a completion as soon as its answer is settled (or the user
                 // types on), and the next request shares almost all of its prompt.
                 if use_prefix_cacher && is_done.is_none() {
-                    let recurrent_snapshots = if this.cache().is_hybrid() {
-                        seq.recurrent_state_idx()
-                            .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
-                    } else {
-                        None
-                    };
-                    prefix_cacher.add_sequence(seq, recurrent_snapshots);
-                    prefix_cacher.evict_caches()?;
+                    add_to_prefix_cache(this, prefix_cacher, seq)?;
                 }
                 seq.set_state(crate::sequence::SequenceState::Done(
                     crate::sequence::StopReason::Canceled,
@@ -239,17 +240,9 @@ pub(crate) async fn finish_or_add_toks_to_seq(
 
         // Handle Done state regardless of tool detection - must be outside the tool_use check
         // to ensure sequence completes even when tool detection thinks output might be a tool call
+        // modeld: a finished sequence went into the prefix cache above (the block runs
+        // whenever the sequence is done).
         if let Some(reason) = is_done {
-            if use_prefix_cacher && !added_to_prefix_cache {
-                let recurrent_snapshots = if this.cache().is_hybrid() {
-                    seq.recurrent_state_idx()
-                        .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
-                } else {
-                    None
-                };
-                prefix_cacher.add_sequence(seq, recurrent_snapshots);
-                prefix_cacher.evict_caches()?;
-            }
             seq.set_state(crate::sequence::SequenceState::Done(reason));
             this.reset_non_granular_state();
         }
@@ -383,14 +376,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
             }
 
             if use_prefix_cacher {
-                let recurrent_snapshots = if this.cache().is_hybrid() {
-                    seq.recurrent_state_idx()
-                        .and_then(|idx| this.cache().hybrid().snapshot_recurrent_state(idx).ok())
-                } else {
-                    None
-                };
-                prefix_cacher.add_sequence(seq, recurrent_snapshots);
-                prefix_cacher.evict_caches()?;
+                add_to_prefix_cache(this, prefix_cacher, seq)?;
             }
 
             // Ensure timing info is synced to group before sending response

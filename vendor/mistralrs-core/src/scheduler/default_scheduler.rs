@@ -106,7 +106,7 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
         if !self.mixed_length_completions
             || !batch_scheduling::lengths_batch_together(&decoding_lengths)
         {
-            return bucket_by_length(running, waiting, discrete);
+            return Self::bucket_by_length(running, waiting, discrete);
         }
         BucketedSeqs {
             running: running.into_iter().map(|seq| seq.reset_urgency()).collect(),
@@ -115,14 +115,14 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
     }
 }
 
-/// The sequences of one bucket (same cache length, and for prompts the same prefix-cache
-/// offset) to run; the others wait.
-fn bucket_by_length<Backer: FcfsBacker>(
-    running: Vec<Sequence>,
-    mut waiting: Backer,
-    discrete: bool,
-) -> BucketedSeqs<Backer> {
-    {
+impl FixedBucketingManager {
+    /// modeld: the sequences of one bucket (same cache length, and for prompts the same
+    /// prefix-cache offset) to run; the others wait (the released bucketing).
+    fn bucket_by_length<Backer: FcfsBacker>(
+        running: Vec<Sequence>,
+        mut waiting: Backer,
+        discrete: bool,
+    ) -> BucketedSeqs<Backer> {
         // Now, get the sequences with the smallest sequence lengths, and allow them to catch up.
         let mut seq_buckets: HashMap<BucketKey, Vec<Sequence>> = HashMap::new();
         for seq in running {
