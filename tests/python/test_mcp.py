@@ -417,8 +417,9 @@ def test_a_cancelled_call_stops_the_generation(mcp_daemon):
         started = time.time()
         with pytest.raises(BaseException):
             async with asyncio.timeout(2):
-                await session.call_tool("generate", {"model": MODEL, "prompt": "Write a very long story.",
-                                                     "max_tokens": 4000})
+                # Greedy and counting far: unsampled, the story could end within the two seconds.
+                await session.call_tool("generate", {"model": MODEL, "temperature": 0, "max_tokens": 4000,
+                                                     "prompt": "Count from 1 to 10000: 1, 2, 3, 4, 5,"})
         return started
     run(with_http_session(mcp_daemon, body))
     # The engine stopped: the next request is served at once, not after 4000 tokens.
